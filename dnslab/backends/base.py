@@ -1,0 +1,66 @@
+"""The backend protocol: how a planned lab becomes real, and how to reach it.
+
+Every method takes the instance :class:`~dnslab.state.State`; a backend records what
+it creates there *before* creating it, so :meth:`Backend.destroy` can remove it after
+any crash. Kinds describe nodes (:class:`~dnslab.kinds.NodeSpec`); backends run them.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+from ..errors import LabError
+
+if TYPE_CHECKING:
+    from ..kinds import NodeSpec
+    from ..plan import LabPlan
+    from ..state import State
+
+
+class BackendError(LabError):
+    """A backend could not make or reach part of a lab."""
+
+    exit_code = 3
+
+
+class Backend(Protocol):
+    name: str
+
+    def preflight(self, lab: LabPlan) -> None:
+        """Raise :class:`~dnslab.errors.EnvError` when this machine cannot run ``lab``."""
+
+    def node_path(self, state: State, node: str) -> str:
+        """The node's directory as its daemon sees it (written into its config)."""
+
+    def create(self, state: State, lab: LabPlan) -> None:
+        """Make the networks and the (empty) nodes of one instance."""
+
+    def start(self, state: State, node: str, spec: NodeSpec) -> None:
+        """Write the node's files and start its daemon, recording what identifies it."""
+
+    def running(self, state: State, node: str) -> bool:
+        """True while the node's daemon (or, for a node without one, the node) is alive."""
+
+    def socket(self, state: State, node: str, family: int, type: int) -> socket.socket:
+        """A socket inside the node's network, for probes and checks."""
+
+    def exec(self, state: State, node: str, argv: Sequence[str], *,
+             capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Run a command inside the node, as a shell there would."""
+
+    def signal(self, state: State, node: str, sig: int) -> None:
+        """Send a signal to the node's daemon (SIGHUP reloads every daemon kind)."""
+
+    def log_path(self, state: State, node: str) -> Path:
+        """The file holding the daemon's output."""
+
+    def destroy(self, states: Sequence[State]) -> None:
+        """Stop and remove everything these instances made; safe to call after any crash."""
+
+    def leftovers(self, claimed: set[str]) -> list[str]:
+        """Resources of ours (by name prefix) that no instance state claims (for ``gc``)."""
+
+    def remove_leftovers(self, names: Sequence[str]) -> None:
+        """Remove what :meth:`leftovers` found."""

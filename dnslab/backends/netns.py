@@ -1,0 +1,226 @@
+"""The default backend: Linux network namespaces, veth pairs and bridges; no daemon needed.
+
+Per instance, one namespace ``dnslab-<instance>`` holds the bridges, so nothing of a
+lab lives in the host namespace; each node is a namespace ``dnslab-<instance>-<node>``
+with one veth per network, created straight into it. Links and addresses are made by
+one ``ip -batch`` per namespace. Daemons run in the foreground from the node's run dir.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+from .. import kinds
+from ..errors import EnvError
+from ..plan import LabPlan
+from ..state import State
+from .base import BackendError
+from .nsutil import netns_inode, pids_in, socket_in
+
+PREFIX = "dnslab-"
+NETNS_DIR = Path("/run/netns")
+ETC_NETNS = Path("/etc/netns")
+
+
+def bridge_ns(instance: str) -> str:
+    return f"{PREFIX}{instance}"
+
+
+def node_ns(instance: str, node: str) -> str:
+    return f"{PREFIX}{instance}-{node}"
+
+
+def link_name(instance: str, node: str, network: str) -> str:
+    """Host-side veth name: ``dl`` + a short hash, within the 15-byte limit."""
+    return "dl" + hashlib.sha1(f"{instance}/{node}/{network}".encode()).hexdigest()[:12]
+
+
+def _ip(args: Sequence[str], batch: str | None = None) -> subprocess.Popen:
+    return subprocess.Popen(["ip", *args, *(["-batch", "-"] if batch is not None else [])],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs: list[tuple[subprocess.Popen, str | None]], what: str) -> None:
+    errors = []
+    for p, batch in procs:
+        _, err = p.communicate(batch)
+        if p.returncode:
+            errors.append(err.strip())
+    if errors:
+        raise BackendError(f"{what} failed: " + "; ".join(errors))
+
+
+class NetnsBackend:
+    name = "netns"
+
+    def preflight(self, lab: LabPlan) -> None:
+        if os.geteuid() != 0:
+            raise EnvError("the netns backend needs root (CAP_NET_ADMIN): run it with sudo")
+        missing = {}
+        for tool, pkg in {"ip": "iproute2", "nsenter": "util-linux"}.items():
+            if shutil.which(tool) is None:
+                missing[tool] = pkg
+        for node in lab.nodes.values():
+            for exe, pkg in kinds.KINDS[node.kind].binaries.items():
+                if shutil.which(exe) is None and not Path("/usr/sbin", exe).exists():
+                    missing[exe] = pkg
+        if missing:
+            raise EnvError("missing programs: " + ", ".join(sorted(missing)) +
+                           f"; install them with: apt-get install {' '.join(sorted(set(missing.values())))}")
+
+    def node_path(self, state: State, node: str) -> str:
+        return str(state.node_dir(node))
+
+    def create(self, state: State, lab: LabPlan) -> None:
+        inst = state.name
+        names = [bridge_ns(inst)] + [node_ns(inst, n) for n in lab.nodes]
+        existing = [n for n in names if (NETNS_DIR / n).exists()]
+        if existing:
+            raise BackendError(f"network namespace {existing[0]} already exists; "
+                               "`dnslab gc` removes what a crashed run left")
+        for n in names:
+            state.intend("netns", n)
+        _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
+        br = [f"link add br-{net} type bridge\nlink set br-{net} up\n" for net in lab.networks]
+        for node in lab.nodes.values():
+            for iface in node.interfaces:
+                veth = link_name(inst, node.name, iface.network)
+                br.append(f"link add {veth} type veth peer name {iface.ifname} netns {node_ns(inst, node.name)}\n"
+                          f"link set {veth} master br-{iface.network} up\n")
+        _finish([(_ip(["-n", bridge_ns(inst)], ""), "".join(br))], "creating bridges and links")
+        procs = []
+        for node in lab.nodes.values():
+            cmds = ["link set lo up\n"]
+            for iface in node.interfaces:
+                if iface.ipv4:
+                    cmds.append(f"addr add {iface.ipv4} dev {iface.ifname}\n")
+                if iface.ipv6:
+                    cmds.append(f"addr add {iface.ipv6} dev {iface.ifname} nodad\n")
+                cmds.append(f"link set {iface.ifname} up\n")
+            procs.append((_ip(["-n", node_ns(inst, node.name)], ""), "".join(cmds)))
+        _finish(procs, "configuring node addresses")
+
+    def start(self, state: State, node: str, spec: kinds.NodeSpec) -> None:
+        d = state.node_dir(node)
+        d.mkdir(parents=True, exist_ok=True)
+        for rel, content in spec.files.items():
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            (d / rel).write_text(content)
+        ns = node_ns(state.name, node)
+        if spec.resolv_conf is not None:
+            etc = ETC_NETNS / ns
+            state.intend("etc", str(etc))
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(spec.resolv_conf)
+        record = state.data["nodes"].setdefault(node, {})
+        if spec.argv is None:
+            return
+        with open(d / "daemon.log", "ab") as log:
+            proc = subprocess.Popen(["nsenter", f"--net={NETNS_DIR / ns}", "--", *spec.argv],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=d, start_new_session=True)
+        record.update(pid=proc.pid, start=_start_time(proc.pid))
+        state.save()
+
+    def running(self, state: State, node: str) -> bool:
+        rec = state.data["nodes"].get(node, {})
+        if "pid" not in rec:
+            return (NETNS_DIR / node_ns(state.name, node)).exists()
+        return _start_time(rec["pid"]) == rec.get("start")
+
+    def socket(self, state: State, node: str, family: int, type: int) -> socket.socket:
+        path = NETNS_DIR / node_ns(state.name, node)
+        if not path.exists():
+            raise BackendError(f"node {node} of instance {state.name} has no network namespace")
+        return socket_in(str(path), family, type)
+
+    def exec(self, state: State, node: str, argv: Sequence[str], *,
+             capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
+        ns = node_ns(state.name, node)
+        if not (NETNS_DIR / ns).exists():
+            raise BackendError(f"node {node} of instance {state.name} has no network namespace")
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=capture,
+                              text=capture, timeout=timeout, cwd=state.node_dir(node)
+                              if state.node_dir(node).is_dir() else "/")
+
+    def signal(self, state: State, node: str, sig: int) -> None:
+        rec = state.data["nodes"].get(node, {})
+        if "pid" in rec and self.running(state, node):
+            os.kill(rec["pid"], sig)
+
+    def log_path(self, state: State, node: str) -> Path:
+        return state.node_dir(node) / "daemon.log"
+
+    def destroy(self, states: Sequence[State]) -> None:
+        namespaces = [n for s in states for n in s.resources("netns")]
+        _stop_processes(states, namespaces)
+        present = [n for n in namespaces if (NETNS_DIR / n).exists()]
+        if present:
+            _finish([(_ip(["-force"], ""), "".join(f"netns del {n}\n" for n in present))], "deleting namespaces")
+        for s in states:
+            for etc in s.resources("etc"):
+                if etc.startswith(str(ETC_NETNS) + "/" + PREFIX):
+                    shutil.rmtree(etc, ignore_errors=True)
+
+    def leftovers(self, claimed: set[str]) -> list[str]:
+        found = [n.name for n in NETNS_DIR.glob(PREFIX + "*") if n.name not in claimed]
+        found += [str(p) for p in ETC_NETNS.glob(PREFIX + "*") if str(p) not in claimed]
+        return sorted(found)
+
+    def remove_leftovers(self, names: Sequence[str]) -> None:
+        namespaces = [n for n in names if "/" not in n]
+        _stop_processes([], namespaces)
+        if namespaces:
+            _finish([(_ip(["-force"], ""), "".join(f"netns del {n}\n" for n in namespaces))], "deleting namespaces")
+        for n in names:
+            if n.startswith(str(ETC_NETNS) + "/" + PREFIX):
+                shutil.rmtree(n, ignore_errors=True)
+
+
+def _start_time(pid: int) -> int | None:
+    """The process start time in clock ticks: tells a PID from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _stop_processes(states: Sequence[State], namespaces: Sequence[str], grace: float = 2.0) -> None:
+    """SIGTERM every process of ours (recorded PIDs and anything inside our namespaces), then SIGKILL."""
+    inodes = {i for i in (netns_inode(str(NETNS_DIR / n)) for n in namespaces) if i}
+    pids = set(pids_in(inodes)) if inodes else set()
+    for s in states:
+        for rec in s.data["nodes"].values():
+            if "pid" in rec and _start_time(rec["pid"]) == rec.get("start"):
+                pids.add(rec["pid"])
+    pids.discard(os.getpid())
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            pids = {p for p in pids if _alive(p)}
+            if pids:
+                time.sleep(0.01)
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,39 @@
+"""The shape every check shares: a strict, typed spec with a ``run`` against a live instance."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import dns.exception
+import dns.message
+from pydantic import BaseModel, ConfigDict, Field
+
+from .result import CheckResult, Evidence
+
+if TYPE_CHECKING:
+    from ..lab import Instance
+
+
+class Check(BaseModel):
+    """A check as written in ``checks.yaml``; subclasses add their fields and ``run``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    kind: ClassVar[str]
+    id: str | None = Field(default=None, description="a name for this check (default: its type)")
+
+    def run(self, inst: Instance) -> CheckResult:
+        raise NotImplementedError
+
+    def result(self, passed: bool, key: str, evidence: list[Evidence], **params) -> CheckResult:
+        return CheckResult(self.kind, self.id or self.kind, passed, f"{self.kind}.{key}", params, evidence)
+
+
+def ask(inst: Instance, server: str, qname: str, qtype: str, *, source: str | None = None,
+        rd: bool = False) -> tuple[dns.message.Message | None, Evidence]:
+    """One query, never raising: the reply (or None) and its evidence."""
+    source = source or inst.default_vantage()
+    text = f"{qname} IN {qtype} {'+rd' if rd else '+norec'}"
+    try:
+        reply = inst.query(qname, qtype, server=server, source=source, rd=rd)
+        return reply, Evidence.of(server, text, source, reply)
+    except (dns.exception.DNSException, OSError) as exc:
+        return None, Evidence.of(server, text, source, None, error=str(exc) or type(exc).__name__)

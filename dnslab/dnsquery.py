@@ -1,0 +1,107 @@
+"""DNS queries from inside a lab node, with dnspython over a socket the backend opened there."""
+from __future__ import annotations
+
+import ipaddress
+import select
+import socket
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+
+SocketFactory = Callable[[int, int], socket.socket]
+
+
+def family_of(address: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
+def make_query(qname: str, qtype: str = "A", rdclass: str = "IN", *, rd: bool = True,
+               dnssec: bool = False) -> dns.message.QueryMessage:
+    q = dns.message.make_query(qname, dns.rdatatype.from_text(qtype), dns.rdataclass.from_text(rdclass),
+                               want_dnssec=dnssec, use_edns=0)
+    if not rd:
+        q.flags &= ~dns.flags.RD
+    return q
+
+
+def query(sockets: SocketFactory, server: str, q: dns.message.Message, *, timeout: float = 2.0,
+          tcp: bool = False) -> dns.message.Message:
+    """Send ``q`` to ``server`` port 53 from the node behind ``sockets``; retries over TCP if truncated."""
+    fam = family_of(server)
+    if not tcp:
+        sock = sockets(fam, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            reply = dns.query.udp(q, server, timeout=timeout, sock=sock, ignore_unexpected=True)
+        finally:
+            sock.close()
+        if not reply.flags & dns.flags.TC:
+            return reply
+    sock = sockets(fam, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((server, 53))
+        sock.setblocking(False)
+        return dns.query.tcp(q, server, timeout=timeout, sock=sock)
+    finally:
+        sock.close()
+
+
+@dataclass
+class Probe:
+    """One readiness probe in flight: a connected UDP socket and what counts as ready."""
+
+    sock: socket.socket
+    qname: str
+    qtype: str
+    rdclass: str
+    authoritative: bool
+    ready_at: float | None = None
+
+
+def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadline: float) -> list[object]:
+    """Query every pending probe until it answers as wanted; returns the keys still not ready.
+
+    Raises nothing: a dead process is reported by ``alive`` returning False, and its key
+    is returned at once, so the caller can name it with its log.
+    """
+    pending = dict(probes)
+    dead: list[object] = []
+    last_alive_check = 0.0
+    while pending and time.monotonic() < deadline:
+        for key, p in pending.items():
+            try:
+                p.sock.send(make_query(p.qname, p.qtype, p.rdclass, rd=False).to_wire())
+            except OSError:
+                pass
+        end = time.monotonic() + 0.02
+        while pending and (left := end - time.monotonic()) > 0:
+            readable, _, _ = select.select([p.sock for p in pending.values()], [], [], left)
+            if not readable:
+                break
+            for key, p in list(pending.items()):
+                if p.sock not in readable:
+                    continue
+                try:
+                    reply = dns.message.from_wire(p.sock.recv(65535))
+                except (OSError, dns.exception.DNSException):
+                    continue
+                ok = not p.authoritative or (reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+                                             and reply.answer)
+                if ok:
+                    p.ready_at = time.monotonic()
+                    del pending[key]
+        if time.monotonic() - last_alive_check > 0.1:
+            last_alive_check = time.monotonic()
+            dead = [k for k in pending if not alive(k)]
+            if dead:
+                return dead
+    return list(pending)

@@ -1,0 +1,19 @@
+"""Unbound: recursive resolver only."""
+from __future__ import annotations
+
+from .base import Kind
+
+
+class Unbound(Kind):
+    name = "unbound"
+    roles = ("resolver",)
+    binaries = {"unbound": "unbound"}
+    templates = {"unbound.conf": "unbound.conf.j2"}
+
+    def argv(self, node, d):
+        return ("unbound", "-d", "-c", f"{d}/unbound.conf")
+
+    def context(self, node, lab, d):
+        # Unbound answers special-use names (test., invalid., ...) itself unless told not to.
+        names = {z for z in lab.zones if z != "."} | {z.split(".")[-2] + "." for z in lab.zones if z != "."}
+        return {"nodefault": sorted(names)}

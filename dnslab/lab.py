@@ -1,0 +1,260 @@
+"""Labs and their instances: plan -> up / down / status, through a backend and the state file."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Sequence
+
+import dns.message
+
+from . import backends, dnsquery, kinds, plan
+from .backends import BackendError
+from .errors import InputError, LabError
+from .state import State, all_states, check_name
+
+READY_TIMEOUT = 30.0
+Progress = Callable[[str], None]
+
+
+def labs_root() -> Path:
+    """Where shipped labs live: ``$DNSLAB_LABS`` or the ``labs/`` folder of this checkout."""
+    return Path(os.environ.get("DNSLAB_LABS", Path(__file__).resolve().parent.parent / "labs"))
+
+
+def find_lab(name_or_path: str) -> Path:
+    """A lab folder from a shipped lab name or a path to a folder or lab.yaml."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p.parent if p.name == "lab.yaml" else p
+    if p.is_dir() and (p / "lab.yaml").is_file():
+        return p
+    shipped = labs_root() / name_or_path
+    if "/" not in name_or_path and (shipped / "lab.yaml").is_file():
+        return shipped
+    known = ", ".join(shipped_labs()) or "none"
+    raise InputError(f"no lab {name_or_path!r}: not a shipped lab (known: {known}) nor a folder with lab.yaml")
+
+
+def shipped_labs() -> list[str]:
+    root = labs_root()
+    return sorted(d.name for d in root.iterdir() if (d / "lab.yaml").is_file()) if root.is_dir() else []
+
+
+def load_plan(lab_dir: Path) -> plan.LabPlan:
+    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir)
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    kind: str
+    role: str
+    addresses: list[str]
+    running: bool
+    answers: bool | None  # None: nothing to ask (a client)
+
+
+class Instance:
+    """One live copy of a lab, reached through its backend."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.backend = backends.get(state.data["backend"])
+
+    @classmethod
+    def open(cls, name: str) -> Instance:
+        return cls(State.open(name))
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @cached_property
+    def plan(self) -> plan.LabPlan:
+        return load_plan(self.state.lab_dir)
+
+    def node(self, name: str) -> plan.NodePlan:
+        try:
+            return self.plan.nodes[name]
+        except KeyError:
+            raise InputError(f"no node {name!r} in instance {self.name} "
+                             f"(nodes: {', '.join(self.plan.nodes)})") from None
+
+    def sockets(self, node: str) -> dnsquery.SocketFactory:
+        self.node(node)
+        return lambda family, type: self.backend.socket(self.state, node, family, type)
+
+    def address_of(self, server: str) -> str:
+        """A node name (its first address) or an address, as given."""
+        return self.node(server).address if server in self.plan.nodes else server
+
+    def default_vantage(self) -> str:
+        clients = self.plan.by_role("client")
+        return clients[0].name if clients else next(iter(self.plan.nodes))
+
+    def query(self, qname: str, qtype: str = "A", *, server: str, source: str | None = None,
+              rd: bool = True, dnssec: bool = False, rdclass: str = "IN", timeout: float = 2.0,
+              tcp: bool = False) -> dns.message.Message:
+        """Ask ``server`` (node or address) from node ``source`` (default: the client)."""
+        q = dnsquery.make_query(qname, qtype, rdclass, rd=rd, dnssec=dnssec)
+        return dnsquery.query(self.sockets(source or self.default_vantage()), self.address_of(server), q,
+                              timeout=timeout, tcp=tcp)
+
+    def exec(self, node: str, argv: Sequence[str], *, capture: bool = False, timeout: float | None = None):
+        self.node(node)
+        return self.backend.exec(self.state, node, argv, capture=capture, timeout=timeout)
+
+    def reload(self, node: str) -> None:
+        import signal
+        self.backend.signal(self.state, self.node(node).name, signal.SIGHUP)
+
+    def log_path(self, node: str) -> Path:
+        return self.backend.log_path(self.state, self.node(node).name)
+
+    def status(self, probe: bool = True) -> list[NodeStatus]:
+        out = []
+        specs = {n: kinds.KINDS[p.kind].probe(p) for n, p in self.plan.nodes.items()}
+        answers: dict[str, bool] = {}
+        if probe and self.state.data["phase"] == "ready":
+            probes = {n: self._probe(n, s) for n, s in specs.items() if s is not None}
+            not_ready = set(dnsquery.wait_all(probes, lambda n: True, time.monotonic() + 1.0))
+            answers = {n: n not in not_ready for n in probes}
+            for p in probes.values():
+                p.sock.close()
+        for name, node in self.plan.nodes.items():
+            out.append(NodeStatus(name, node.kind, node.role, node.addresses,
+                                  self.backend.running(self.state, name), answers.get(name)))
+        return out
+
+    def _probe(self, node: str, spec: kinds.Probe) -> dnsquery.Probe:
+        sock = self.backend.socket(self.state, node, dnsquery.family_of(spec.address), socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect((spec.address, 53))
+        return dnsquery.Probe(sock, spec.qname, spec.qtype, spec.rdclass, spec.authoritative)
+
+
+def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
+       progress: Progress = lambda msg: None) -> list[Instance]:
+    """Bring up one instance per name, in parallel; all or nothing.
+
+    :raises InputError: bad lab or instance name (nothing created)
+    :raises EnvError: the backend cannot run here (nothing created)
+    :raises BackendError: a node failed; every instance of this call was removed
+    """
+    for n in names:
+        check_name(n)
+    if len(set(names)) != len(names):
+        raise InputError("instance names must be unique")
+    lab = load_plan(lab_dir)
+    backend = backends.get(backend_name)
+    backend.preflight(lab)
+    t0 = time.monotonic()
+    made: list[Instance] = []
+
+    def build(name: str) -> Instance:
+        state = State.create(name, lab_dir, backend.name)
+        inst = Instance(state)
+        made.append(inst)
+        state.data["lab"] = lab.name
+        backend.create(state, lab)
+        state.set_phase("starting")
+        for node in lab.nodes.values():
+            kind = kinds.KINDS[node.kind]
+            backend.start(state, node.name, kind.spec(node, lab, backend.node_path(state, node.name)))
+        inst.__dict__["plan"] = lab
+        return inst
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+            instances = list(pool.map(build, names))
+        progress(f"{len(instances)} instance(s) of {lab.name} started in {time.monotonic() - t0:.2f}s; "
+                 "waiting for every daemon to answer")
+        _wait_ready(instances, progress, t0)
+    except BaseException:
+        down_states([i.state for i in made])
+        raise
+    for inst in instances:
+        inst.state.set_phase("ready")
+    return instances
+
+
+def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> None:
+    probes: dict[tuple[int, str], dnsquery.Probe] = {}
+    for i, inst in enumerate(instances):
+        for name, node in inst.plan.nodes.items():
+            spec = kinds.KINDS[node.kind].probe(node)
+            if spec is not None:
+                probes[(i, name)] = inst._probe(name, spec)
+    try:
+        left = dnsquery.wait_all(probes, lambda k: instances[k[0]].backend.running(instances[k[0]].state, k[1]),
+                                 time.monotonic() + READY_TIMEOUT)
+    finally:
+        for p in probes.values():
+            p.sock.close()
+    if left:
+        i, node = left[0]
+        inst = instances[i]
+        why = "exited" if not inst.backend.running(inst.state, node) else f"did not answer in {READY_TIMEOUT:.0f}s"
+        raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) {why}; "
+                           f"its log ends with:\n{_tail(inst.log_path(node))}")
+    progress(f"all {len(probes)} daemons of {len(instances)} instance(s) answer, "
+             f"{time.monotonic() - t0:.2f}s after start")
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join("  " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "  (no log)"
+
+
+def down_states(states: Sequence[State]) -> None:
+    """Stop and remove instances, whatever phase they reached."""
+    by_backend: dict[str, list[State]] = {}
+    for s in states:
+        s.data["phase"] = "stopping"
+        if s.dir.exists():
+            s.save()
+        by_backend.setdefault(s.data["backend"], []).append(s)
+    for name, group in by_backend.items():
+        backends.get(name).destroy(group)
+    for s in states:
+        s.remove()
+
+
+def down(names: Sequence[str]) -> list[str]:
+    states = [State.open(n) for n in names]
+    down_states(states)
+    return [s.name for s in states]
+
+
+def instances() -> list[State]:
+    return all_states()
+
+
+def gc(everything: bool = False) -> list[str]:
+    """Remove what crashed runs left: instances never made ready whose ``up`` is gone,
+    and namespaces or files with our prefix that no instance claims. ``everything``
+    removes every instance too. Returns what was removed."""
+    removed = []
+    stale = [s for s in all_states()
+             if everything or (s.data.get("phase") != "ready" and not s.owner_alive())]
+    if stale:
+        down_states(stale)
+        removed += [f"instance {s.name}" for s in stale]
+    claimed = {n for s in all_states() for _, n in s.data["resources"]}
+    for name, cls in backends.BACKENDS.items():
+        be = cls()
+        found = be.leftovers(claimed)
+        if found:
+            be.remove_leftovers(found)
+            removed += found
+    return removed
+
+
+__all__ = ["Instance", "LabError", "down", "find_lab", "gc", "up"]

@@ -1,0 +1,240 @@
+"""From a validated lab file to a plan: every address, name server name, NS record,
+glue record and root hint derived, every cross-field rule checked, all before
+anything touches the kernel. Plain data, buildable and testable without root.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import kinds, topology, yamlsrc, zones
+from .errors import InputProblems, Problem
+
+
+@dataclass(frozen=True)
+class InterfacePlan:
+    network: str
+    ifname: str
+    ipv4: ipaddress.IPv4Interface | None
+    ipv6: ipaddress.IPv6Interface | None
+
+    @property
+    def addresses(self) -> list[str]:
+        return [str(a.ip) for a in (self.ipv4, self.ipv6) if a is not None]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    kind: str
+    role: str
+    interfaces: tuple[InterfacePlan, ...]
+    zones: tuple[str, ...] = ()
+    hostname: str | None = None
+    resolver: str | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        """All addresses, IPv4 first."""
+        v4 = [str(i.ipv4.ip) for i in self.interfaces if i.ipv4]
+        v6 = [str(i.ipv6.ip) for i in self.interfaces if i.ipv6]
+        return v4 + v6
+
+    @property
+    def address(self) -> str:
+        """The address to reach the node at (its first IPv4, else IPv6)."""
+        return self.addresses[0]
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    name: str
+    ipv4: ipaddress.IPv4Network | None
+    ipv6: ipaddress.IPv6Network | None
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """A lab ready to be built: what each backend and kind reads."""
+
+    name: str
+    description: str
+    directory: Path
+    networks: dict[str, NetworkPlan]
+    nodes: dict[str, NodePlan]
+    zones: dict[str, zones.ZonePlan]
+    root_hints: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+
+    def servers_of(self, zone: str) -> list[NodePlan]:
+        return [self.nodes[n] for n in self.zones[zone].servers]
+
+    def by_role(self, role: str) -> list[NodePlan]:
+        return [n for n in self.nodes.values() if n.role == role]
+
+
+def load(path: Path) -> LabPlan:
+    """Load ``lab.yaml`` (or its folder) and derive the plan; raises :class:`InputProblems`."""
+    path = path / "lab.yaml" if path.is_dir() else path
+    topo, src = topology.load(path)
+    return derive(topo, src)
+
+
+def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
+    problems: list[Problem] = []
+
+    def bad(loc: tuple, msg: str) -> None:
+        problems.append(Problem(src.where(loc), f"{_dotted(loc)}: {msg}"))
+
+    roles = _roles(topo, bad)
+    nodes_ifaces = _addresses(topo, bad)
+    zone_names = {topology.zone_name(z): z for z in topo.zones}
+    if len(zone_names) != len(topo.zones):
+        bad(("zones",), "a zone is listed twice (names are compared without case and trailing dot)")
+    served: dict[str, list[str]] = {z: [] for z in zone_names}
+    for name, node in topo.nodes.items():
+        for i, z in enumerate(node.zones):
+            if topology.zone_name(z) not in served:
+                bad(("nodes", name, "zones", i), f"zone {topology.zone_name(z)} is not defined under zones:")
+            else:
+                served[topology.zone_name(z)].append(name)
+        if node.zones and roles.get(name) != "authoritative":
+            bad(("nodes", name, "zones"), f"a {roles.get(name)} does not serve zones; set role: authoritative")
+        if roles.get(name) == "authoritative" and not node.zones:
+            bad(("nodes", name), "an authoritative server needs zones: [...] to serve")
+    for z, original in zone_names.items():
+        if not served[z]:
+            parent = zones.parent_of(z, zone_names)
+            how = f"delegated from {parent}" if parent else "defined"
+            bad(("zones", original), f"zone {z} is {how} but served by no node: add it to a node's zones")
+
+    hostnames: dict[str, str] = {}
+    for name, node in topo.nodes.items():
+        if roles.get(name) == "authoritative" and node.zones:
+            first = topology.zone_name(node.zones[0])
+            hostnames[name] = topology.zone_name(node.hostname or f"{name}.{first.rstrip('.')}")
+    resolvers = [n for n in topo.nodes if roles.get(n) == "resolver"]
+    if resolvers and "." not in served:
+        for n in resolvers:
+            bad(("nodes", n), "a resolver needs a root to start from: no node serves the root zone '.'")
+    client_resolver: dict[str, str] = {}
+    for name, node in topo.nodes.items():
+        if node.resolver is not None and roles.get(name) != "client":
+            bad(("nodes", name, "resolver"), "only a client uses a resolver")
+        elif roles.get(name) == "client":
+            target = node.resolver or (resolvers[0] if resolvers else None)
+            if target is None:
+                bad(("nodes", name), "a client needs a resolver node in the lab")
+            elif roles.get(target) != "resolver":
+                bad(("nodes", name, "resolver"), f"{target!r} is not a resolver node of this lab")
+            else:
+                client_resolver[name] = target
+    if problems:
+        raise InputProblems(problems)
+
+    nodes = {
+        name: NodePlan(name=name, kind=node.kind, role=roles[name], interfaces=nodes_ifaces[name],
+                       zones=tuple(topology.zone_name(z) for z in node.zones),
+                       hostname=hostnames.get(name), resolver=client_resolver.get(name))
+        for name, node in topo.nodes.items()
+    }
+    addrs = {hostnames[n]: tuple(nodes[n].addresses) for n in hostnames}
+    zone_plans = zones.render_all(
+        {z: topo.zones[orig] for z, orig in zone_names.items()}, served, hostnames,
+        addrs, src, directory=src.path.parent)
+    root_hints = tuple((hostnames[n], addrs[hostnames[n]]) for n in served.get(".", []))
+    networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
+    return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints)
+
+
+def _roles(topo: topology.Topology, bad) -> dict[str, str]:
+    roles = {}
+    for name, node in topo.nodes.items():
+        kind = kinds.KINDS.get(node.kind)
+        if kind is None:
+            bad(("nodes", name, "kind"), f"unknown kind {node.kind!r} (known: {', '.join(sorted(kinds.KINDS))})")
+            continue
+        role = node.role or (kind.roles[0] if len(kind.roles) == 1 or not node.zones else "authoritative")
+        if node.role is None and len(kind.roles) > 1 and not node.zones:
+            bad(("nodes", name), f"a {node.kind} node needs role: one of {', '.join(kind.roles)}")
+            continue
+        if role not in kind.roles:
+            bad(("nodes", name, "role"), f"{node.kind} cannot be {role} (it can be: {', '.join(kind.roles)})")
+            continue
+        roles[name] = role
+    return roles
+
+
+def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, ...]]:
+    """Explicit addresses are checked first; the others get the next free host address.
+
+    The last host address of each prefix is kept free for a backend's gateway.
+    """
+    attach: dict[str, dict[str, topology.Interface]] = {}
+    for name, node in topo.nodes.items():
+        if node.interfaces is None:
+            if len(topo.networks) != 1:
+                bad(("nodes", name), "with several networks, list the node's interfaces:")
+                attach[name] = {}
+                continue
+            attach[name] = {next(iter(topo.networks)): topology.Interface()}
+        else:
+            attach[name] = dict(node.interfaces)
+            for net in node.interfaces:
+                if net not in topo.networks:
+                    bad(("nodes", name, "interfaces", net), f"no network {net!r} in networks:")
+    taken: dict[tuple[str, int], dict[str, str]] = {}
+    for name, ifaces in attach.items():
+        for net_name, iface in ifaces.items():
+            net = topo.networks.get(net_name)
+            for version, addr in ((4, iface.ipv4), (6, iface.ipv6)):
+                if addr is None or net is None:
+                    continue
+                prefix = net.ipv4 if version == 4 else net.ipv6
+                loc = ("nodes", name, "interfaces", net_name, f"ipv{version}")
+                if prefix is None or addr not in prefix or addr in (prefix.network_address, prefix.broadcast_address):
+                    bad(loc, f"{addr} is not a host address of network {net_name} ({prefix})")
+                elif str(addr) in taken.setdefault((net_name, version), {}):
+                    bad(loc, f"{addr} is already used by node {taken[(net_name, version)][str(addr)]}")
+                else:
+                    taken[(net_name, version)][str(addr)] = name
+    out: dict[str, tuple[InterfacePlan, ...]] = {}
+    cursor: dict[tuple[str, int], int] = {}
+    for name, ifaces in attach.items():
+        plans = []
+        for idx, (net_name, iface) in enumerate(ifaces.items()):
+            net = topo.networks.get(net_name)
+            if net is None:
+                continue
+            got: dict[int, object] = {}
+            for version, addr, prefix in ((4, iface.ipv4, net.ipv4), (6, iface.ipv6, net.ipv6)):
+                if prefix is None:
+                    got[version] = None
+                    continue
+                if addr is None:
+                    addr = _next_free(prefix, taken.setdefault((net_name, version), {}), cursor, (net_name, version))
+                    if addr is None:
+                        bad(("networks", net_name), f"no free IPv{version} address left in {prefix}")
+                        got[version] = None
+                        continue
+                    taken[(net_name, version)][str(addr)] = name
+                got[version] = ipaddress.ip_interface(f"{addr}/{prefix.prefixlen}")
+            plans.append(InterfacePlan(net_name, f"eth{idx}", got[4], got[6]))  # type: ignore[arg-type]
+        out[name] = tuple(plans)
+    return out
+
+
+def _next_free(prefix, taken: dict[str, str], cursor: dict, key) -> object | None:
+    last = prefix.num_addresses - 2 if prefix.version == 4 else min(prefix.num_addresses - 1, 2**16)
+    i = cursor.get(key, 1)
+    while i < last:
+        addr = prefix.network_address + i
+        i += 1
+        if str(addr) not in taken:
+            cursor[key] = i
+            return addr
+    return None
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")

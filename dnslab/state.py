@@ -1,0 +1,120 @@
+"""The instance state file: intent written before each side effect.
+
+One directory per instance under the run root (``/run/dnslab`` unless ``DNSLAB_RUN``
+says otherwise) holds ``state.json``, a copy of the lab folder and each node's files.
+``down`` and ``gc`` read it to remove exactly what an instance made, even when the
+``up`` that made it was killed half-way.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+INSTANCE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+def run_root() -> Path:
+    return Path(os.environ.get("DNSLAB_RUN", "/run/dnslab"))
+
+
+def check_name(name: str) -> str:
+    if not INSTANCE.match(name):
+        raise InputError(f"instance name {name!r}: use 1-32 lower-case letters, digits and '-', "
+                         "starting with a letter or digit")
+    return name
+
+
+class State:
+    """A mutable record of one instance, saved atomically on every change."""
+
+    def __init__(self, directory: Path, data: dict[str, Any]) -> None:
+        self.dir = directory
+        self.data = data
+
+    @property
+    def name(self) -> str:
+        return self.data["instance"]
+
+    @property
+    def lab_dir(self) -> Path:
+        return self.dir / "lab"
+
+    def node_dir(self, node: str) -> Path:
+        return self.dir / "nodes" / node
+
+    @classmethod
+    def create(cls, instance: str, lab_dir: Path, backend: str) -> State:
+        """Claim the instance directory (fails if the instance exists) and copy the lab into it."""
+        root = run_root()
+        root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        directory = root / instance
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            raise InputError(f"instance {instance!r} already exists: `dnslab down {instance}` first "
+                             "(or `dnslab gc` if a crashed run left it)") from None
+        state = cls(directory, {"instance": instance, "backend": backend, "phase": "creating",
+                                "owner_pid": os.getpid(), "created": time.time(),
+                                "lab": None, "resources": [], "nodes": {}})
+        state.save()
+        shutil.copytree(lab_dir, state.lab_dir, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+        return state
+
+    @classmethod
+    def open(cls, instance: str) -> State:
+        directory = run_root() / check_name(instance)
+        try:
+            data = json.loads((directory / "state.json").read_text())
+        except FileNotFoundError:
+            known = ", ".join(s.name for s in all_states()) or "none"
+            raise InputError(f"no instance {instance!r} (running instances: {known})") from None
+        except json.JSONDecodeError:
+            data = {"instance": instance, "backend": "netns", "phase": "broken",
+                    "owner_pid": 0, "resources": [], "nodes": {}}
+        return cls(directory, data)
+
+    def save(self) -> None:
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.replace(tmp, self.dir / "state.json")
+
+    def intend(self, kind: str, name: str) -> None:
+        """Record a resource (namespace, file, container, ...) *before* creating it."""
+        entry = [kind, name]
+        if entry not in self.data["resources"]:
+            self.data["resources"].append(entry)
+        self.save()
+
+    def resources(self, kind: str) -> list[str]:
+        return [n for k, n in self.data["resources"] if k == kind]
+
+    def set_phase(self, phase: str) -> None:
+        self.data["phase"] = phase
+        self.save()
+
+    def owner_alive(self) -> bool:
+        pid = self.data.get("owner_pid") or 0
+        return pid > 0 and pid != os.getpid() and Path(f"/proc/{pid}").exists()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def all_states() -> list[State]:
+    root = run_root()
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and INSTANCE.match(d.name):
+            out.append(State.open(d.name) if (d / "state.json").exists()
+                       else State(d, {"instance": d.name, "backend": "netns", "phase": "broken",
+                                      "owner_pid": 0, "resources": [], "nodes": {}}))
+    return out

@@ -1,0 +1,126 @@
+"""The lab file schema: ``labs/<name>/lab.yaml`` parsed strictly into typed objects.
+
+An unknown field is an error, and every error carries the place it was found
+(``lab.yaml:14:5 nodes.tld.kind: ...``). Cross-field rules (a zone served by nobody,
+a resolver with no root) live in :mod:`dnslab.plan`, which derives the rest.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import yamlsrc
+from .errors import InputProblems, Problem
+
+NAME = r"^[a-z][a-z0-9-]{0,23}$"
+LAB_RANGES = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/15", "2001:db8::/32"))
+
+
+def in_lab_ranges(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """True when a prefix lies inside the documentation/benchmark ranges labs may use."""
+    return any(net.version == r.version and net.subnet_of(r) for r in LAB_RANGES)
+
+
+def zone_name(name: str) -> str:
+    """Canonical absolute zone name: lower case, one trailing dot (``.`` for the root)."""
+    name = name.strip().lower().rstrip(".")
+    return name + "." if name else "."
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Network(Strict):
+    """One layer-2 segment (a bridge) with its IPv4 and IPv6 prefixes."""
+
+    ipv4: ipaddress.IPv4Network | None = Field(
+        default=ipaddress.IPv4Network("198.51.100.0/24"), description="IPv4 prefix of the segment")
+    ipv6: ipaddress.IPv6Network | None = Field(
+        default=ipaddress.IPv6Network("2001:db8:5100::/64"), description="IPv6 prefix of the segment")
+
+    @field_validator("ipv4", "ipv6")
+    @classmethod
+    def _lab_range(cls, net: Any) -> Any:
+        if net is not None and not in_lab_ranges(net):
+            raise ValueError(f"{net} is outside the lab ranges "
+                             f"({', '.join(str(r) for r in LAB_RANGES)})")
+        return net
+
+
+class Interface(Strict):
+    """A node's attachment to a network; addresses left out are assigned in order."""
+
+    ipv4: ipaddress.IPv4Address | None = None
+    ipv6: ipaddress.IPv6Address | None = None
+
+
+class Node(Strict):
+    """One machine of the lab, running one kind of software."""
+
+    kind: str = Field(description="bind9, unbound, knot, nsd or client (see `dnslab kinds`)")
+    role: Literal["authoritative", "resolver", "client"] | None = Field(
+        default=None, description="what the node does, when its kind can do more than one thing")
+    zones: list[str] = Field(default_factory=list, description="zones this node serves as authoritative")
+    hostname: str | None = Field(
+        default=None, description="its name server name (default: <node>.<first zone>)")
+    resolver: str | None = Field(default=None, description="for a client: the resolver node it uses")
+    interfaces: dict[str, Interface] | None = Field(
+        default=None, description="networks it attaches to; default: the lab's only network")
+
+
+class Zone(Strict):
+    """A zone's content: a zone file beside lab.yaml, or a short record list.
+
+    NS records at the apex, delegations to child zones of the lab and their glue are
+    derived from which node serves which zone; a lab author writes neither.
+    """
+
+    file: str | None = Field(default=None, description="zone file, relative to lab.yaml")
+    records: list[str] = Field(default_factory=list, description="records in zone-file syntax")
+    ttl: Annotated[int, Field(ge=0, le=2**31 - 1)] = 3600
+    serial: Annotated[int, Field(ge=0, le=2**32 - 1)] = 1
+
+
+class Topology(Strict):
+    """The whole lab file."""
+
+    name: Annotated[str, Field(pattern=NAME)]
+    description: str = ""
+    networks: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,11}$")], Network] = Field(
+        default_factory=lambda: {"lan": Network()})
+    nodes: dict[Annotated[str, Field(pattern=NAME)], Node]
+    zones: dict[str, Zone] = Field(default_factory=dict)
+
+
+def load(path: Path) -> tuple[Topology, yamlsrc.Source]:
+    """Read and validate a lab file; :class:`InputProblems` lists every problem with its place."""
+    src = yamlsrc.load(path)
+    if not isinstance(src.data, dict):
+        raise InputProblems([Problem(src.where(()), "a lab file is a mapping with name, nodes, zones")])
+    try:
+        return Topology.model_validate(src.data), src
+    except ValidationError as exc:
+        raise InputProblems(schema_problems(exc, src)) from None
+
+
+def schema_problems(exc: ValidationError, src: yamlsrc.Source) -> list[Problem]:
+    """Turn pydantic errors into problems naming ``file:line:col`` and the field path."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not _is_internal(p))
+        path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        problems.append(Problem(src.where(loc), f"{path}: {msg}" if path else msg))
+    return problems
+
+
+def _is_internal(part: Any) -> bool:
+    return isinstance(part, str) and (part.startswith("function-") or re.fullmatch(r"\[key\]", part) is not None)
