@@ -139,7 +139,7 @@ class Instance:
 
 
 def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
-       progress: Progress = lambda msg: None) -> list[Instance]:
+       progress: Progress = lambda msg: None, meta: dict[str, dict] | None = None) -> list[Instance]:
     """Bring up one instance per name, in parallel; all or nothing.
 
     :raises InputError: bad lab or instance name (nothing created)
@@ -161,6 +161,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         inst = Instance(state)
         made.append(inst)
         state.data["lab"] = lab.name
+        state.data["meta"] = (meta or {}).get(name, {})
         backend.create(state, lab)
         state.set_phase("starting")
         for node in lab.nodes.values():

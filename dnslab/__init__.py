@@ -1,0 +1,3 @@
+"""dnslab: hands-on DNS security labs made of real daemons in isolated network worlds."""
+
+__version__ = "0.1.0"

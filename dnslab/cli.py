@@ -1,0 +1,299 @@
+"""The ``dnslab`` command (also ``./orchestrate.py``): containerlab/kubectl habits.
+
+Exit codes: 0 ok, 1 a check failed, 2 bad input, 3 environment (not root, a program missing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import LabError
+
+EXIT_CHECK_FAILED = 1
+
+
+def _out(args: argparse.Namespace, data: Any, human: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else human)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    rows = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _progress(msg: str) -> None:
+    print(f"dnslab: {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_list(args):
+    from . import lab, plan
+    rows, data = [], []
+    for name in lab.shipped_labs():
+        try:
+            p = plan.load(lab.labs_root() / name)
+            data.append({"name": name, "description": p.description, "nodes": len(p.nodes), "zones": list(p.zones)})
+            rows.append([name, len(p.nodes), p.description])
+        except LabError as exc:
+            data.append({"name": name, "error": str(exc)})
+            rows.append([name, "?", f"(invalid: {str(exc).splitlines()[0]})"])
+    _out(args, data, _table(rows, ["LAB", "NODES", "DESCRIPTION"]))
+
+
+def cmd_validate(args):
+    from . import checks, lab
+    d = lab.find_lab(args.lab)
+    p = lab.load_plan(d)
+    n_checks = len(checks.load(d / "checks.yaml", p)) if (d / "checks.yaml").is_file() else 0
+    data = {"lab": p.name, "path": str(d), "nodes": {n.name: {"kind": n.kind, "role": n.role, "addresses": n.addresses}
+                                                     for n in p.nodes.values()},
+            "zones": {z.name: {"servers": list(z.servers), "parent": z.parent} for z in p.zones.values()},
+            "checks": n_checks}
+    _out(args, data, f"{d / 'lab.yaml'}: ok, {len(p.nodes)} nodes, {len(p.zones)} zones, {n_checks} checks")
+
+
+def cmd_schema(args):
+    from . import checks, topology
+    model = checks.ChecksFile if args.what == "checks" else topology.Topology
+    print(json.dumps(model.model_json_schema(by_alias=True), indent=2))
+
+
+def cmd_kinds(args):
+    from . import kinds
+    data = {k.name: {"roles": list(k.roles), "packages": sorted(set(k.binaries.values()))} for k in kinds.KINDS.values()}
+    _out(args, data, _table([[k, ", ".join(v["roles"]), " ".join(v["packages"])] for k, v in data.items()],
+                            ["KIND", "ROLES", "DEBIAN PACKAGES"]))
+
+
+def cmd_up(args):
+    from . import lab, roster
+    from .errors import InputError
+    d = lab.find_lab(args.lab)
+    meta: dict[str, dict] = {}
+    if args.trainees:
+        meta = roster.load(Path(args.trainees))
+        names = list(meta)
+    elif args.instances:
+        if args.instances < 1:
+            raise InputError("--instances must be at least 1")
+        base = args.name or d.name
+        names = [f"{base}-{i}" for i in range(1, args.instances + 1)]
+    else:
+        names = [args.name or d.name]
+    t0 = time.monotonic()
+    insts = lab.up(d, names, args.backend, progress=_progress, meta=meta)
+    data = [{"instance": i.name, "lab": i.plan.name, "backend": i.backend.name,
+             "nodes": {n.name: n.addresses for n in i.plan.nodes.values()}, **({"trainee": i.state.data["meta"]
+                                                                                 .get("trainee")} if meta else {})}
+            for i in insts]
+    human = [f"{len(insts)} instance(s) of {insts[0].plan.name} up in {time.monotonic() - t0:.2f}s: "
+             + ", ".join(i.name for i in insts),
+             f"try: dnslab exec {insts[0].name} {insts[0].default_vantage()} -- dig www.example.test",
+             f"     dnslab status {insts[0].name}    dnslab check {insts[0].name}    dnslab down {insts[0].name}"]
+    _out(args, data, "\n".join(human))
+
+
+def cmd_down(args):
+    from . import lab
+    from .errors import InputError
+    names = [s.name for s in lab.instances()] if args.all else args.instances
+    if not names and not args.all:
+        raise InputError("name the instances to remove, or use --all")
+    t0 = time.monotonic()
+    removed = lab.down(names)
+    _out(args, {"removed": removed}, f"removed {len(removed)} instance(s) in {time.monotonic() - t0:.2f}s"
+         + (": " + ", ".join(removed) if removed else ""))
+
+
+def cmd_status(args):
+    from . import lab
+    if args.instance:
+        inst = lab.Instance.open(args.instance)
+        nodes = inst.status()
+        data = {"instance": inst.name, "lab": inst.state.data["lab"], "phase": inst.state.data["phase"],
+                "backend": inst.backend.name, "meta": inst.state.data.get("meta", {}),
+                "nodes": [vars(n) for n in nodes]}
+        rows = [[n.name, n.kind, n.role, " ".join(n.addresses), "running" if n.running else "STOPPED",
+                 {True: "answers", False: "NO ANSWER", None: "-"}[n.answers]] for n in nodes]
+        _out(args, data, f"instance {inst.name} (lab {data['lab']}, {data['phase']}, {inst.backend.name})\n"
+             + _table(rows, ["NODE", "KIND", "ROLE", "ADDRESSES", "PROCESS", "DNS"]))
+        return 0 if all(n.running and n.answers is not False for n in nodes) else EXIT_CHECK_FAILED
+    data, rows = [], []
+    for st in lab.instances():
+        inst = lab.Instance(st)
+        try:
+            nodes = inst.status(probe=not args.fast)
+        except LabError:
+            nodes = []
+        running = sum(n.running for n in nodes)
+        answering = [n for n in nodes if n.answers is not None]
+        data.append({"instance": st.name, "lab": st.data.get("lab"), "phase": st.data.get("phase"),
+                     "backend": st.data.get("backend"), "running": running, "nodes": len(nodes),
+                     "answering": sum(bool(n.answers) for n in answering), "daemons": len(answering),
+                     "trainee": st.data.get("meta", {}).get("trainee")})
+        rows.append([st.name, st.data.get("lab"), st.data.get("phase"), f"{running}/{len(nodes)}",
+                     f"{sum(bool(n.answers) for n in answering)}/{len(answering)}" if not args.fast else "-"])
+    _out(args, data, _table(rows, ["INSTANCE", "LAB", "PHASE", "RUNNING", "ANSWERING"]) if rows else "no instances")
+
+
+def cmd_exec(args):
+    from . import lab
+    from .errors import InputError
+    if not args.command:
+        raise InputError("give a command after --, e.g. dnslab exec t1 client -- dig www.example.test")
+    inst = lab.Instance.open(args.instance)
+    return inst.exec(args.node, args.command).returncode
+
+
+def cmd_logs(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    path = inst.log_path(args.node)
+    if not path.exists():
+        print(f"node {args.node} has no log (a {inst.node(args.node).kind} node runs no daemon)", file=sys.stderr)
+        return 0
+    with path.open(errors="replace") as f:
+        lines = f.readlines()
+        sys.stdout.writelines(lines[-args.tail:] if args.tail else lines)
+        sys.stdout.flush()
+        while args.follow:
+            line = f.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            elif not path.exists():
+                return 0
+            else:
+                time.sleep(0.2)
+    return 0
+
+
+def cmd_check(args):
+    from . import checks, lab
+    targets = _check_targets(args.target, args.instance)
+    results = {}
+    for inst in targets:
+        results[inst.name] = checks.run(inst, only=args.only)
+    failed = any(not r.passed for rs in results.values() for r in rs)
+    data = {name: [r.to_dict(args.lang) for r in rs] for name, rs in results.items()}
+    human = []
+    for name, rs in results.items():
+        human.append(f"instance {name}: {sum(r.passed for r in rs)}/{len(rs)} checks pass")
+        for r in rs:
+            human.append(f"  {'PASS' if r.passed else 'FAIL'}  {r.id:<22} {r.message(args.lang)}")
+            if not r.passed and args.verbose:
+                for ev in r.evidence:
+                    human.append(f"        {ev.source} -> {ev.server}: {ev.query}: {ev.rcode or ev.error} "
+                                 f"[{ev.flags}] {'; '.join(ev.answer)}")
+    _out(args, data, "\n".join(human))
+    return EXIT_CHECK_FAILED if failed else 0
+
+
+def _check_targets(target: str, instance: str | None):
+    from . import lab
+    from .errors import InputError
+    states = lab.instances()
+    by_lab = [s for s in states if s.data.get("lab") == target]
+    if instance:
+        return [lab.Instance.open(instance)]
+    if any(s.name == target for s in states):
+        return [lab.Instance.open(target)]
+    if by_lab:
+        return [lab.Instance(s) for s in by_lab]
+    raise InputError(f"no running instance or lab named {target!r} (running: "
+                     f"{', '.join(s.name for s in states) or 'none'})")
+
+
+def cmd_graph(args):
+    from . import graph, lab
+    p = lab.load_plan(lab.find_lab(args.lab))
+    out = Path(args.output or f"{p.name}.{args.format}")
+    fmt = args.format if args.output is None else out.suffix.lstrip(".") or args.format
+    graph.render(p, out, fmt)
+    print(f"wrote {out}")
+
+
+def cmd_gc(args):
+    from . import lab
+    removed = lab.gc(everything=args.all)
+    _out(args, {"removed": removed}, "\n".join(f"removed {r}" for r in removed) or "nothing to remove")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dnslab", description="Hands-on DNS security labs: live, isolated DNS worlds.")
+    ap.add_argument("--version", action="version", version=f"dnslab {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(name, func, help, json_flag=True):
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    add("list", cmd_list, "list the labs shipped with dnslab")
+    add("validate", cmd_validate, "check a lab file without running it (no root needed)").add_argument("lab")
+    p = add("schema", cmd_schema, "print the JSON schema of lab files (or checks files)", json_flag=False)
+    p.add_argument("what", nargs="?", choices=["lab", "checks"], default="lab")
+    add("kinds", cmd_kinds, "list node kinds and the Debian packages they need")
+    p = add("up", cmd_up, "bring a lab up: one isolated instance, N instances or one per trainee")
+    p.add_argument("lab", help="a shipped lab name or a folder with lab.yaml")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--instances", type=int, metavar="N", help="N copies named <lab>-1 .. <lab>-N")
+    g.add_argument("--trainees", metavar="ROSTER.csv", help="one copy per trainee (CSV with a 'trainee' column)")
+    p.add_argument("--name", help="instance name (default: the lab name)")
+    p.add_argument("--backend", default=os.environ.get("DNSLAB_BACKEND", "netns"), help="netns (default)")
+    p = add("down", cmd_down, "stop and remove instances")
+    p.add_argument("instances", nargs="*")
+    p.add_argument("--all", action="store_true", help="every instance")
+    p = add("status", cmd_status, "instances, or one instance's nodes, processes and health")
+    p.add_argument("instance", nargs="?")
+    p.add_argument("--fast", action="store_true", help="do not query the daemons")
+    p = add("exec", cmd_exec, "run a command inside a node: dnslab exec t1 client -- dig example.test",
+            json_flag=False)
+    p.add_argument("instance")
+    p.add_argument("node")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = add("logs", cmd_logs, "a node's daemon log", json_flag=False)
+    p.add_argument("instance")
+    p.add_argument("node")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", type=int, default=0, metavar="LINES")
+    p = add("check", cmd_check, "run the lab's checks against live instances (exit 1 if one fails)")
+    p.add_argument("target", help="an instance, or a lab (all its instances)")
+    p.add_argument("--instance", help="one instance of the lab")
+    p.add_argument("--only", metavar="ID", help="only the check with this id")
+    p.add_argument("--lang", default="en", help="language of the messages")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the evidence of failed checks")
+    p = add("graph", cmd_graph, "draw a lab's topology, zones and delegations (graphviz)", json_flag=False)
+    p.add_argument("lab")
+    p.add_argument("-o", "--output", help="output file (.svg or .png)")
+    p.add_argument("--format", choices=["svg", "png"], default="svg")
+    p = add("gc", cmd_gc, "remove what crashed runs left (namespaces, processes, run dirs)")
+    p.add_argument("--all", action="store_true", help="also remove every running instance")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.cmd == "exec" and args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    try:
+        return args.func(args) or 0
+    except LabError as exc:
+        print(f"dnslab: {exc}" if "\n" not in str(exc) else f"dnslab: {type(exc).__name__}:\n{exc}",
+              file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dnslab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
