@@ -274,7 +274,7 @@ def parser() -> argparse.ArgumentParser:
     p = add("graph", cmd_graph, "draw a lab's topology, zones and delegations (graphviz)", json_flag=False)
     p.add_argument("lab")
     p.add_argument("-o", "--output", help="output file (.svg or .png)")
-    p.add_argument("--format", choices=["svg", "png"], default="svg")
+    p.add_argument("--format", choices=["svg", "png", "dot"], default="svg")
     p = add("gc", cmd_gc, "remove what crashed runs left (namespaces, processes, run dirs)")
     p.add_argument("--all", action="store_true", help="also remove every running instance")
     return ap

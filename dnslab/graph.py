@@ -1,0 +1,72 @@
+"""A lab drawn with graphviz: networks, nodes (kind, role, addresses, zones) and the
+DNS relations the plan derived: delegations, root hints, which resolver a client uses."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import EnvError
+from .plan import LabPlan
+
+COLOURS = {"authoritative": "#dbeafe", "resolver": "#dcfce7", "client": "#fef9c3"}
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dot(lab: LabPlan) -> str:
+    """The DOT source of a lab's picture."""
+    out = [f"graph {_q(lab.name)} {{", "  rankdir=TB; fontname=Helvetica; node [fontname=Helvetica fontsize=10];",
+           "  edge [fontname=Helvetica fontsize=9];",
+           f"  label={_q(lab.name + (': ' + lab.description if lab.description else ''))}; labelloc=t;"]
+    for net in lab.networks.values():
+        prefixes = "\\n".join(str(p) for p in (net.ipv4, net.ipv6) if p)
+        out.append(f"  {_q('net:' + net.name)} [shape=box style=rounded label={_q(net.name)[:-1]}\\n{prefixes}\" "
+                   "color=gray50 fontcolor=gray30];")
+    for node in lab.nodes.values():
+        lines = [f"<b>{node.name}</b>", f"{node.kind} · {node.role}"]
+        if node.zones:
+            lines.append("zones: " + ", ".join(node.zones))
+        if node.hostname:
+            lines.append(node.hostname)
+        lines += node.addresses
+        label = "<" + "<br/>".join(lines) + ">"
+        out.append(f"  {_q(node.name)} [shape=box style=filled fillcolor={_q(COLOURS.get(node.role, 'white'))} "
+                   f"label={label}];")
+        for iface in node.interfaces:
+            out.append(f"  {_q(node.name)} -- {_q('net:' + iface.network)} [color=gray70 "
+                       f"taillabel={_q(iface.ifname)}];")
+    for zone in lab.zones.values():
+        if zone.parent is None:
+            continue
+        for p in lab.zones[zone.parent].servers[:1]:
+            for c in zone.servers:
+                out.append(f"  {_q(p)} -- {_q(c)} [dir=forward style=dashed color=blue fontcolor=blue "
+                           f"label={_q('delegates ' + zone.name)} constraint=true];")
+    roots = lab.zones["."].servers if "." in lab.zones else ()
+    for node in lab.by_role("resolver"):
+        for r in roots:
+            out.append(f"  {_q(node.name)} -- {_q(r)} [dir=forward style=dotted color=darkgreen "
+                       "label=\"root hints\" constraint=false];")
+    for node in lab.by_role("client"):
+        if node.resolver:
+            out.append(f"  {_q(node.name)} -- {_q(node.resolver)} [dir=forward color=darkorange "
+                       "label=\"resolver\" constraint=false];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def render(lab: LabPlan, output: Path, fmt: str = "svg") -> None:
+    """Write the picture as SVG or PNG (``dot`` from Debian's graphviz); ``.dot`` writes the source."""
+    source = dot(lab)
+    if fmt == "dot":
+        output.write_text(source)
+        return
+    exe = shutil.which("dot")
+    if exe is None:
+        raise EnvError("graphviz's dot is not installed: apt-get install graphviz")
+    res = subprocess.run([exe, f"-T{fmt}", "-o", str(output)], input=source, text=True, capture_output=True)
+    if res.returncode:
+        raise EnvError(f"dot failed: {res.stderr.strip()}")

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Command one. On a fresh Debian 12 (or Ubuntu) as root: install what dnslab needs
+# (Debian packages and a virtualenv in .venv), then bring up the dns-basics lab, show
+# its status, run its checks, resolve a name from the trainee's client, and tear it down.
+#   bash setup.sh                 install + demo
+#   bash setup.sh --install-only  install only (what .ci/run does)
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ "$(id -u)" != 0 ]; then echo "setup.sh: run it as root (sudo bash setup.sh)" >&2; exit 3; fi
+
+# Host tools, then every kind's packages (the same lists the Docker images use).
+HOST_PKGS="python3 python3-venv iproute2 util-linux procps graphviz tcpdump"
+KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
+DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
+
+new_daemons=""
+for pair in $DAEMONS; do
+  dpkg -s "${pair%%:*}" >/dev/null 2>&1 || new_daemons="$new_daemons ${pair##*:}"
+done
+missing=""
+for p in $HOST_PKGS $KIND_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "==> installing Debian packages:$missing"
+  # Keep the packages' own services from starting on the host while installing: dnslab
+  # runs the daemons itself, inside each lab's namespaces.
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ] && [ -n "$new_daemons" ]; then
+    systemctl disable --now $new_daemons >/dev/null 2>&1 || true
+  fi
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import dnslab' 2>/dev/null; then
+  echo "==> creating the virtualenv .venv"
+  /usr/bin/python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+fi
+echo "==> installed: $(.venv/bin/dnslab --version)"
+[ "${1:-}" = "--install-only" ] && exit 0
+
+dnslab=.venv/bin/dnslab
+trap '$dnslab down demo >/dev/null 2>&1 || true' EXIT
+echo "==> dnslab up dns-basics"
+$dnslab up dns-basics --name demo
+echo "==> dnslab status demo"
+$dnslab status demo
+echo "==> dnslab check demo"
+$dnslab check demo
+echo "==> the trainee's client asks its resolver: dig www.example.test"
+$dnslab exec demo client -- dig +nocmd +noquestion +nostats www.example.test
+echo "==> dnslab down demo"
+$dnslab down demo
+trap - EXIT
+echo "==> done: see README.md for what to try next"
