@@ -162,11 +162,10 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         made.append(inst)
         state.data["lab"] = lab.name
         state.data["meta"] = (meta or {}).get(name, {})
-        backend.create(state, lab)
         state.set_phase("starting")
-        for node in lab.nodes.values():
-            kind = kinds.KINDS[node.kind]
-            backend.start(state, node.name, kind.spec(node, lab, backend.node_path(state, node.name)))
+        specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name))
+                 for n in lab.nodes.values()}
+        backend.create(state, lab, specs)
         inst.__dict__["plan"] = lab
         return inst
 

@@ -34,11 +34,9 @@ class Backend(Protocol):
     def node_path(self, state: State, node: str) -> str:
         """The node's directory as its daemon sees it (written into its config)."""
 
-    def create(self, state: State, lab: LabPlan) -> None:
-        """Make the networks and the (empty) nodes of one instance."""
-
-    def start(self, state: State, node: str, spec: NodeSpec) -> None:
-        """Write the node's files and start its daemon, recording what identifies it."""
+    def create(self, state: State, lab: LabPlan, specs: dict[str, NodeSpec]) -> None:
+        """Make one instance real: its networks, its nodes with their files, their daemons
+        started (not necessarily answering yet). Records what it makes before making it."""
 
     def running(self, state: State, node: str) -> bool:
         """True while the node's daemon (or, for a node without one, the node) is alive."""

@@ -79,7 +79,17 @@ class NetnsBackend:
     def node_path(self, state: State, node: str) -> str:
         return str(state.node_dir(node))
 
-    def create(self, state: State, lab: LabPlan) -> None:
+    def create(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
+        self.wire(state, lab)
+        for node, spec in specs.items():
+            self.start(state, node, spec)
+
+    def make_nodes(self, state: State, names: list[str]) -> None:
+        """Create the named network namespaces (the docker backend attaches containers instead)."""
+        _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
+
+    def wire(self, state: State, lab: LabPlan) -> None:
+        """Namespaces, the instance's bridges, one veth per node interface, addresses."""
         inst = state.name
         names = [bridge_ns(inst)] + [node_ns(inst, n) for n in lab.nodes]
         existing = [n for n in names if (NETNS_DIR / n).exists()]
@@ -88,7 +98,8 @@ class NetnsBackend:
                                "`dnslab gc` removes what a crashed run left")
         for n in names:
             state.intend("netns", n)
-        _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
+        _finish([(_ip([], ""), f"netns add {names[0]}\n")], "creating the bridge namespace")
+        self.make_nodes(state, names[1:])
         br = [f"link add br-{net} type bridge\nlink set br-{net} up\n" for net in lab.networks]
         for node in lab.nodes.values():
             for iface in node.interfaces:
@@ -109,6 +120,7 @@ class NetnsBackend:
         _finish(procs, "configuring node addresses")
 
     def start(self, state: State, node: str, spec: kinds.NodeSpec) -> None:
+        """Write a node's files and start its daemon inside its namespace."""
         d = state.node_dir(node)
         d.mkdir(parents=True, exist_ok=True)
         for rel, content in spec.files.items():
