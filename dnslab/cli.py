@@ -225,6 +225,17 @@ def cmd_gc(args):
     _out(args, {"removed": removed}, "\n".join(f"removed {r}" for r in removed) or "nothing to remove")
 
 
+def cmd_images(args):
+    from . import images
+    if args.action == "build":
+        built = images.build(args.kinds or None, progress=_progress, rebuild_base=args.rebuild_base)
+        _out(args, {"built": built}, "\n".join(f"built {b}" for b in built))
+    else:
+        from .backends.docker import client
+        tags = sorted(t for i in client().images.list() for t in i.tags if t.startswith("dnslab/"))
+        _out(args, tags, "\n".join(tags) or "no dnslab images: dnslab images build")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dnslab", description="Hands-on DNS security labs: live, isolated DNS worlds.")
     ap.add_argument("--version", action="version", version=f"dnslab {__version__}")
@@ -248,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--instances", type=int, metavar="N", help="N copies named <lab>-1 .. <lab>-N")
     g.add_argument("--trainees", metavar="ROSTER.csv", help="one copy per trainee (CSV with a 'trainee' column)")
     p.add_argument("--name", help="instance name (default: the lab name)")
-    p.add_argument("--backend", default=os.environ.get("DNSLAB_BACKEND", "netns"), help="netns (default)")
+    p.add_argument("--backend", default=os.environ.get("DNSLAB_BACKEND", "netns"), help="netns (default) or docker")
     p = add("down", cmd_down, "stop and remove instances")
     p.add_argument("instances", nargs="*")
     p.add_argument("--all", action="store_true", help="every instance")
@@ -275,6 +286,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("lab")
     p.add_argument("-o", "--output", help="output file (.svg or .png)")
     p.add_argument("--format", choices=["svg", "png", "dot"], default="svg")
+    p = add("images", cmd_images, "build or list the docker backend's node images")
+    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("kinds", nargs="*", help="only these kinds (default: all)")
+    p.add_argument("--rebuild-base", action="store_true", help="debootstrap the base image again")
     p = add("gc", cmd_gc, "remove what crashed runs left (namespaces, processes, run dirs)")
     p.add_argument("--all", action="store_true", help="also remove every running instance")
     return ap

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from ..errors import InputError
 from .base import Backend, BackendError
+from .docker import DockerBackend
 from .netns import NetnsBackend
 
-BACKENDS: dict[str, type] = {"netns": NetnsBackend}
+BACKENDS: dict[str, type] = {"netns": NetnsBackend, "docker": DockerBackend}
 
 
 def get(name: str) -> Backend:

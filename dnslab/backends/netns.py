@@ -80,15 +80,15 @@ class NetnsBackend:
         return str(state.node_dir(node))
 
     def create(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
-        self.wire(state, lab)
+        self.wire(state, lab, specs)
         for node, spec in specs.items():
             self.start(state, node, spec)
 
-    def make_nodes(self, state: State, names: list[str]) -> None:
-        """Create the named network namespaces (the docker backend attaches containers instead)."""
+    def make_nodes(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec], names: list[str]) -> None:
+        """Create the nodes' network namespaces, named ``names`` (docker attaches containers instead)."""
         _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
 
-    def wire(self, state: State, lab: LabPlan) -> None:
+    def wire(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
         """Namespaces, the instance's bridges, one veth per node interface, addresses."""
         inst = state.name
         names = [bridge_ns(inst)] + [node_ns(inst, n) for n in lab.nodes]
@@ -99,7 +99,7 @@ class NetnsBackend:
         for n in names:
             state.intend("netns", n)
         _finish([(_ip([], ""), f"netns add {names[0]}\n")], "creating the bridge namespace")
-        self.make_nodes(state, names[1:])
+        self.make_nodes(state, lab, specs, names[1:])
         br = [f"link add br-{net} type bridge\nlink set br-{net} up\n" for net in lab.networks]
         for node in lab.nodes.values():
             for iface in node.interfaces:

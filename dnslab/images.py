@@ -1,0 +1,72 @@
+"""Node images for the docker backend, built locally from Debian packages.
+
+No image registry is reachable from a training room's machines, so the base image is
+made by ``debootstrap --variant=minbase`` and ``docker import``; each kind's image is
+then built from ``images/<kind>/Dockerfile`` through the docker SDK.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .backends.docker import client, image
+from .errors import EnvError
+
+BASE = "dnslab/base:bookworm"
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+MIRROR = "http://deb.debian.org/debian"
+
+
+def kinds_with_images() -> list[str]:
+    return sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
+
+
+def build_base(progress: Callable[[str], None], mirror: str = MIRROR) -> None:
+    if shutil.which("debootstrap") is None:
+        raise EnvError("building the base image needs debootstrap: apt-get install debootstrap")
+    engine = client()
+    with tempfile.TemporaryDirectory(prefix="dnslab-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        progress(f"debootstrap --variant=minbase bookworm ({mirror})")
+        res = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), mirror],
+                             capture_output=True, text=True)
+        if res.returncode:
+            raise EnvError(f"debootstrap failed: {res.stdout[-2000:]}{res.stderr[-2000:]}")
+        # Packages must not try to start services inside an image build.
+        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        (root / "usr/sbin/policy-rc.d").chmod(0o755)
+        shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+        (root / "var/cache/apt/archives/partial").mkdir(parents=True)
+        progress(f"importing {BASE}")
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        repo, tag = BASE.split(":")
+        engine.api.import_image_from_stream(tar.stdout, repository=repo, tag=tag)
+        tar.wait()
+
+
+def build(kinds: list[str] | None = None, progress: Callable[[str], None] = print,
+          rebuild_base: bool = False) -> list[str]:
+    """Build the base image if missing, then each kind's image; returns the tags built."""
+    import docker.errors
+    engine = client()
+    try:
+        engine.images.get(BASE)
+        have_base = not rebuild_base
+    except docker.errors.ImageNotFound:
+        have_base = False
+    if not have_base:
+        build_base(progress)
+    built = []
+    for kind in kinds or kinds_with_images():
+        progress(f"building {image(kind)} from images/{kind}/")
+        try:
+            engine.images.build(path=str(IMAGES_DIR / kind), tag=image(kind), network_mode="host", rm=True,
+                                labels={"dnslab": "node"})
+        except docker.errors.BuildError as exc:
+            log = "".join(x.get("stream", "") for x in exc.build_log)[-2000:]
+            raise EnvError(f"building {image(kind)} failed:\n{log}") from None
+        built.append(image(kind))
+    return built
