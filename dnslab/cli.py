@@ -79,7 +79,7 @@ def cmd_up(args):
     if args.trainees:
         meta = roster.load(Path(args.trainees))
         names = list(meta)
-    elif args.instances:
+    elif args.instances is not None:
         if args.instances < 1:
             raise InputError("--instances must be at least 1")
         base = args.name or d.name

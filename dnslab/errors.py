@@ -29,6 +29,20 @@ class Problem:
         return f"{self.where}: {self.message}" if self.where else self.message
 
 
+def not_utf8(path) -> Problem:
+    """The problem for a file that is not UTF-8, placed at the line of its first bad byte."""
+    line = 1
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+    except OSError:
+        pass
+    return Problem(f"{path}:{line}", "not UTF-8 text: save the file as UTF-8")
+
+
 class InputProblems(InputError):
     """Several problems in one input, all reported at once."""
 

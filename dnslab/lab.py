@@ -30,7 +30,9 @@ def find_lab(name_or_path: str) -> Path:
     """A lab folder from a shipped lab name or a path to a folder or lab.yaml."""
     p = Path(name_or_path)
     if p.is_file():
-        return p.parent if p.name == "lab.yaml" else p
+        if p.name != "lab.yaml":  # an instance copies the folder and reloads <folder>/lab.yaml
+            raise InputError(f"{p}: a lab file is named lab.yaml, in its lab folder; give that folder")
+        return p.parent
     if p.is_dir() and (p / "lab.yaml").is_file():
         return p
     shipped = labs_root() / name_or_path
@@ -151,6 +153,9 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     if len(set(names)) != len(names):
         raise InputError("instance names must be unique")
     lab = load_plan(lab_dir)
+    if (lab_dir / "checks.yaml").is_file():  # a lab `validate` rejects is not brought up
+        from . import checks
+        checks.load(lab_dir / "checks.yaml", lab)
     backend = backends.get(backend_name)
     backend.preflight(lab)
     t0 = time.monotonic()
@@ -247,10 +252,16 @@ def gc(everything: bool = False) -> list[str]:
     if stale:
         down_states(stale)
         removed += [f"instance {s.name}" for s in stale]
-    claimed = {n for s in all_states() for _, n in s.data["resources"]}
+    def claimed() -> set[str]:
+        return {n for s in all_states() for _, n in s.data["resources"]}
+
     for name, cls in backends.BACKENDS.items():
         be = cls()
-        found = be.leftovers(claimed)
+        found = be.leftovers(claimed())
+        if found:
+            # An instance records a resource before making it: what existed at the first look and
+            # is still unclaimed at the second is left over, not one a concurrent `up` just made.
+            found = sorted(set(found) & set(be.leftovers(claimed())))
         if found:
             be.remove_leftovers(found)
             removed += found

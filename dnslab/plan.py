@@ -98,7 +98,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
                 bad(("nodes", name, "zones", i), f"zone {topology.zone_name(z)} is not defined under zones:")
             else:
                 served[topology.zone_name(z)].append(name)
-        if node.zones and roles.get(name) != "authoritative":
+        if node.zones and name in roles and roles[name] != "authoritative":  # unknown kind: reported
             bad(("nodes", name, "zones"), f"a {roles.get(name)} does not serve zones; set role: authoritative")
         if roles.get(name) == "authoritative" and not node.zones:
             bad(("nodes", name), "an authoritative server needs zones: [...] to serve")
@@ -119,12 +119,13 @@ def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
             bad(("nodes", n), "a resolver needs a root to start from: no node serves the root zone '.'")
     client_resolver: dict[str, str] = {}
     for name, node in topo.nodes.items():
-        if node.resolver is not None and roles.get(name) != "client":
+        if node.resolver is not None and name in roles and roles[name] != "client":
             bad(("nodes", name, "resolver"), "only a client uses a resolver")
         elif roles.get(name) == "client":
             target = node.resolver or (resolvers[0] if resolvers else None)
-            if target is None:
-                bad(("nodes", name), "a client needs a resolver node in the lab")
+            if target is None or (target in topo.nodes and target not in roles):
+                if len(roles) == len(topo.nodes):  # else a node of unknown kind or role was reported
+                    bad(("nodes", name), "a client needs a resolver node in the lab")
             elif roles.get(target) != "resolver":
                 bad(("nodes", name, "resolver"), f"{target!r} is not a resolver node of this lab")
             else:
@@ -192,7 +193,9 @@ def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, .
                     continue
                 prefix = net.ipv4 if version == 4 else net.ipv6
                 loc = ("nodes", name, "interfaces", net_name, f"ipv{version}")
-                if prefix is None or addr not in prefix or addr in (prefix.network_address, prefix.broadcast_address):
+                if prefix is None:
+                    bad(loc, f"network {net_name} has no IPv{version} prefix")
+                elif addr not in prefix or addr in (prefix.network_address, prefix.broadcast_address):
                     bad(loc, f"{addr} is not a host address of network {net_name} ({prefix})")
                 elif str(addr) in taken.setdefault((net_name, version), {}):
                     bad(loc, f"{addr} is already used by node {taken[(net_name, version)][str(addr)]}")
@@ -201,7 +204,7 @@ def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, .
     out: dict[str, tuple[InterfacePlan, ...]] = {}
     cursor: dict[tuple[str, int], int] = {}
     for name, ifaces in attach.items():
-        plans = []
+        plans, short = [], False
         for idx, (net_name, iface) in enumerate(ifaces.items()):
             net = topo.networks.get(net_name)
             if net is None:
@@ -215,17 +218,20 @@ def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, .
                     addr = _next_free(prefix, taken.setdefault((net_name, version), {}), cursor, (net_name, version))
                     if addr is None:
                         bad(("networks", net_name), f"no free IPv{version} address left in {prefix}")
-                        got[version] = None
+                        got[version], short = None, True
                         continue
                     taken[(net_name, version)][str(addr)] = name
                 got[version] = ipaddress.ip_interface(f"{addr}/{prefix.prefixlen}")
             plans.append(InterfacePlan(net_name, f"eth{idx}", got[4], got[6]))  # type: ignore[arg-type]
+        if (not any(p.ipv4 or p.ipv6 for p in plans) and not short and all(n in topo.networks for n in ifaces)
+                and (ifaces or topo.nodes[name].interfaces is not None)):  # else already reported
+            bad(("nodes", name), "the node has no address: attach it to a network with an ipv4 or ipv6 prefix")
         out[name] = tuple(plans)
     return out
 
 
 def _next_free(prefix, taken: dict[str, str], cursor: dict, key) -> object | None:
-    last = prefix.num_addresses - 2 if prefix.version == 4 else min(prefix.num_addresses - 1, 2**16)
+    last = min(prefix.num_addresses - 2, 2**16)  # the network, last host and all-ones addresses stay free
     i = cursor.get(key, 1)
     while i < last:
         addr = prefix.network_address + i

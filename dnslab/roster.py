@@ -5,7 +5,7 @@ import csv
 import re
 from pathlib import Path
 
-from .errors import InputProblems, Problem
+from .errors import InputProblems, Problem, not_utf8
 
 
 def instance_name(trainee: str) -> str:
@@ -18,15 +18,18 @@ def load(path: Path) -> dict[str, dict[str, str]]:
     """Instance name -> the trainee's row; every problem named with its line."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-            fields = rows[0].keys() if rows else csv.DictReader(path.open()).fieldnames or []
+            reader = csv.DictReader(f)
+            rows = [(reader.line_num, row) for row in reader]  # blank lines are skipped: keep real numbers
+            fields = reader.fieldnames or []
     except OSError as exc:
         raise InputProblems([Problem(str(path), f"cannot read roster: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise InputProblems([not_utf8(path)]) from None
     if "trainee" not in fields:
         raise InputProblems([Problem(f"{path}:1", "a roster needs a 'trainee' column")])
     out: dict[str, dict[str, str]] = {}
     problems = []
-    for i, row in enumerate(rows, start=2):
+    for i, row in rows:
         name = instance_name(row.get("trainee") or "")
         if not name:
             problems.append(Problem(f"{path}:{i}", "empty trainee name"))

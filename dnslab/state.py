@@ -101,7 +101,13 @@ class State:
 
     def owner_alive(self) -> bool:
         pid = self.data.get("owner_pid") or 0
-        return pid > 0 and pid != os.getpid() and Path(f"/proc/{pid}").exists()
+        if pid <= 0 or pid == os.getpid():
+            return False
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a killed, unreaped owner is dead
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import yamlsrc
 from .errors import InputProblems, Problem
@@ -30,6 +30,21 @@ def zone_name(name: str) -> str:
     """Canonical absolute zone name: lower case, one trailing dot (``.`` for the root)."""
     name = name.strip().lower().rstrip(".")
     return name + "." if name else "."
+
+
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def _dns_name(name: str) -> str:
+    """A zone or host name written in a lab file: letters, digits, '-' and '_' labels."""
+    canon = zone_name(name)
+    if canon != "." and (len(canon) > 254 or not all(_LABEL.match(lb) for lb in canon[:-1].split("."))):
+        raise ValueError(f"{name!r} is not a DNS name (dot-separated labels of letters, digits, "
+                         "'-' and '_', at most 63 characters each)")
+    return name
+
+
+DnsName = Annotated[str, AfterValidator(_dns_name)]
 
 
 class Strict(BaseModel):
@@ -66,8 +81,8 @@ class Node(Strict):
     kind: str = Field(description="bind9, unbound, knot, nsd or client (see `dnslab kinds`)")
     role: Literal["authoritative", "resolver", "client"] | None = Field(
         default=None, description="what the node does, when its kind can do more than one thing")
-    zones: list[str] = Field(default_factory=list, description="zones this node serves as authoritative")
-    hostname: str | None = Field(
+    zones: list[DnsName] = Field(default_factory=list, description="zones this node serves as authoritative")
+    hostname: DnsName | None = Field(
         default=None, description="its name server name (default: <node>.<first zone>)")
     resolver: str | None = Field(default=None, description="for a client: the resolver node it uses")
     interfaces: dict[str, Interface] | None = Field(
@@ -93,9 +108,9 @@ class Topology(Strict):
     name: Annotated[str, Field(pattern=NAME)]
     description: str = ""
     networks: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,11}$")], Network] = Field(
-        default_factory=lambda: {"lan": Network()})
-    nodes: dict[Annotated[str, Field(pattern=NAME)], Node]
-    zones: dict[str, Zone] = Field(default_factory=dict)
+        default_factory=lambda: {"lan": Network()}, min_length=1)
+    nodes: Annotated[dict[Annotated[str, Field(pattern=NAME)], Node], Field(min_length=1)]
+    zones: dict[DnsName, Zone] = Field(default_factory=dict)
 
 
 def load(path: Path) -> tuple[Topology, yamlsrc.Source]:

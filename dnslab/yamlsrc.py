@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InputProblems, Problem
+from .errors import InputProblems, Problem, not_utf8
 
 Loc = tuple[int | str, ...]
 
@@ -39,6 +39,8 @@ def load(path: Path) -> Source:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputProblems([Problem(str(path), f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise InputProblems([not_utf8(path)]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -57,6 +59,11 @@ def load(path: Path) -> Source:
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
                 key = constructor.construct_object(key_node, deep=True)
+                if isinstance(key, (list, dict)):
+                    problems.append(Problem(
+                        f"{path}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}",
+                        "a key must be a plain name, not a list or mapping"))
+                    continue
                 if key in out:
                     first = marks[loc + (key,)][0]
                     problems.append(Problem(
@@ -71,7 +78,12 @@ def load(path: Path) -> Source:
             return [build(item, loc + (i,)) for i, item in enumerate(n.value)]
         return constructor.construct_object(n, deep=True)
 
-    data = build(node, ())
+    try:
+        data = build(node, ())
+    except yaml.MarkedYAMLError as exc:  # an unknown tag (!!python/...), a merge key (<<)
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise InputProblems([Problem(where, f"YAML error: {exc.problem}")]) from None
     if problems:
         raise InputProblems(problems)
     return Source(path, data, marks)

@@ -19,7 +19,7 @@ import dns.zone
 
 from . import yamlsrc
 from .topology import zone_name
-from .errors import EnvError, InputProblems, Problem
+from .errors import EnvError, InputProblems, Problem, not_utf8
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,8 @@ def _author_source(zone: str, spec, src: yamlsrc.Source, directory: Path) -> _So
         except OSError as exc:
             raise InputProblems([Problem(src.where(("zones", key, "file")),
                                          f"zones.{key}.file: cannot read {path}: {exc.strerror}")]) from None
+        except UnicodeDecodeError:
+            raise InputProblems([not_utf8(path)]) from None
         lines += content
         places += [f"{path}:{i + 1}" for i in range(len(content))]
     for i, record in enumerate(spec.records):

@@ -70,7 +70,7 @@ class NetnsBackend:
                 missing[tool] = pkg
         for node in lab.nodes.values():
             for exe, pkg in kinds.KINDS[node.kind].binaries.items():
-                if shutil.which(exe) is None and not Path("/usr/sbin", exe).exists():
+                if shutil.which(exe) is None:  # nsenter execs it through this same PATH
                     missing[exe] = pkg
         if missing:
             raise EnvError("missing programs: " + ", ".join(sorted(missing)) +
@@ -190,20 +190,23 @@ class NetnsBackend:
     def remove_leftovers(self, names: Sequence[str]) -> None:
         namespaces = [n for n in names if "/" not in n]
         _stop_processes([], namespaces)
-        if namespaces:
-            _finish([(_ip(["-force"], ""), "".join(f"netns del {n}\n" for n in namespaces))], "deleting namespaces")
+        present = [n for n in namespaces if (NETNS_DIR / n).exists()]
+        if present:
+            _finish([(_ip(["-force"], ""), "".join(f"netns del {n}\n" for n in present))], "deleting namespaces")
         for n in names:
             if n.startswith(str(ETC_NETNS) + "/" + PREFIX):
                 shutil.rmtree(n, ignore_errors=True)
 
 
 def _start_time(pid: int) -> int | None:
-    """The process start time in clock ticks: tells a PID from a reused one."""
+    """The process start time in clock ticks: tells a PID from a reused one.
+    None once it has exited, zombies included (nobody may ever reap a daemon's zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def _stop_processes(states: Sequence[State], namespaces: Sequence[str], grace: float = 2.0) -> None:

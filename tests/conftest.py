@@ -1,0 +1,58 @@
+"""Small, generic fixtures shared by the offline tests (the live tests use tests/livelab.py).
+
+``write_lab(yaml_text, files={}, checks=None)`` writes a lab folder under the test's tmp_path;
+``dnslab(*args, env=None, preexec=None)`` runs the real CLI (``python -m dnslab.cli``) as a subprocess.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+
+
+def make_lab(root: Path, yaml_text: str, files: dict[str, str | bytes] | None = None, name: str = "lab") -> Path:
+    """A lab folder ``root/name`` with a ``lab.yaml`` (dedented) and extra files beside it."""
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "lab.yaml").write_text(textwrap.dedent(yaml_text).lstrip("\n"))
+    for rel, content in (files or {}).items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            (d / rel).write_bytes(content)
+        else:
+            (d / rel).write_text(textwrap.dedent(content).lstrip("\n"))
+    return d
+
+
+def run_dnslab(*args: str | Path, env: dict[str, str] | None = None, replace_env: bool = False,
+               prefix: list[str] | None = None, cwd: Path = REPO, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``dnslab *args``; ``env`` is added to (or with ``replace_env``, replaces) the environment;
+    ``prefix`` goes before the interpreter (e.g. a setpriv command line)."""
+    full_env = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
+    argv = [*(prefix or []), PYTHON, "-m", "dnslab.cli", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def explain(res: subprocess.CompletedProcess) -> str:
+    """What a failed assertion on a CLI run should show."""
+    return f"`{' '.join(map(str, res.args))}` -> {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+
+
+@pytest.fixture
+def write_lab(tmp_path):
+    """``write_lab(yaml_text, files={}, name="lab") -> Path`` of a lab folder in tmp_path."""
+    return lambda yaml_text, files=None, name="lab": make_lab(tmp_path, yaml_text, files, name)
+
+
+@pytest.fixture
+def dnslab():
+    """``dnslab(*args, env=None, ...) -> CompletedProcess`` of the real CLI."""
+    return run_dnslab

@@ -1,0 +1,291 @@
+"""Helpers for the live-lab tests (tests/test_live_*.py): a plain module, not a conftest.
+
+Everything here talks to the real machine: network namespaces, daemons, /proc. The tests
+that import it are marked ``lab`` and skip themselves when not run as root.
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence, TypeVar
+
+from dnslab import lab
+from dnslab.state import run_root
+
+REPO = Path(__file__).resolve().parent.parent
+DNS_BASICS = REPO / "labs" / "dns-basics"
+NETNS_DIR = Path("/run/netns")
+ETC_NETNS = Path("/etc/netns")
+
+T = TypeVar("T")
+_serial = itertools.count()
+
+
+def unique_name(prefix: str) -> str:
+    """An instance name no other xdist worker (or test of this one) uses: prefix, PID, counter."""
+    return f"{prefix}{os.getpid()}x{next(_serial)}"
+
+
+def dnslab_argv() -> list[str]:
+    exe = Path(sys.executable).with_name("dnslab")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "dnslab.cli"]
+
+
+def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``dnslab`` command; output captured as text."""
+    return subprocess.run(dnslab_argv() + list(args), capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def explain(res: subprocess.CompletedProcess) -> str:
+    return f"`{' '.join(map(str, res.args))}` -> {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+
+
+def wait_for(pred: Callable[[], T], timeout: float = 15.0, interval: float = 0.02, what: str = "a condition") -> T:
+    """Poll ``pred`` until it returns something true, for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            last = pred()
+        except Exception as exc:  # e.g. a query timing out while a daemon reloads
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def wait_steady(pred: Callable[[], object], times: int = 5, timeout: float = 15.0, what: str = "a condition") -> None:
+    """Poll until ``pred`` holds ``times`` polls in a row: after a reload, NSD answers from its
+    old server process and its new one for a moment, so one good answer proves little."""
+    streak = 0
+
+    def steady():
+        nonlocal streak
+        try:
+            ok = pred()
+        except Exception:
+            ok = False
+        streak = streak + 1 if ok else 0
+        return streak >= times
+    wait_for(steady, timeout=timeout, what=what)
+
+
+# ---------------------------------------------------------------- instances
+
+def remove(name: str) -> None:
+    """Remove instance ``name`` whatever state it is in (best effort, for finalizers)."""
+    states = [s for s in lab.instances() if s.name == name]  # a run dir without state.json too
+    if states:
+        lab.down_states(states)
+    from dnslab.backends.netns import NetnsBackend
+    mine = [n for n in NetnsBackend().leftovers(set()) if _is_ours(Path(n).name, name)]
+    if mine:
+        NetnsBackend().remove_leftovers(mine)
+
+
+@contextmanager
+def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS) -> Iterator[list[lab.Instance]]:
+    """Bring instances up in this process; always take them down, then check nothing is left
+    (namespaces, files, run dirs, processes in their namespaces)."""
+    for n in names:  # a name with our PID in it can only be a leftover of a dead process
+        remove(n)
+    inodes: set[int] = set()
+    try:
+        insts = lab.up(lab_dir, list(names))
+        for n in names:
+            inodes |= ns_inodes(n)
+        yield insts
+    finally:
+        errors = []
+        for n in names:
+            try:
+                remove(n)
+            except Exception as exc:  # remove the others all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    for n in names:
+        left = leftovers(n, inodes)
+        assert not left, f"instance {n} left: {left}"
+
+
+@contextmanager
+def instance(name: str, lab_dir: Path = DNS_BASICS) -> Iterator[lab.Instance]:
+    with instances([name], lab_dir) as insts:
+        yield insts[0]
+
+
+def read_state(name: str) -> dict | None:
+    try:
+        return json.loads((run_root() / name / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def bump_serial(zone_text: str, by: int = 1) -> tuple[str, int]:
+    """The zone text with its SOA serial raised by ``by``, and the new serial."""
+    m = re.search(r"(\sIN\s+SOA\s+\S+\s+\S+\s+)(\d+)", zone_text)
+    assert m, "no SOA in zone text"
+    serial = int(m.group(2)) + by
+    return zone_text[:m.start(2)] + str(serial) + zone_text[m.end(2):], serial
+
+
+# ---------------------------------------------------------------- what is left on the machine
+
+def _is_ours(entry: str, name: str) -> bool:
+    return entry == f"dnslab-{name}" or entry.startswith(f"dnslab-{name}-")
+
+
+def ns_inodes(name: str) -> set[int]:
+    """Inodes of the instance's network namespaces that exist now."""
+    out = set()
+    for p in NETNS_DIR.glob(f"dnslab-{name}*"):
+        if _is_ours(p.name, name):
+            try:
+                out.add(os.stat(p).st_ino)
+            except OSError:
+                pass
+    return out
+
+
+def proc_stat(pid: int | str) -> tuple[str, int, str] | None:
+    """(state, ppid, comm) of a process, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    head, tail = stat.rsplit(")", 1)
+    fields = tail.split()
+    return fields[0], int(fields[1]), head.split("(", 1)[1]
+
+
+def leftovers(name: str, inodes: set[int] = frozenset()) -> list[str]:
+    """Everything of instance ``name`` still on the machine: namespaces, /etc/netns dirs,
+    its run dir, live (non-zombie) processes whose command line names its run dir or
+    that sit in one of ``inodes`` (its namespaces, as seen while it was up)."""
+    found = []
+    for d, what in ((NETNS_DIR, "namespace"), (ETC_NETNS, "/etc/netns dir")):
+        if d.is_dir():
+            found += [f"{what} {p.name}" for p in d.iterdir() if _is_ours(p.name, name)]
+    rundir = run_root() / name
+    if rundir.exists():
+        found.append(f"run dir {rundir}")
+    needle = f"{rundir}/".encode()
+    mounted: dict[int, str] = {}
+    for p in NETNS_DIR.glob("*"):
+        try:
+            mounted[os.stat(p).st_ino] = p.name
+        except OSError:
+            pass
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        st = proc_stat(entry.name)
+        if st is None or st[0] in ("Z", "X"):
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"process {entry.name} ({st[2]}): {shown}")
+            continue
+        if inodes:
+            try:
+                ino = os.stat(f"/proc/{entry.name}/ns/net").st_ino
+            except OSError:
+                continue
+            # a freed namespace inode can be reused by a namespace made later (another worker's)
+            if ino in inodes and (ino not in mounted or _is_ours(mounted[ino], name)):
+                found.append(f"process {entry.name} ({st[2]}) in a namespace of {name}")
+    return found
+
+
+# ---------------------------------------------------------------- orphans of a killed `up`
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_subreaper(on: bool) -> None:
+    """Make this process adopt its orphaned descendants (a killed ``up``'s daemons and helpers)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def children() -> dict[int, tuple[str, str]]:
+    """This process's children: pid -> (state, comm)."""
+    me = os.getpid()
+    out = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            st = proc_stat(entry.name)
+            if st is not None and st[1] == me:
+                out[int(entry.name)] = (st[0], st[2])
+    return out
+
+
+def settle_orphans(timeout: float = 15.0) -> None:
+    """Wait until every adopted child still alive is a daemon (its command line names a node's
+    files under the run root): the ``ip``, ``nsenter`` and ``named-checkzone`` a killed ``up``
+    had in flight have finished what they were doing."""
+    def helpers() -> dict[int, str]:
+        out = {}
+        for pid, (state, comm) in children().items():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if state not in ("Z", "X") and (comm == "nsenter" or f"{run_root()}/".encode() not in cmdline):
+                out[pid] = f"{comm} ({state}): {cmdline.decode(errors='replace')}"
+        return out
+    deadline = time.monotonic() + timeout
+    while found := helpers():
+        assert time.monotonic() < deadline, f"helpers of a killed up still running after {timeout}s: {found}"
+        time.sleep(0.01)
+
+
+def reap_children(keep: Sequence[int] = ()) -> None:
+    """Reap this process's zombie children (adopted orphans), except ``keep``."""
+    for pid, (state, _) in children().items():
+        if state == "Z" and pid not in keep:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+# ---------------------------------------------------------------- the host
+
+def ip_json(*args: str, netns: str | None = None) -> list[dict]:
+    argv = ["ip", *(["-n", netns] if netns else []), "-j", *args]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, f"{argv}: {res.stderr}"
+    return json.loads(res.stdout or "[]")
+
+
+def host_addresses() -> list[str]:
+    """Addresses of the host itself: the source of its route towards 192.0.2.1 (its
+    default-route interface, or whatever interface reaches there), then its other global ones."""
+    found = []
+    res = subprocess.run(["ip", "-j", "route", "get", "192.0.2.1"], capture_output=True, text=True, timeout=10)
+    if res.returncode == 0:
+        found += [r["prefsrc"] for r in json.loads(res.stdout or "[]") if r.get("prefsrc")]
+    for link in ip_json("addr"):
+        for a in link.get("addr_info", []):
+            if a.get("scope") == "global" and a["local"] not in found:
+                found.append(a["local"])
+    return found

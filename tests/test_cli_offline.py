@@ -1,0 +1,109 @@
+"""The commands that need no running lab and no root: list, validate, kinds, schema, --help."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import explain
+from dnslab import cli
+
+
+def ok(res):
+    assert res.returncode == 0, explain(res)
+    assert "Traceback" not in res.stderr, explain(res)
+    return res
+
+
+def test_list(dnslab):
+    res = ok(dnslab("list"))
+    header, *rows = res.stdout.splitlines()
+    assert header.split() == ["LAB", "NODES", "DESCRIPTION"]
+    assert any(r.split()[:2] == ["dns-basics", "8"] for r in rows), res.stdout
+
+
+def test_list_json(dnslab):
+    data = json.loads(ok(dnslab("list", "--json")).stdout)
+    (basics,) = [d for d in data if d["name"] == "dns-basics"]
+    assert basics["nodes"] == 8 and basics["zones"] == [".", "test.", "example.test.", "lab.test."]
+    assert "error" not in basics
+
+
+def test_list_shows_an_invalid_lab_without_failing(dnslab, write_lab, tmp_path):
+    write_lab("name: good\nnodes:\n  root: {kind: nsd, zones: [.]}\nzones:\n  .: {}\n", name="good")
+    write_lab("name: bad\nnodes:\n  root: {kind: bind8}\n", name="bad")
+    (tmp_path / "not-a-lab").mkdir()
+    res = ok(dnslab("list", env={"DNSLAB_LABS": str(tmp_path)}))
+    rows = {r.split()[0]: r for r in res.stdout.splitlines()[1:]}
+    assert set(rows) == {"bad", "good"}
+    assert "(invalid: " in rows["bad"] and "unknown kind 'bind8'" in rows["bad"]
+    data = {d["name"]: d for d in json.loads(ok(dnslab("list", "--json", env={"DNSLAB_LABS": str(tmp_path)})).stdout)}
+    assert "unknown kind 'bind8'" in data["bad"]["error"] and data["good"]["nodes"] == 1
+
+
+def test_validate_dns_basics(dnslab):
+    res = ok(dnslab("validate", "dns-basics"))
+    assert res.stdout.strip().endswith("labs/dns-basics/lab.yaml: ok, 8 nodes, 4 zones, 11 checks")
+
+
+def test_validate_dns_basics_json(dnslab):
+    data = json.loads(ok(dnslab("validate", "dns-basics", "--json")).stdout)
+    assert data["lab"] == "dns-basics" and data["checks"] == 11
+    assert data["nodes"]["tld"] == {"kind": "bind9", "role": "authoritative",
+                                    "addresses": ["198.51.100.3", "2001:db8:5100::3"]}
+    assert data["nodes"]["client"]["role"] == "client"
+    assert data["zones"]["example.test."] == {"servers": ["sld-knot"], "parent": "test."}
+    assert data["zones"]["."] == {"servers": ["a-root", "b-root"], "parent": None}
+
+
+def test_validate_by_path_to_folder_and_file(dnslab, write_lab):
+    d = write_lab("name: tiny\nnodes:\n  root: {kind: nsd, zones: [.]}\nzones:\n  .: {}\n")
+    assert ok(dnslab("validate", d)).stdout.strip() == f"{d}/lab.yaml: ok, 1 nodes, 1 zones, 0 checks"
+    assert ok(dnslab("validate", d / "lab.yaml")).stdout.strip() == f"{d}/lab.yaml: ok, 1 nodes, 1 zones, 0 checks"
+
+
+def test_kinds(dnslab):
+    res = ok(dnslab("kinds"))
+    assert res.stdout.splitlines()[0].split() == ["KIND", "ROLES", "DEBIAN", "PACKAGES"]
+
+
+def test_kinds_json(dnslab):
+    data = json.loads(ok(dnslab("kinds", "--json")).stdout)
+    assert data == {
+        "bind9": {"roles": ["authoritative", "resolver"], "packages": ["bind9"]},
+        "client": {"roles": ["client"], "packages": ["bind9-dnsutils", "knot-dnsutils"]},
+        "knot": {"roles": ["authoritative"], "packages": ["knot"]},
+        "nsd": {"roles": ["authoritative"], "packages": ["nsd"]},
+        "unbound": {"roles": ["resolver"], "packages": ["unbound"]},
+    }
+
+
+@pytest.mark.parametrize("what", [[], ["lab"], ["checks"]], ids=["default", "lab", "checks"])
+def test_schema(dnslab, what):
+    schema = json.loads(ok(dnslab("schema", *what)).stdout)
+    assert schema["type"] == "object" and schema["additionalProperties"] is False
+
+
+COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every subcommand, as registered
+
+
+def test_every_command_is_covered():
+    assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
+                             "check", "graph", "images", "gc"}
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(dnslab, command):
+    res = ok(dnslab(*([command] if command else []), "--help"))
+    assert res.stdout.startswith(f"usage: dnslab {command or ''}".rstrip())
+    assert res.stderr == ""
+
+
+def test_version(dnslab):
+    res = ok(dnslab("--version"))
+    assert res.stdout.startswith("dnslab ")
+
+
+def test_no_command_is_a_usage_error(dnslab):
+    res = dnslab()
+    assert res.returncode == 2 and "usage: dnslab" in res.stderr, explain(res)

@@ -1,0 +1,513 @@
+"""The lab file schema and what the plan derives from it, without root and without a running lab:
+addresses, name server names, apex NS, delegations, glue, root hints, the kinds' rendered
+configs, the JSON schema and trainee rosters."""
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import dns.name
+import dns.rdatatype
+import dns.zone
+import pytest
+
+from conftest import REPO, explain
+from dnslab import kinds, plan, roster
+from dnslab.errors import InputProblems
+
+DNS_BASICS = REPO / "labs" / "dns-basics"
+
+
+def load(write_lab, text: str, files=None) -> plan.LabPlan:
+    return plan.load(write_lab(text, files))
+
+
+def problems(write_lab, text: str, files=None) -> str:
+    with pytest.raises(InputProblems) as exc:
+        load(write_lab, text, files)
+    return str(exc.value)
+
+
+def records(zp, owner: str, rtype: str) -> set[str]:
+    """The data of ``owner``/``rtype`` in a planned zone (parsed from its text), as text."""
+    z = dns.zone.from_text(zp.text, origin=zp.name, relativize=False)
+    rds = z.get_rdataset(dns.name.from_text(owner), dns.rdatatype.from_text(rtype))
+    return {rd.to_text().lower() for rd in rds} if rds else set()
+
+
+def owners(zp) -> set[str]:
+    z = dns.zone.from_text(zp.text, origin=zp.name, relativize=False)
+    return {n.to_text().lower() for n in z.nodes}
+
+
+# A lab touching every derivation: two roots (one with an explicit name below test.), a TLD,
+# a second-level zone with an in-bailiwick and an out-of-zone server, two resolvers, a client.
+DERIV = """
+    name: deriv
+    nodes:
+      root:
+        kind: nsd
+        zones: [.]
+      root2:
+        kind: knot
+        zones: [.]
+        hostname: b.root-servers.test
+      tld:
+        kind: bind9
+        zones: [test]
+        hostname: ns1.nic.test.
+      sld:
+        kind: knot
+        zones: [example.test]
+      far:
+        kind: nsd
+        zones: [example.test]
+        hostname: ns.example.org
+      res:
+        kind: unbound
+      res2:
+        kind: bind9
+        role: resolver
+      client:
+        kind: client
+    zones:
+      .: {}
+      test: {}
+      example.test:
+        records:
+          - "www IN A 192.0.2.80"
+"""
+
+
+@pytest.fixture
+def deriv(write_lab) -> plan.LabPlan:
+    return load(write_lab, DERIV)
+
+
+# ------------------------------------------------------------------------------------ addresses
+
+def test_addresses_auto_assigned_in_node_order(deriv):
+    assert [n.addresses for n in deriv.nodes.values()] == [
+        [f"198.51.100.{i}", f"2001:db8:5100::{i:x}"] for i in range(1, 9)]
+    iface = deriv.nodes["tld"].interfaces[0]
+    assert (iface.network, iface.ifname) == ("lan", "eth0")
+    assert iface.ipv4 == ipaddress.ip_interface("198.51.100.3/24")
+    assert iface.ipv6 == ipaddress.ip_interface("2001:db8:5100::3/64")
+    assert deriv.nodes["tld"].address == "198.51.100.3"
+
+
+def test_explicit_addresses_respected_and_skipped_by_auto(write_lab):
+    p = load(write_lab, """
+        name: explicit
+        networks:
+          lan:
+            ipv4: 192.0.2.0/24
+            ipv6: 2001:db8:77::/64
+        nodes:
+          a:
+            kind: nsd
+            zones: [.]
+          b:
+            kind: knot
+            zones: [.]
+            interfaces:
+              lan: {ipv4: 192.0.2.1, ipv6: "2001:db8:77::1"}
+          c:
+            kind: unbound
+            interfaces:
+              lan: {ipv4: 192.0.2.200}
+          d:
+            kind: client
+        zones:
+          .: {}
+    """)
+    assert p.nodes["b"].addresses == ["192.0.2.1", "2001:db8:77::1"]
+    assert p.nodes["a"].addresses == ["192.0.2.2", "2001:db8:77::2"]
+    assert p.nodes["c"].addresses == ["192.0.2.200", "2001:db8:77::3"]   # explicit IPv4, auto IPv6
+    assert p.nodes["d"].addresses == ["192.0.2.3", "2001:db8:77::4"]
+
+
+def test_two_networks_and_single_family_prefixes(write_lab):
+    p = load(write_lab, """
+        name: twonets
+        networks:
+          core:
+            ipv4: 203.0.113.0/24
+            ipv6: null
+          edge:
+            ipv4: null
+            ipv6: 2001:db8:e::/64
+        nodes:
+          root:
+            kind: nsd
+            zones: [.]
+            interfaces: {core: {}, edge: {}}
+          res:
+            kind: unbound
+            interfaces: {edge: {ipv6: "2001:db8:e::53"}}
+        zones:
+          .: {}
+    """)
+    root = p.nodes["root"]
+    assert [(i.network, i.ifname) for i in root.interfaces] == [("core", "eth0"), ("edge", "eth1")]
+    assert root.addresses == ["203.0.113.1", "2001:db8:e::1"]
+    assert p.nodes["res"].addresses == ["2001:db8:e::53"]
+    assert p.nodes["res"].address == "2001:db8:e::53"
+    assert p.root_hints == (("root.", ("203.0.113.1", "2001:db8:e::1")),)
+
+
+@pytest.mark.parametrize("prefixes, hosts", [
+    ("ipv4: 192.0.2.0/29\n    ipv6: null", [f"192.0.2.{i}" for i in range(1, 6)]),
+    ("ipv4: null\n    ipv6: 2001:db8::/125", [f"2001:db8::{i}" for i in range(1, 6)]),
+], ids=["ipv4", "ipv6"])
+def test_last_host_address_never_auto_assigned(write_lab, prefixes, hosts):
+    """A /29 (or /125) has 6 host addresses; the 6th is kept free, so 5 nodes fit and a 6th does not."""
+    def lab(n: int) -> str:
+        nodes = "".join(f"  n{i}:\n    kind: client\n    resolver: res\n" for i in range(n - 1))
+        return (f"name: small\nnetworks:\n  lan:\n    {prefixes}\nnodes:\n  root:\n    kind: nsd\n"
+                f"    zones: [.]\n  res:\n    kind: unbound\n{nodes}zones:\n  .: {{}}\n")
+    p = plan.load(write_lab(lab(4)))  # root, res and 3 clients: 5 nodes
+    assert sorted((a for n in p.nodes.values() for a in n.addresses), key=ipaddress.ip_address) == hosts
+    msg = problems(write_lab, lab(5))
+    assert "no free IPv" in msg and "address left" in msg and "lab.yaml:3:3" in msg
+
+
+def test_last_host_address_may_be_given_explicitly(write_lab):
+    p = load(write_lab, """
+        name: small
+        networks:
+          lan: {ipv4: 192.0.2.0/29, ipv6: null}
+        nodes:
+          root:
+            kind: nsd
+            zones: [.]
+            interfaces: {lan: {ipv4: 192.0.2.6}}
+        zones:
+          .: {}
+    """)
+    assert p.nodes["root"].addresses == ["192.0.2.6"]
+
+
+# ------------------------------------------------------------------------------ names, NS, glue
+
+def test_hostnames_default_to_node_dot_first_zone(deriv):
+    hosts = {n.name: n.hostname for n in deriv.nodes.values()}
+    assert hosts == {"root": "root.", "root2": "b.root-servers.test.", "tld": "ns1.nic.test.",
+                     "sld": "sld.example.test.", "far": "ns.example.org.",
+                     "res": None, "res2": None, "client": None}
+    assert deriv.nodes["tld"].zones == ("test.",)
+
+
+def test_hostname_uses_the_first_of_several_zones(write_lab):
+    p = load(write_lab, """
+        name: multi
+        nodes:
+          root:
+            kind: nsd
+            zones: [.]
+          tld:
+            kind: bind9
+            zones: [Test., example.test]
+        zones:
+          .: {}
+          test: {}
+          EXAMPLE.test.: {}
+    """)
+    assert p.nodes["tld"].hostname == "tld.test."
+    assert p.nodes["tld"].zones == ("test.", "example.test.")
+    assert set(p.zones) == {".", "test.", "example.test."}
+    assert p.zones["example.test."].parent == "test."
+
+
+def test_zone_plans_servers_and_parents(deriv):
+    z = deriv.zones
+    assert (z["."].servers, z["."].nameservers, z["."].parent) == (
+        ("root", "root2"), ("root.", "b.root-servers.test."), None)
+    assert (z["test."].servers, z["test."].parent) == (("tld",), ".")
+    assert (z["example.test."].servers, z["example.test."].nameservers, z["example.test."].parent) == (
+        ("sld", "far"), ("sld.example.test.", "ns.example.org."), "test.")
+    assert [zp.filename for zp in z.values()] == ["root.zone", "test.zone", "example.test.zone"]
+    assert [n.name for n in deriv.servers_of("example.test.")] == ["sld", "far"]
+    assert [n.name for n in deriv.by_role("resolver")] == ["res", "res2"]
+
+
+def test_derived_soa_and_apex_ns(deriv):
+    assert records(deriv.zones["."], ".", "NS") == {"root.", "b.root-servers.test."}
+    assert records(deriv.zones["test."], "test.", "NS") == {"ns1.nic.test."}
+    assert records(deriv.zones["example.test."], "example.test.", "NS") == {"sld.example.test.", "ns.example.org."}
+    (soa,) = records(deriv.zones["test."], "test.", "SOA")
+    assert soa.split()[:3] == ["ns1.nic.test.", "hostmaster.test.", "1"]
+
+
+def test_derived_delegations(deriv):
+    assert records(deriv.zones["."], "test.", "NS") == {"ns1.nic.test."}
+    assert records(deriv.zones["test."], "example.test.", "NS") == {"sld.example.test.", "ns.example.org."}
+    # a grandchild is delegated by its parent only
+    assert records(deriv.zones["."], "example.test.", "NS") == set()
+
+
+def test_glue_in_bailiwick_present(deriv):
+    root, test = deriv.zones["."], deriv.zones["test."]
+    assert records(root, "ns1.nic.test.", "A") == {"198.51.100.3"}          # the TLD's server, below the cut
+    assert records(root, "ns1.nic.test.", "AAAA") == {"2001:db8:5100::3"}
+    assert records(root, "b.root-servers.test.", "A") == {"198.51.100.2"}   # the root's own server below a cut
+    assert records(root, "root.", "AAAA") == {"2001:db8:5100::1"}
+    assert records(test, "sld.example.test.", "A") == {"198.51.100.4"}      # glue for example.test
+    assert records(test, "ns1.nic.test.", "A") == {"198.51.100.3"}          # the zone's own server
+    assert records(deriv.zones["example.test."], "sld.example.test.", "AAAA") == {"2001:db8:5100::4"}
+
+
+def test_out_of_zone_names_not_added(deriv):
+    assert "ns.example.org." not in owners(deriv.zones["test."])
+    assert "ns.example.org." not in owners(deriv.zones["example.test."])
+    assert "root." not in owners(deriv.zones["test."])
+    # below a cut and not a server of the child: not the parent's business
+    assert "sld.example.test." not in owners(deriv.zones["."])
+
+
+def test_author_records_kept(deriv):
+    assert records(deriv.zones["example.test."], "www.example.test.", "A") == {"192.0.2.80"}
+    text = deriv.zones["example.test."].text
+    assert text.index("derived by dnslab") < text.index("from the lab author") < text.index("www IN A")
+
+
+def test_root_hints(deriv):
+    assert deriv.root_hints == (("root.", ("198.51.100.1", "2001:db8:5100::1")),
+                                ("b.root-servers.test.", ("198.51.100.2", "2001:db8:5100::2")))
+
+
+def test_author_ns_and_a_override_derived(write_lab):
+    p = load(write_lab, """
+        name: override
+        nodes:
+          root:
+            kind: nsd
+            zones: [.]
+          tld:
+            kind: bind9
+            zones: [test]
+            hostname: ns1.nic.test
+          sld:
+            kind: knot
+            zones: [example.test]
+        zones:
+          .: {}
+          test:
+            records:
+              - "@ IN NS ns1.nic.test."
+              - "@ IN NS backup.example.org."
+              - "ns1.nic IN A 192.0.2.53"
+              - "example IN NS ns.other.org."
+          example.test: {}
+    """)
+    test = p.zones["test."]
+    assert records(test, "test.", "NS") == {"ns1.nic.test.", "backup.example.org."}
+    assert records(test, "ns1.nic.test.", "A") == {"192.0.2.53"}            # the author's, not 198.51.100.2
+    assert records(test, "ns1.nic.test.", "AAAA") == {"2001:db8:5100::2"}   # what the author left out: derived
+    assert records(test, "example.test.", "NS") == {"ns.other.org."}
+    assert test.text.count(" IN NS ") == 3  # no derived NS line was added beside the author's
+
+
+def test_author_soa_overrides_derived(write_lab):
+    p = load(write_lab, """
+        name: soa
+        nodes:
+          root:
+            kind: nsd
+            zones: [.]
+        zones:
+          .:
+            serial: 7
+            records: [". IN SOA root. admin.root. 42 1800 900 604800 300"]
+    """)
+    assert records(p.zones["."], ".", "SOA") == {"root. admin.root. 42 1800 900 604800 300"}
+    assert p.zones["."].text.count(" IN SOA ") == 1
+
+
+def test_zone_file_and_records_combined(write_lab):
+    p = load(write_lab, """
+        name: files
+        nodes:
+          root:
+            kind: nsd
+            zones: [.]
+          tld:
+            kind: bind9
+            zones: [test]
+        zones:
+          .: {}
+          test:
+            file: zones/test.db
+            ttl: 300
+            serial: 2024010101
+            records: ["extra IN TXT \\"from yaml\\""]
+    """, files={"zones/test.db": "www IN A 192.0.2.8\n"})
+    test = p.zones["test."]
+    assert records(test, "www.test.", "A") == {"192.0.2.8"}
+    assert records(test, "extra.test.", "TXT") == {'"from yaml"'}
+    assert "$TTL 300" in test.text
+    assert records(test, "test.", "SOA").pop().split()[2] == "2024010101"
+
+
+def test_roles_defaults(deriv):
+    assert {n.name: n.role for n in deriv.nodes.values()} == {
+        "root": "authoritative", "root2": "authoritative", "tld": "authoritative", "sld": "authoritative",
+        "far": "authoritative", "res": "resolver", "res2": "resolver", "client": "client"}
+    assert deriv.nodes["client"].resolver == "res"  # the first resolver, when not named
+
+
+# ----------------------------------------------------------------------------- rendered configs
+
+@pytest.fixture(scope="module")
+def basics() -> plan.LabPlan:
+    return plan.load(DNS_BASICS)
+
+
+CONFIG = {"bind9": "named.conf", "knot": "knot.conf", "nsd": "nsd.conf", "unbound": "unbound.conf"}
+
+
+@pytest.mark.parametrize("node", ["a-root", "b-root", "tld", "sld-knot", "sld-nsd"])
+def test_authoritative_config_mentions_addresses_and_zone_files(basics, node):
+    n = basics.nodes[node]
+    spec = kinds.KINDS[n.kind].spec(n, basics, "/x")
+    conf = spec.files[CONFIG[n.kind]]
+    for a in n.addresses:
+        assert a in conf, f"{n.kind} config of {node} misses {a}:\n{conf}"
+    for z in n.zones:
+        zp = basics.zones[z]
+        assert f'"{zp.name}"' in conf
+        assert f"/x/zones/{zp.filename}" in conf or ("zonesdir: \"/x/zones\"" in conf and zp.filename in conf)
+        assert spec.files[f"zones/{zp.filename}"] == zp.text
+    assert f"/x/{CONFIG[n.kind]}" in spec.argv
+    assert spec.ready is not None and spec.ready.address == n.address and spec.ready.qname == n.zones[0]
+    assert "root.hints" not in spec.files and spec.resolv_conf is None
+
+
+def test_bind9_authoritative_is_not_recursive(basics):
+    conf = kinds.KINDS["bind9"].spec(basics.nodes["tld"], basics, "/x").files["named.conf"]
+    assert "recursion no;" in conf and 'zone "test." { type primary; file "/x/zones/test.zone"; };' in conf
+    assert "listen-on { 198.51.100.3; };" in conf and "listen-on-v6 { 2001:db8:5100::3; };" in conf
+
+
+@pytest.mark.parametrize("node", ["resolver-bind", "resolver-unbound"])
+def test_resolver_config_and_root_hints(basics, node):
+    n = basics.nodes[node]
+    spec = kinds.KINDS[n.kind].spec(n, basics, "/x")
+    conf = spec.files[CONFIG[n.kind]]
+    for a in n.addresses:
+        assert a in conf
+    assert "/x/root.hints" in conf
+    hints = spec.files["root.hints"]
+    for host, addrs in basics.root_hints:
+        assert f". 3600000 IN NS {host}\n" in hints
+        for a in addrs:
+            assert f"{host} 3600000 IN {'AAAA' if ':' in a else 'A'} {a}\n" in hints
+    for prefix in ("198.51.100.0/24", "2001:db8:5100::/64"):
+        assert prefix in conf   # who may ask: the lab's networks
+    assert not any(f.startswith("zones/") for f in spec.files)
+    assert spec.ready is not None and spec.ready.authoritative is False
+
+
+def test_unbound_answers_special_use_names_from_the_lab(basics):
+    conf = kinds.KINDS["unbound"].spec(basics.nodes["resolver-unbound"], basics, "/x").files["unbound.conf"]
+    assert 'local-zone: "test." nodefault' in conf
+    assert 'local-zone: "example.test." nodefault' in conf
+    assert 'local-zone: "." nodefault' not in conf
+
+
+def test_bind9_resolver_config(basics):
+    conf = kinds.KINDS["bind9"].spec(basics.nodes["resolver-bind"], basics, "/x").files["named.conf"]
+    assert "recursion yes;" in conf
+    assert 'zone "." { type hint; file "/x/root.hints"; };' in conf
+    assert "type primary" not in conf
+
+
+def test_client_resolv_conf_points_at_its_resolver(basics):
+    n = basics.nodes["client"]
+    spec = kinds.KINDS["client"].spec(n, basics, "/x")
+    assert n.resolver == "resolver-unbound"
+    assert spec.resolv_conf == "nameserver 198.51.100.7\nnameserver 2001:db8:5100::7\n"
+    assert spec.argv is None and spec.ready is None and spec.files == {}
+
+
+def test_every_kind_declares_its_debian_packages():
+    assert set(kinds.KINDS) == {"bind9", "client", "knot", "nsd", "unbound"}
+    assert kinds.KINDS["bind9"].binaries == {"named": "bind9"}
+    assert kinds.KINDS["knot"].binaries == {"knotd": "knot"}
+    for k in kinds.KINDS.values():
+        assert k.roles and k.binaries
+
+
+# ------------------------------------------------------------------------------------ schema
+
+def test_schema_is_json_with_node_fields(dnslab):
+    res = dnslab("schema")
+    assert res.returncode == 0, explain(res)
+    schema = json.loads(res.stdout)
+    node = schema["$defs"]["Node"]
+    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces"}
+    assert node["required"] == ["kind"] and node["additionalProperties"] is False
+    assert schema["additionalProperties"] is False
+    assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
+    assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial"}
+    assert all(p.get("description") for k, p in node["properties"].items())
+
+
+def test_checks_schema_is_json(dnslab):
+    res = dnslab("schema", "checks")
+    assert res.returncode == 0, explain(res)
+    schema = json.loads(res.stdout)
+    assert "checks" in schema["properties"]
+    assert {"Resolves", "Authoritative", "Delegation"} <= set(schema["$defs"])
+
+
+# ------------------------------------------------------------------------------------ rosters
+
+@pytest.mark.parametrize("trainee, name", [
+    ("María López", "mar-a-l-pez"),
+    ("  Bob   SMITH ", "bob-smith"),
+    ("o'neil, jr.", "o-neil-jr"),
+    ("x" * 40, "x" * 32),
+    ("a" * 31 + " b", "a" * 31),   # cut at 32, no trailing dash
+    ("trainee-07", "trainee-07"),
+])
+def test_instance_names_sanitized(trainee, name):
+    assert roster.instance_name(trainee) == name
+
+
+def test_roster_rows_kept_by_instance_name(tmp_path):
+    f = tmp_path / "roster.csv"
+    f.write_text("\ufefftrainee,email,group\nMaría López,maria@example.test,A\nBob Smith,bob@example.test,B\n")
+    assert roster.load(f) == {
+        "mar-a-l-pez": {"trainee": "María López", "email": "maria@example.test", "group": "A"},
+        "bob-smith": {"trainee": "Bob Smith", "email": "bob@example.test", "group": "B"}}
+
+
+def test_roster_duplicate_after_sanitizing_names_the_line(tmp_path):
+    f = tmp_path / "roster.csv"
+    f.write_text("trainee,email\nBob Smith,a\nAna,b\n\nbob  smith!,c\n")   # a blank line before it
+    with pytest.raises(InputProblems) as exc:
+        roster.load(f)
+    (p,) = exc.value.problems
+    assert p.where == f"{f}:5"
+    assert "'bob  smith!'" in p.message and "'bob-smith'" in p.message and "'Bob Smith'" in p.message
+
+
+def test_roster_without_trainee_column(tmp_path):
+    f = tmp_path / "roster.csv"
+    f.write_text("name,email\nBob,b\n")
+    with pytest.raises(InputProblems) as exc:
+        roster.load(f)
+    assert str(exc.value) == f"{f}:1: a roster needs a 'trainee' column"
+
+
+def test_roster_empty_name_and_empty_roster(tmp_path):
+    f = tmp_path / "roster.csv"
+    f.write_text("trainee,email\nBob,b\n ,c\n")
+    with pytest.raises(InputProblems) as exc:
+        roster.load(f)
+    assert str(exc.value) == f"{f}:3: empty trainee name"
+    f.write_text("\ufefftrainee\n")
+    with pytest.raises(InputProblems) as exc:
+        roster.load(f)
+    assert str(exc.value) == f"{f}: the roster lists no trainee"
