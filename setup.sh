@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 if [ "$(id -u)" != 0 ]; then echo "setup.sh: run it as root (sudo bash setup.sh)" >&2; exit 3; fi
 
 # Host tools, then every kind's packages (the same lists the Docker images use).
-HOST_PKGS="python3 python3-venv iproute2 util-linux procps graphviz tcpdump"
+HOST_PKGS="python3 python3-venv iproute2 util-linux procps graphviz tcpdump socat passwd"
 KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
 DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
 
@@ -36,12 +36,13 @@ if [ -n "$missing" ]; then
   fi
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import dnslab' 2>/dev/null; then
+if [ ! -x .venv/bin/python ]; then
   echo "==> creating the virtualenv .venv"
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
 fi
+echo "==> installing dnslab and its Python dependencies into .venv"
+.venv/bin/pip install -q -e '.[test]' >/dev/null
 echo "==> installed: $(.venv/bin/dnslab --version)"
 [ "${1:-}" = "--install-only" ] && exit 0
 
