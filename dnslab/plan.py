@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from . import kinds, topology, yamlsrc, zones
 from .errors import InputProblems, Problem
@@ -73,11 +74,13 @@ class LabPlan:
         return [n for n in self.nodes.values() if n.role == role]
 
 
-def load(path: Path) -> LabPlan:
-    """Load ``lab.yaml`` (or its folder) and derive the plan; raises :class:`InputProblems`."""
+def load(path: Path, faults: Sequence[str] = ()) -> LabPlan:
+    """Load ``lab.yaml`` (or its folder), add the named faults (``faults/<name>.yaml``) and
+    derive the plan; raises :class:`InputProblems`."""
+    from . import faults as _faults
     path = path / "lab.yaml" if path.is_dir() else path
     topo, src = topology.load(path)
-    return derive(topo, src)
+    return derive(_faults.apply(topo, path.parent, faults), src)
 
 
 def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
