@@ -6,6 +6,7 @@
 # usage: floor-dns-basics.sh up C | down C | once      (times go to $FLOOR_DIR/cC/times)
 # IPv4 only (dnslab's dns-basics also gives every node an IPv6 address); addresses 198.18.0.0/24,
 # the same in every copy C (each copy has its own namespaces and bridge).
+# NSD gets rrl-size: 1000 as in dnslab's nsd.conf.j2 (RRL on, small table; the default is most of its memory).
 # Needs root, bind9 bind9-dnsutils knot nsd unbound bc.
 # Namespaces floorb-cC-{sw,aroot,broot,tld,sldk,sldn,resb,resu,cli}; the bridge lives inside floorb-cC-sw.
 # `down C` kills only the PIDs recorded by `up C` (then whatever is still inside its namespaces,
@@ -95,6 +96,7 @@ server:
   zonelistfile: "$1/zone.list"
   xfrdir: "$1"
   verbosity: 1
+  rrl-size: 1000
 remote-control:
   control-enable: no
 zone:

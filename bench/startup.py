@@ -1,31 +1,39 @@
 #!/usr/bin/env python3
-"""Start-up benchmark: dnslab against bare bash floor scripts, in one run so ratios are fair.
+"""Start-up benchmark: dnslab (netns and docker backends) and docker-compose against bare bash floors, in one run.
 
-    .venv/bin/python bench/startup.py [--runs N] [--instances 10]      (as root)
+    .venv/bin/python bench/startup.py [--runs N] [--instances 10] [--no-docker] [--no-compose]
+                                      [--start-engine] [--build-images] [--no-write]      (as root)
 
-Figures (each the median of N runs, with min and max):
+Two labs, each on every system that can run it:
 
-- dns-basics, 1 instance: wall time from launching ``dnslab up dns-basics --name benchx`` (the
-  whole CLI process, Python start-up included) until ``up`` returns, and until the first answer
-  ``www.example.test A 192.0.2.80`` from resolver-unbound asked from the client namespace;
-  against ``bench/floor-dns-basics.sh up C``, measured the same way;
-- dns-basics, N instances at once (``--instances``) against N floor copies started in parallel:
-  until every ``up`` returned and until every instance answered;
-- the shared floor's 5-node lab: ``dnslab up bench/labs/floor5`` against
-  ``/work/shared/bench/floor-lab.sh up C 0``;
-- memory per instance: the sum of PSS over every process inside the instance's namespaces,
-  with one instance up and with N up (divided by N), and how many fit in 24 GiB;
-- ``down`` of 1 and of N instances (the whole command) against the floor's ``down``.
+- dns-basics (8 nodes): the floor ``bench/floor-dns-basics.sh up C``, ``dnslab up dns-basics``
+  (netns backend) and ``dnslab up dns-basics --backend docker``;
+- floor5 (5 nodes, ``bench/labs/floor5``): the shared floor ``/work/shared/bench/floor-lab.sh up C 0``,
+  dnslab on both backends, and the same lab as a docker-compose project (``bench/compose.py``:
+  dnslab's rendered configs and images, one internal bridge network per copy on 198.18.C.0/24,
+  ``docker-compose -p benchcC up -d``), the peer users know. Compose rows exist for floor5 only
+  (compose.py renders one IPv4 network; dns-basics also has IPv6).
+
+Figures (each the median of N runs, with min and max), for 1 instance and for N at once:
+wall time from launching the command(s) (the whole CLI process, Python start-up included) until
+it returned and until the first answer ``www.example.test A 192.0.2.80`` from the Unbound
+resolver asked from the client's network namespace; memory per instance, the sum of PSS over
+every process inside the instance's network namespaces plus each container's containerd-shim
+(dockerd and containerd themselves are shared by all and not counted); how many instances fit
+in 24 GiB at that PSS; ``down`` (``dnslab down`` of all names in one command, the floors' and
+``docker-compose down`` one command per copy, all at once). The order of the systems rotates
+from run to run.
 
 The first answer is polled by this process itself, from a UDP socket opened inside the client's
 network namespace (setns(2) in one thread, no process spawned per query): a query every 10 ms
-from the moment the command is launched, any matching reply counts. That is cheaper than a
-``ip netns exec ... dig`` loop and has no 1 s timeout that could hide the moment the answer
-becomes available.
+from the moment the command is launched, any matching reply counts. Compose's client container
+is found through the engine's start events (its /proc/PID/ns/net as soon as it runs).
 
+Docker rows are skipped with a note when no engine answers (``--start-engine`` starts one with
+scripts/docker-engine.sh and stops it at the end; an engine already running is left alone).
 Prints a Markdown table and writes it to bench/results/startup.md. Everything it makes is
 removed in a finally block (Ctrl-C and SIGTERM included): its dnslab instances by name, the
-floor copies by their own ``down``.
+floor copies by their own ``down``, its compose projects by ``docker-compose down``.
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ import json
 import os
 import platform
 import select
+import shutil
 import signal
 import socket
 import statistics
@@ -46,6 +55,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import dns.message
 import dns.rcode
@@ -57,6 +67,8 @@ FLOOR_B = ROOT / "bench" / "floor-dns-basics.sh"
 FLOOR_5 = Path("/work/shared/bench/floor-lab.sh")
 FLOOR5_LAB = ROOT / "bench" / "labs" / "floor5"
 RESULTS = ROOT / "bench" / "results" / "startup.md"
+ENGINE_SCRIPT = ROOT / "scripts" / "docker-engine.sh"
+KINDS_FLOOR = ("nsd", "bind9", "knot", "unbound", "client")   # the images both labs need
 NETNS = Path("/run/netns")
 RUN_DNSLAB = Path(os.environ.get("DNSLAB_RUN", "/run/dnslab"))
 
@@ -80,11 +92,11 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def socket_in(netns: str) -> socket.socket:
-    """A UDP socket made inside network namespace ``netns`` (by name); the thread goes back home."""
+def socket_in(path: str | Path) -> socket.socket:
+    """A UDP socket made inside the network namespace at ``path``; the thread goes back home."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(NETNS / netns, os.O_RDONLY)
+        target = os.open(path, os.O_RDONLY)
         try:
             _setns(target)
             try:
@@ -115,10 +127,24 @@ def _answered(reply: bytes) -> bool:
         rrset.rdtype == dns.rdatatype.A and rd.address == WANT for rrset in m.answer for rd in rrset)
 
 
-class Poller:
-    """Ask ``www.example.test A`` every 10 ms from each (client namespace, resolver) until it answers."""
+Where = str | Callable[[], str | None]   # a name under /run/netns, or a function giving a namespace path
 
-    def __init__(self, targets: list[tuple[str, str]]) -> None:
+
+def ns_path(where) -> str | None:
+    """The namespace file of a poll target, or None while it does not exist yet."""
+    if callable(where):
+        return where()
+    p = NETNS / where
+    return str(p) if p.exists() else None
+
+
+class Poller:
+    """Ask ``www.example.test A`` every 10 ms from each (client namespace, resolver) until it answers.
+
+    A namespace is a name under /run/netns (netns and docker backends, floors) or a function
+    giving a path such as /proc/PID/ns/net once it is known (docker-compose's client container)."""
+
+    def __init__(self, targets: list[tuple[Where, str]]) -> None:
         self.targets = targets
         self.socks: dict[int, socket.socket] = {}
         self.answered: dict[int, float] = {}
@@ -131,10 +157,11 @@ class Poller:
                 continue
             self.next_send[i] = now + POLL_EVERY
             if i not in self.socks:
-                if not (NETNS / ns).exists():
+                path = ns_path(ns)
+                if path is None:
                     continue
                 try:
-                    self.socks[i] = socket_in(ns)
+                    self.socks[i] = socket_in(path)
                 except OSError:   # the name exists before its bind mount: try again next round
                     continue
             self.qid = (self.qid + 1) & 0xFFFF
@@ -176,7 +203,7 @@ class Failed(RuntimeError):
 LIVE: list[subprocess.Popen] = []   # launched and maybe not finished: waited for before cleanup
 
 
-def launch(cmds: list[list[str]], targets: list[tuple[str, str]], env: dict | None = None) -> tuple[float, float]:
+def launch(cmds: list[list[str]], targets: list[tuple[Where, str]], env: dict | None = None) -> tuple[float, float]:
     """Launch commands at once, poll the targets; (all commands returned, all targets answered), in s."""
     poller = Poller(targets)
     done_at: list[float] = []
@@ -236,26 +263,46 @@ def timed(cmds: list[list[str]], env: dict | None = None) -> float:
 
 
 # ---------------------------------------------------------------- memory
-def pss_kib(namespaces: list[str]) -> int:
-    """Sum of Pss (KiB) over every process whose network namespace is one of ``namespaces``."""
-    inodes = set()
-    for n in namespaces:
+def _pss(pid: str) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _ppid_comm(pid: str) -> tuple[str, str]:
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    return stat.rsplit(")", 1)[1].split()[1], comm
+
+
+def pss_kib(namespaces: list[str] | None = None, inodes: set[int] | None = None) -> int:
+    """Sum of Pss (KiB) over every process whose network namespace is one of ``namespaces`` (names
+    under /run/netns) or ``inodes``, plus the containerd-shim that is the parent of any of them
+    (one per container: the container's share of the engine that exists only because of it)."""
+    inodes = set(inodes or ())
+    for n in namespaces or ():
         try:
             inodes.add(os.stat(NETNS / n).st_ino)
         except OSError:
             pass
-    total = 0
+    total, parents = 0, set()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             if os.stat(f"/proc/{entry.name}/ns/net").st_ino not in inodes:
                 continue
-            with open(f"/proc/{entry.name}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
+            total += _pss(entry.name)
+            parents.add(_ppid_comm(entry.name)[0])
+        except OSError:
+            continue
+    for pid in parents:
+        try:
+            if _ppid_comm(pid)[1].startswith("containerd-shim"):
+                total += _pss(pid)
         except OSError:
             continue
     return total
@@ -270,29 +317,79 @@ def floor_namespaces(prefix: str) -> list[str]:
     return [p.name for p in NETNS.glob(prefix + "*")]
 
 
+# ---------------------------------------------------------------- docker and docker-compose
+COMPOSE_LABEL = "com.docker.compose.project"
+
+
+def docker_engine():
+    """A docker SDK client if an engine answers, else None."""
+    try:
+        import docker
+        c = docker.from_env(timeout=120)
+        c.ping()
+        return c
+    except Exception:
+        return None
+
+
+class ComposeClients:
+    """Watches the engine's start events of compose ``cli`` services while a launch polls: the
+    client container's network namespace (/proc/PID/ns/net) by project, as soon as it runs."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.paths: dict[str, str] = {}
+        self.stream = engine.api.events(decode=True, filters={"event": "start", "label": "com.docker.compose.service=cli"})
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for ev in self.stream:
+                project = ev.get("Actor", {}).get("Attributes", {}).get(COMPOSE_LABEL)
+                if project:
+                    pid = self.engine.api.inspect_container(ev["id"])["State"]["Pid"]
+                    self.paths[project] = f"/proc/{pid}/ns/net"
+        except Exception:   # the stream closed
+            pass
+
+    def where(self, project: str) -> Callable[[], str | None]:
+        return lambda: self.paths.get(project)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except Exception:
+            pass
+
+
 # ---------------------------------------------------------------- the benchmark
+SYSTEMS = ("floor", "netns", "docker", "compose")
+LABS = {"basics": "dns-basics", "floor5": str(FLOOR5_LAB)}
+
+
 class Bench:
-    def __init__(self, n_inst: int) -> None:
+    """Every system on every lab it can run: 1 instance, then N at once; memory; down."""
+
+    def __init__(self, n_inst: int, docker: bool, compose: bool) -> None:
         self.n = n_inst
+        self.docker, self.compose = docker, compose
         self.dnslab_made: set[str] = set()
         self.floorb_made: set[int] = set()
         self.floor5_made: set[int] = set()
-        self.single, self.many = "benchx", "bench"
-        self.many_names = [f"{self.many}-{i}" for i in range(1, n_inst + 1)]
-        self.f5_name = "benchf5"
+        self.compose_made: set[int] = set()
+        # dnslab instance names: (lab, backend) -> (single, prefix of the N)
+        self.names = {("basics", "netns"): ("benchx", "bench"), ("floor5", "netns"): ("benchf5", "benchf5n"),
+                      ("basics", "docker"): ("benchdx", "benchd"), ("floor5", "docker"): ("benchd5", "benchd5n")}
 
-    def setup(self) -> None:
-        """After preflight: the temp dir for the floors' run dirs, the resolvers' addresses."""
-        self.tmp = Path(tempfile.mkdtemp(prefix="dnslab-bench-"))
-        self.floorb_env = {**os.environ, "FLOOR_DIR": str(self.tmp / "floorb")}
-        self.floor5_env = {**os.environ, "FLOOR_DIR": str(self.tmp / "floor5")}
-        self.f5_copy = next(c for c in range(40, 100) if not (NETNS / f"floor-c{c}-sw").exists())
-        self.res = {}
-        for lab in ("dns-basics", str(FLOOR5_LAB)):
-            out = subprocess.run(DNSLAB + ["validate", lab, "--json"], capture_output=True, text=True, check=True)
-            nodes = json.loads(out.stdout)["nodes"]
-            self.res[lab] = next(n["addresses"][0] for n in nodes.values() if n["kind"] == "unbound")
-        self.clients = {"dns-basics": "client", str(FLOOR5_LAB): "cli"}
+    def many(self, lab: str, backend: str) -> list[str]:
+        return [f"{self.names[(lab, backend)][1]}-{i}" for i in range(1, self.n + 1)]
+
+    def all_names(self) -> list[str]:
+        out = []
+        for (lab, be), (single, _) in self.names.items():
+            out += [single, *self.many(lab, be)]
+        return out
 
     def preflight(self) -> None:
         if os.geteuid() != 0:
@@ -302,99 +399,166 @@ class Bench:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             sys.exit("startup.py: another run of this benchmark is going on")
-        mine = [self.single, self.f5_name, *self.many_names]
-        taken = [n for n in mine if (RUN_DNSLAB / n).exists() or (NETNS / f"dnslab-{n}").exists()]
+        taken = [n for n in self.all_names() if (RUN_DNSLAB / n).exists() or (NETNS / f"dnslab-{n}").exists()]
         taken += [f"floorb-c{c}" for c in range(self.n) if floor_namespaces(f"floorb-c{c}-")]
+        if self.compose:
+            taken += [f"compose project benchc{c}" for c in range(self.n)
+                      if self.engine.containers.list(all=True, filters={"label": f"{COMPOSE_LABEL}=benchc{c}"})]
         if taken:
             sys.exit(f"startup.py: already there (left by an earlier run? remove them first): {', '.join(taken)}")
 
-    # -- dnslab
-    def dnslab_up(self, lab: str, names: list[str], many: bool) -> tuple[float, float]:
+    def setup(self) -> None:
+        """After preflight: the temp dir for the floors' run dirs, the resolvers' addresses, compose projects."""
+        self.tmp = Path(tempfile.mkdtemp(prefix="dnslab-bench-"))
+        self.floorb_env = {**os.environ, "FLOOR_DIR": str(self.tmp / "floorb")}
+        self.floor5_env = {**os.environ, "FLOOR_DIR": str(self.tmp / "floor5")}
+        free = [c for c in range(40, 100) if not floor_namespaces(f"floor-c{c}-")]
+        if len(free) < self.n:
+            sys.exit("startup.py: not enough free floor-lab.sh copies (floor-c40.. floor-c99)")
+        self.f5_copies = free[:self.n]
+        self.res, self.clients = {}, {}
+        for key, lab in LABS.items():
+            out = subprocess.run(DNSLAB + ["validate", lab, "--json"], capture_output=True, text=True, check=True)
+            nodes = json.loads(out.stdout)["nodes"]
+            self.res[key] = next(n["addresses"][0] for n in nodes.values() if n["kind"] == "unbound")
+            self.clients[key] = next(name for name, n in nodes.items() if n["kind"] == "client")
+        if self.compose:
+            self.compose_files = {c: self.write_compose(c) for c in range(self.n)}
+
+    def write_compose(self, c: int) -> tuple[Path, str]:
+        """floor5 as compose project benchcC on 198.18.C.0/24 (docker networks on one engine may not
+        overlap, so each copy gets its own /24); returns (compose file, the resolver's address)."""
+        import yaml
+        from compose import write_project
+        lab_dir = self.tmp / f"floor5-c{c}"
+        lab_dir.mkdir()
+        doc = yaml.safe_load((FLOOR5_LAB / "lab.yaml").read_text())
+        doc["networks"]["lan"]["ipv4"] = f"198.18.{c}.0/24"
+        (lab_dir / "lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        path = write_project(lab_dir, self.tmp / f"compose-c{c}")
+        out = subprocess.run(DNSLAB + ["validate", str(lab_dir), "--json"], capture_output=True, text=True, check=True)
+        res = next(n["addresses"][0] for n in json.loads(out.stdout)["nodes"].values() if n["kind"] == "unbound")
+        return path, res
+
+    # -- dnslab, either backend
+    def dnslab_up(self, lab: str, backend: str, many: bool) -> tuple[list[str], tuple[float, float]]:
+        single, prefix = self.names[(lab, backend)]
+        names = self.many(lab, backend) if many else [single]
         self.dnslab_made.update(names)
-        cmd = DNSLAB + ["up", lab] + (["--instances", str(self.n), "--name", self.many] if many else ["--name", names[0]])
-        targets = [(f"dnslab-{n}-{self.clients[lab]}", self.res[lab]) for n in names]
-        return launch([cmd], targets)
+        cmd = DNSLAB + ["up", LABS[lab], "--backend", backend]
+        cmd += ["--instances", str(self.n), "--name", prefix] if many else ["--name", single]
+        return names, launch([cmd], [(f"dnslab-{n}-{self.clients[lab]}", self.res[lab]) for n in names])
 
     def dnslab_down(self, names: list[str]) -> float:
         took = timed([DNSLAB + ["down", *names]])
         self.dnslab_made.difference_update(names)
         return took
 
-    # -- floor for dns-basics
-    def floorb_up(self, copies: list[int]) -> tuple[float, float]:
-        self.floorb_made.update(copies)
-        return launch([["bash", str(FLOOR_B), "up", str(c)] for c in copies],
-                      [(f"floorb-c{c}-cli", FLOORB_RESOLVER) for c in copies], env=self.floorb_env)
+    # -- the floors
+    def floor_up(self, lab: str, copies: list[int]) -> tuple[float, float]:
+        if lab == "basics":
+            self.floorb_made.update(copies)
+            return launch([["bash", str(FLOOR_B), "up", str(c)] for c in copies],
+                          [(f"floorb-c{c}-cli", FLOORB_RESOLVER) for c in copies], env=self.floorb_env)
+        self.floor5_made.update(copies)
+        return launch([["bash", str(FLOOR_5), "up", str(c), "0"] for c in copies],
+                      [(f"floor-c{c}-cli", FLOOR5_RESOLVER) for c in copies], env=self.floor5_env)
 
-    def floorb_down(self, copies: list[int]) -> float:
-        took = timed([["bash", str(FLOOR_B), "down", str(c)] for c in copies], env=self.floorb_env)
-        self.floorb_made.difference_update(copies)
+    def floor_mem(self, lab: str, copies: list[int]) -> float:
+        pre = "floorb-c{}-" if lab == "basics" else "floor-c{}-"
+        return sum(pss_kib(floor_namespaces(pre.format(c))) for c in copies) / len(copies)
+
+    def floor_down(self, lab: str, copies: list[int]) -> float:
+        script, env, made = ((FLOOR_B, self.floorb_env, self.floorb_made) if lab == "basics"
+                             else (FLOOR_5, self.floor5_env, self.floor5_made))
+        took = timed([["bash", str(script), "down", str(c)] for c in copies], env=env)
+        made.difference_update(copies)
         return took
 
-    # -- the shared 5-node floor
-    def floor5_up(self) -> tuple[float, float]:
-        c = self.f5_copy
-        self.floor5_made.add(c)
-        return launch([["bash", str(FLOOR_5), "up", str(c), "0"]], [(f"floor-c{c}-cli", FLOOR5_RESOLVER)],
-                      env=self.floor5_env)
+    # -- docker-compose (floor5 only)
+    def compose_cmd(self, c: int, *args: str) -> list[str]:
+        path, _ = self.compose_files[c]
+        return ["docker-compose", "-p", f"benchc{c}", "-f", str(path), *args]
 
-    def floor5_down(self) -> float:
-        c = self.f5_copy
-        took = timed([["bash", str(FLOOR_5), "down", str(c)]], env=self.floor5_env)
-        self.floor5_made.discard(c)
+    def compose_up(self, copies: list[int]) -> tuple[float, float]:
+        self.compose_made.update(copies)
+        watch = ComposeClients(self.engine)
+        try:
+            return launch([self.compose_cmd(c, "up", "-d") for c in copies],
+                          [(watch.where(f"benchc{c}"), self.compose_files[c][1]) for c in copies])
+        finally:
+            watch.close()
+
+    def compose_mem(self, copies: list[int]) -> float:
+        total = 0
+        for c in copies:
+            inodes = set()
+            for ct in self.engine.containers.list(filters={"label": f"{COMPOSE_LABEL}=benchc{c}"}):
+                inodes.add(os.stat(f"/proc/{ct.attrs['State']['Pid']}/ns/net").st_ino)
+            total += pss_kib(inodes=inodes)
+        return total / len(copies)
+
+    def compose_down(self, copies: list[int]) -> float:
+        took = timed([self.compose_cmd(c, "down") for c in copies])
+        self.compose_made.difference_update(copies)
         return took
 
-    def one_run(self, r: dict[str, list[float]]) -> None:
+    # -- one system, 1 then N
+    def measure(self, lab: str, system: str, add: Callable[[str, float], None]) -> None:
+        for many in (False, True):
+            tag = "n" if many else "1"
+            if system in ("netns", "docker"):
+                names, (up, ans) = self.dnslab_up(lab, system, many)
+                mem = sum(pss_kib(dnslab_namespaces(n)) for n in names) / len(names)
+                down = self.dnslab_down(names)
+            elif system == "floor":
+                copies = (list(range(self.n)) if many else [0]) if lab == "basics" else \
+                         (self.f5_copies if many else self.f5_copies[:1])
+                up, ans = self.floor_up(lab, copies)
+                mem = self.floor_mem(lab, copies)
+                down = self.floor_down(lab, copies)
+            else:
+                copies = list(range(self.n)) if many else [0]
+                up, ans = self.compose_up(copies)
+                mem = self.compose_mem(copies)
+                down = self.compose_down(copies)
+            for k, v in (("up", up), ("ans", ans), ("mem", mem), ("down", down)):
+                add(f"{lab}.{system}.{k}{tag}", v)
+            time.sleep(SETTLE_MANY if many else SETTLE)
+
+    def systems(self, lab: str) -> list[str]:
+        out = ["floor", "netns"] + (["docker"] if self.docker else [])
+        return out + (["compose"] if self.compose and lab == "floor5" else [])
+
+    def one_run(self, r: dict[str, list[float]], run: int) -> None:
         def add(key: str, value: float) -> None:
             r.setdefault(key, []).append(value)
-
-        up, ans = self.dnslab_up("dns-basics", [self.single], many=False)
-        add("d1_up", up), add("d1_ans", ans)
-        add("d1_mem", pss_kib(dnslab_namespaces(self.single)))
-        add("d1_down", self.dnslab_down([self.single]))
-        time.sleep(SETTLE)
-
-        up, ans = self.floorb_up([0])
-        add("f1_up", up), add("f1_ans", ans)
-        add("f1_mem", pss_kib(floor_namespaces("floorb-c0-")))
-        add("f1_down", self.floorb_down([0]))
-        time.sleep(SETTLE)
-
-        up, ans = self.dnslab_up(str(FLOOR5_LAB), [self.f5_name], many=False)
-        add("d5_up", up), add("d5_ans", ans)
-        self.dnslab_down([self.f5_name])
-        time.sleep(SETTLE)
-
-        up, ans = self.floor5_up()
-        add("f5_up", up), add("f5_ans", ans)
-        self.floor5_down()
-        time.sleep(SETTLE)
-
-        up, ans = self.dnslab_up("dns-basics", self.many_names, many=True)
-        add("dn_up", up), add("dn_ans", ans)
-        add("dn_mem", sum(pss_kib(dnslab_namespaces(n)) for n in self.many_names) / self.n)
-        add("dn_down", self.dnslab_down(self.many_names))
-        time.sleep(SETTLE_MANY)
-
-        copies = list(range(self.n))
-        up, ans = self.floorb_up(copies)
-        add("fn_up", up), add("fn_ans", ans)
-        add("fn_mem", sum(pss_kib(floor_namespaces(f"floorb-c{c}-")) for c in copies) / self.n)
-        add("fn_down", self.floorb_down(copies))
-        time.sleep(SETTLE_MANY)
+        for lab in LABS:
+            systems = self.systems(lab)
+            k = run % len(systems)          # rotate the order from run to run
+            for system in systems[k:] + systems[:k]:
+                self.measure(lab, system, add)
 
     def warm_up(self) -> None:
-        """One untimed pass of each, so binaries and libraries are in the page cache."""
-        self.dnslab_up("dns-basics", [self.single], many=False)
-        self.dnslab_down([self.single])
-        self.floorb_up([0])
-        self.floorb_down([0])
-        time.sleep(SETTLE)
+        """One untimed pass of each system on one instance, so binaries, libraries and images are in the page cache."""
+        for lab in LABS:
+            for system in self.systems(lab):
+                if system in ("netns", "docker"):
+                    names, _ = self.dnslab_up(lab, system, False)
+                    self.dnslab_down(names)
+                elif system == "floor":
+                    copies = [0] if lab == "basics" else self.f5_copies[:1]
+                    self.floor_up(lab, copies)
+                    self.floor_down(lab, copies)
+                else:
+                    self.compose_up([0])
+                    self.compose_down([0])
+                time.sleep(SETTLE)
 
     def cleanup(self) -> None:
         for p in list(LIVE):          # an up still starting its daemons: let it finish, then remove it
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -407,72 +571,123 @@ class Bench:
         for c in sorted(self.floor5_made):
             subprocess.run(["bash", str(FLOOR_5), "down", str(c)], env=self.floor5_env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for c in sorted(self.compose_made):
+            subprocess.run(self.compose_cmd(c, "down", "-t", "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if getattr(self, "tmp", None):
             subprocess.run(["rm", "-rf", "--one-file-system", str(self.tmp)])
 
 
 # ---------------------------------------------------------------- the table
-def cell(xs: list[float], fmt: str) -> str:
+def med(xs: list[float] | None) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def cell(xs: list[float] | None, fmt: str) -> str:
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return fmt.format(xs[0])
     return f"{fmt.format(statistics.median(xs))} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
 
 
-def table(r: dict[str, list[float]], n: int, runs: int) -> str:
+def ratio(a: list[float] | None, b: list[float] | None) -> str:
+    return f"{med(a) / med(b):.2f}x" if a and b and med(b) else "–"
+
+
+def table(r: dict[str, list[float]], n: int) -> str:
     sec, mib = "{:.2f} s", "{:.1f} MiB"
-    mem = {k: [v / 1024 for v in r[k]] for k in ("d1_mem", "f1_mem", "dn_mem", "fn_mem")}
-    fit = {k: [int(24 * 1024 // v) for v in mem[k]] for k in ("dn_mem", "fn_mem")}
-    rows = [
-        ("dns-basics, 1 instance: `up` returned", r["d1_up"], r["f1_up"], sec),
-        ("dns-basics, 1 instance: first answer", r["d1_ans"], r["f1_ans"], sec),
-        (f"dns-basics, {n} instances at once: every `up` returned", r["dn_up"], r["fn_up"], sec),
-        (f"dns-basics, {n} instances at once: first answer in every one", r["dn_ans"], r["fn_ans"], sec),
-        ("5-node floor lab (floor5), 1 instance: `up` returned", r["d5_up"], r["f5_up"], sec),
-        ("5-node floor lab (floor5), 1 instance: first answer", r["d5_ans"], r["f5_ans"], sec),
-        ("memory per dns-basics instance, PSS, 1 up", mem["d1_mem"], mem["f1_mem"], mib),
-        (f"memory per dns-basics instance, PSS, {n} up", mem["dn_mem"], mem["fn_mem"], mib),
-        (f"dns-basics instances in 24 GiB (from PSS with {n} up)", fit["dn_mem"], fit["fn_mem"], "{:.0f}"),
-        ("`down`, 1 instance", r["d1_down"], r["f1_down"], sec),
-        (f"`down`, {n} instances", r["dn_down"], r["fn_down"], sec),
-    ]
-    out = ["| figure | dnslab | floor | ratio |", "| --- | --- | --- | --- |"]
-    for name, d, f, fmt in rows:
-        out.append(f"| {name} | {cell(d, fmt)} | {cell(f, fmt)} | "
-                   f"{statistics.median(d) / statistics.median(f):.2f}x |")
-    kernel = platform.release()
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    out += ["",
-            f"Median (min–max) of {runs} runs. Machine: {os.cpu_count()} CPUs (nproc), kernel {kernel}, "
-            f"Python {platform.python_version()}; {when}.",
-            "Floors: `bench/floor-dns-basics.sh` (same 8 nodes as dns-basics, IPv4 only; dnslab's dns-basics "
-            "also has IPv6) and `/work/shared/bench/floor-lab.sh up C 0` against `bench/labs/floor5` "
-            "(IPv4 only on both sides). Times run from launching the command (dnslab: the whole CLI process, "
-            "Python start-up included); the first answer is `www.example.test A` = 192.0.2.80 from the "
-            "Unbound resolver, asked from the client namespace every 10 ms from launch. "
-            "Ratio = dnslab median / floor median."]
+    lab_title = {"basics": "dns-basics (8 nodes)", "floor5": "floor5 (5 nodes)"}
+    metrics = [("ans1", "1 instance: first answer", sec), ("up1", "1 instance: command returned", sec),
+               ("ansn", f"{n} at once: first answer in every one", sec),
+               ("upn", f"{n} at once: every command returned", sec),
+               ("mem1", "PSS per instance, 1 up", mib), ("memn", f"PSS per instance, {n} up", mib),
+               ("fit", f"instances in 24 GiB (PSS with {n} up)", "{:.0f}"),
+               ("down1", "down, 1 instance", sec), ("downn", f"down, {n} instances", sec)]
+    d = {k: ([x / 1024 for x in v] if ".mem" in k else v) for k, v in r.items()}   # KiB -> MiB
+    for k in [k for k in d if k.endswith(".memn")]:
+        d[k.replace(".memn", ".fit")] = [int(24 * 1024 // x) for x in d[k]]
+    out = ["| lab: figure | floor | dnslab netns | dnslab docker | docker-compose "
+           "| netns ÷ floor | docker ÷ floor | compose ÷ floor | docker ÷ netns | compose ÷ docker |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for lab in LABS:
+        for m, name, fmt in metrics:
+            v = {s: d.get(f"{lab}.{s}.{m}") for s in SYSTEMS}
+            out.append(f"| {lab_title[lab]}: {name} | " + " | ".join(cell(v[s], fmt) for s in SYSTEMS) + " | "
+                       + " | ".join(ratio(v[a], v[b]) for a, b in (("netns", "floor"), ("docker", "floor"),
+                                                                 ("compose", "floor"), ("docker", "netns"),
+                                                                 ("compose", "docker"))) + " |")
     return "\n".join(out)
+
+
+def machine() -> str:
+    model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    mem = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal")) / (1 << 20)
+    return (f"{os.cpu_count()} CPUs (nproc; {model}), {mem:.1f} GiB RAM, no swap, kernel {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def versions() -> str:
+    def out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except Exception:
+            return "n/a"
+    return (f"dockerd {out(['docker', 'version', '--format', '{{.Server.Version}}'])}, "
+            f"{out(['docker-compose', 'version', '--short']) and 'docker-compose ' + out(['docker-compose', 'version', '--short'])}")
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per figure (the median is reported); default 5")
     ap.add_argument("--instances", type=int, default=10, help="instances for the 'at once' figures; default 10")
+    ap.add_argument("--no-docker", action="store_true", help="skip the docker backend and docker-compose")
+    ap.add_argument("--no-compose", action="store_true", help="skip docker-compose")
+    ap.add_argument("--start-engine", action="store_true",
+                    help="start a Docker engine (scripts/docker-engine.sh) if none answers, and stop it at the end")
+    ap.add_argument("--build-images", action="store_true", help="run `dnslab images build` first (cached layers: quick)")
+    ap.add_argument("--no-write", action="store_true", help=f"print the table only, do not write {RESULTS.name}")
     args = ap.parse_args()
-    if args.runs < 1 or not 1 <= args.instances <= 99:
-        ap.error("--runs must be >= 1 and --instances 1..99")
+    if args.runs < 1 or not 1 <= args.instances <= 30:
+        ap.error("--runs must be >= 1 and --instances 1..30")
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
 
-    bench = Bench(args.instances)
-    bench.preflight()
+    notes, started_engine, engine = [], False, None
+    if not args.no_docker:
+        engine = docker_engine()
+        if engine is None and args.start_engine:
+            subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=False)
+            engine = docker_engine()
+            started_engine = engine is not None
+        if engine is None:
+            notes.append("Docker rows skipped: no Docker engine answered (scripts/docker-engine.sh start).")
+        elif args.build_images or not all(engine.images.list(name=f"dnslab/{k}") for k in KINDS_FLOOR):
+            subprocess.run(DNSLAB + ["images", "build"], check=True)
+    compose = engine is not None and not args.no_compose
+    if compose and not shutil.which("docker-compose"):
+        notes.append("docker-compose rows skipped: no docker-compose (apt-get install docker-compose).")
+        compose = False
+    bench = Bench(args.instances, docker=engine is not None, compose=compose)
+    bench.engine = engine
     r: dict[str, list[float]] = {}
     t0 = time.monotonic()
+    loads = [load()]
+    started = datetime.datetime.now(datetime.timezone.utc)
     try:
+        bench.preflight()
         bench.setup()
         bench.warm_up()
         for i in range(args.runs):
-            bench.one_run(r)
-            print(f"run {i + 1}/{args.runs} done ({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
+            bench.one_run(r, i)
+            loads.append(load())
+            print(f"run {i + 1}/{args.runs} done ({time.monotonic() - t0:.0f}s, load {loads[-1]})",
+                  file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("startup.py: interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -483,12 +698,21 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         bench.cleanup()
+        if started_engine:
+            subprocess.run(["bash", str(ENGINE_SCRIPT), "stop"], check=False)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    text = table(r, args.instances, args.runs)
+    took = time.monotonic() - t0
+    text = "\n".join([
+        table(r, args.instances), "",
+        f"Median (min–max) of {args.runs} run(s), {started:%Y-%m-%d %H:%M} UTC, {took / 60:.0f} min. "
+        f"Machine: {machine()}; {versions() if engine is not None else 'no Docker engine'}. "
+        f"Load average (1/5/15 min) before and after each run: {'; '.join(loads)}.",
+        *notes])
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("# dnslab start-up benchmark (bench/startup.py)\n\n" + text + "\n")
-    print(f"\n(written to {RESULTS.relative_to(ROOT)}; took {time.monotonic() - t0:.0f}s)", file=sys.stderr)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text("# dnslab start-up benchmark (bench/startup.py)\n\n" + text + "\n")
+        print(f"\n(written to {RESULTS.relative_to(ROOT)}; took {took:.0f}s)", file=sys.stderr)
     return 0
 
 

@@ -8,14 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import dns.message
-
-from . import backends, dnsquery, kinds, plan
+from . import backends
 from .backends import BackendError
 from .errors import InputError, LabError
 from .state import State, all_states, check_name
+
+if TYPE_CHECKING:  # imported where used: `down` needs neither pydantic, jinja2 nor dnspython
+    import dns.message
+
+    from . import dnsquery, kinds, plan
 
 READY_TIMEOUT = 30.0
 Progress = Callable[[str], None]
@@ -48,6 +51,7 @@ def shipped_labs() -> list[str]:
 
 
 def load_plan(lab_dir: Path) -> plan.LabPlan:
+    from . import plan
     return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir)
 
 
@@ -103,6 +107,7 @@ class Instance:
               rd: bool = True, dnssec: bool = False, rdclass: str = "IN", timeout: float = 2.0,
               tcp: bool = False) -> dns.message.Message:
         """Ask ``server`` (node or address) from node ``source`` (default: the client)."""
+        from . import dnsquery
         q = dnsquery.make_query(qname, qtype, rdclass, rd=rd, dnssec=dnssec)
         return dnsquery.query(self.sockets(source or self.default_vantage()), self.address_of(server), q,
                               timeout=timeout, tcp=tcp)
@@ -119,6 +124,7 @@ class Instance:
         return self.backend.log_path(self.state, self.node(node).name)
 
     def status(self, probe: bool = True) -> list[NodeStatus]:
+        from . import dnsquery, kinds
         out = []
         specs = {n: kinds.KINDS[p.kind].probe(p) for n, p in self.plan.nodes.items()}
         answers: dict[str, bool] = {}
@@ -134,6 +140,7 @@ class Instance:
         return out
 
     def _probe(self, node: str, spec: kinds.Probe) -> dnsquery.Probe:
+        from . import dnsquery
         sock = self.backend.socket(self.state, node, dnsquery.family_of(spec.address), socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.connect((spec.address, 53))
@@ -148,6 +155,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     :raises EnvError: the backend cannot run here (nothing created)
     :raises BackendError: a node failed; every instance of this call was removed
     """
+    from . import kinds
     for n in names:
         check_name(n)
     if len(set(names)) != len(names):
@@ -189,6 +197,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
 
 
 def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> None:
+    from . import dnsquery, kinds
     probes: dict[tuple[int, str], dnsquery.Probe] = {}
     for i, inst in enumerate(instances):
         for name, node in inst.plan.nodes.items():

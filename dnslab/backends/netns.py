@@ -16,14 +16,16 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from .. import kinds
 from ..errors import EnvError
-from ..plan import LabPlan
 from ..state import State
 from .base import BackendError
 from .nsutil import netns_inode, pids_in, socket_in
+
+if TYPE_CHECKING:  # kinds (jinja2) and plan (pydantic) only where used: `down` needs neither
+    from .. import kinds
+    from ..plan import LabPlan
 
 PREFIX = "dnslab-"
 NETNS_DIR = Path("/run/netns")
@@ -62,6 +64,7 @@ class NetnsBackend:
     name = "netns"
 
     def preflight(self, lab: LabPlan) -> None:
+        from .. import kinds
         if os.geteuid() != 0:
             raise EnvError("the netns backend needs root (CAP_NET_ADMIN): run it with sudo")
         missing = {}
