@@ -1,0 +1,328 @@
+"""Grade a class: nbgrader course, parallel execution inside each trainee's lab, verdicts
+from the live lab, one gradebook.
+
+The flow (``dnslab grade <lab>``):
+
+1. **prepare**: build the source notebook of each language from ``exercises/<lab>/`` into the
+   course (``/var/lib/dnslab/course``, root only) and ``nbgrader generate_assignment`` it;
+2. **collect**: copy each trainee's notebook into ``submitted/<instance>/<lab>-<lang>/``;
+3. **execute, in parallel**: restore the locked and test cells from the source (a trainee's edits
+   to them are ignored; deleted ones stay deleted and score zero), run the notebook with a
+   kernel inside *that trainee's* lab, as that trainee, with a per-cell timeout; then judge
+   each test cell from here, outside the kernel: its lab checks run on the live lab, its
+   answer is compared with what the lab says. The test cell's outputs become that verdict;
+4. **record**: ``nbgrader autograde`` with its execution step replaced by a replay of step 3
+   (one process, serial, but fast), then ``generate_feedback`` with hidden tests cleared;
+5. **export**: ``grades.csv`` in the course and a table (or ``--json``).
+
+nbgrader's own autograde executes serially and its sqlite gradebook takes one writer: here
+every execution runs in parallel and only step 4 writes the gradebook.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import nbformat
+from nbgrader.converters.autograde import Autograde
+from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors.base import NbGraderPreprocessor
+from traitlets import Unicode
+
+from . import exercise as _exercise
+from . import grading
+from .errors import InputError, LabError
+
+CONFIG = Path(__file__).resolve().parent.parent / "grader" / "nbgrader_config.py"
+CELL_TIMEOUT = 30.0
+Progress = Callable[[str], None]
+
+
+def course_root() -> Path:
+    return Path(os.environ.get("DNSLAB_COURSE", "/var/lib/dnslab/course"))
+
+
+@dataclass
+class Submission:
+    """One trainee's notebook for one exercise."""
+
+    instance: str
+    trainee: str
+    lang: str
+    notebook: Path                      # where it was collected from
+    assignment: str = ""
+    kernel_error: str = ""              # why execution stopped early, if it did
+    verdicts: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class Grade:
+    instance: str
+    trainee: str
+    lang: str
+    score: float
+    max_score: float
+    tasks: dict[str, float]
+    kernel_error: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Course:
+    """An nbgrader course directory that dnslab drives."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or course_root()
+
+    def prepare(self, source: _exercise.Source, langs: Sequence[str]) -> None:
+        """Write the config and the source notebooks, and generate each language's assignment."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)  # hidden tests, solutions and the gradebook: root only
+        shutil.copyfile(CONFIG, self.root / "nbgrader_config.py")
+        api = self.api()
+        for lang in langs:
+            aid = source.assignment(lang)
+            path = self.root / "source" / aid / f"{source.name}.ipynb"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nb = source.notebook(lang)
+            text = nbformat.writes(nb)
+            release = self.root / "release" / aid / path.name
+            if path.is_file() and path.read_text() == text and release.is_file():
+                continue
+            path.write_text(text)
+            result = api.generate_assignment(aid, force=True, create=True)
+            if not result["success"]:
+                raise LabError(f"nbgrader could not generate {aid}:\n{result['log']}{result.get('error', '')}")
+
+    def released(self, source: _exercise.Source, lang: str) -> Path:
+        return self.root / "release" / source.assignment(lang) / f"{source.name}.ipynb"
+
+    def source_notebook(self, source: _exercise.Source, lang: str) -> nbformat.NotebookNode:
+        return nbformat.read(self.root / "source" / source.assignment(lang) / f"{source.name}.ipynb", as_version=4)
+
+    def collect(self, source: _exercise.Source, sub: Submission) -> Path:
+        dest = self.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sub.notebook, dest)
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+        (dest.parent / "timestamp.txt").write_text(stamp)
+        return dest
+
+    def executed(self, sub: Submission, source: _exercise.Source) -> Path:
+        return self.root / "executed" / sub.instance / sub.assignment / f"{source.name}.ipynb"
+
+    def api(self, **config):
+        bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH for its gradebook
+        if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.coursedir import CourseDirectory
+        from traitlets.config import Config
+        from traitlets.config.loader import PyFileConfigLoader
+        cfg = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
+        cfg.merge(Config(config))
+        cfg.CourseDirectory.root = str(self.root)
+        return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
+
+
+def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, jobs: int | None = None,
+          timeout: float = CELL_TIMEOUT, course: Course | None = None,
+          progress: Progress = lambda msg: None) -> list[Grade]:
+    """Grade every given instance of ``lab_name``; see the module docstring for the flow."""
+    source = _exercise.find(lab_name)
+    course = course or Course()
+    subs = [_submission(inst, source, from_dir) for inst in instances]
+    by_name = {inst.name: inst for inst in instances}
+    progress(f"preparing the course for {len(subs)} submission(s) in {', '.join(sorted({s.lang for s in subs}))}")
+    course.prepare(source, sorted({s.lang for s in subs}))
+    for sub in subs:
+        course.collect(source, sub)
+    t0 = time.monotonic()
+    jobs = jobs or max(2, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_execute, course, source, sub, by_name[sub.instance], timeout) for sub in subs]
+        for done, fut in enumerate(as_completed(futures), 1):
+            fut.result()
+            progress(f"executed {done}/{len(subs)} in {time.monotonic() - t0:.1f}s")
+    progress("recording grades (nbgrader autograde, feedback)")
+    grades = _record(course, source, subs)
+    _export(course, grades)
+    return grades
+
+
+def _submission(inst, source: _exercise.Source, from_dir: Path | None) -> Submission:
+    meta = inst.state.data.get("meta") or {}
+    lang = meta.get("lang") or "en"
+    if lang not in source.catalogs:
+        raise InputError(f"trainee {meta.get('trainee', inst.name)} (instance {inst.name}): no {lang!r} version of "
+                         f"exercise {source.name} (languages: {', '.join(source.languages)})")
+    if from_dir is not None:
+        path = from_dir / f"{inst.name}.ipynb"
+    else:
+        from . import confine
+        path = confine.trainee(inst.name).home / source.name / f"{source.name}.ipynb"
+    if not path.is_file():
+        raise InputError(f"instance {inst.name}: no notebook to grade at {path}")
+    return Submission(inst.name, meta.get("trainee", inst.name), lang, path, source.assignment(lang))
+
+
+def _execute(course: Course, source: _exercise.Source, sub: Submission, inst, timeout: float) -> None:
+    """Run one submission inside its trainee's lab and write it, judged, to the executed dir."""
+    nb = _restored(nbformat.read(course.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb",
+                                 as_version=4), course.source_notebook(source, sub.lang))
+    try:
+        _run_in_lab(nb, inst, timeout)
+    except Exception as exc:  # a dead or hung kernel ends this run, not the class's
+        sub.kernel_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    tests = source.tests()
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in tests:
+            ok, outputs = _judge(tests[gid], cell, inst, sub.lang)
+            sub.verdicts[gid] = ok
+            cell.outputs = outputs
+    out = course.executed(sub, source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+
+
+def _restored(nb: nbformat.NotebookNode, src: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The submission with every locked cell (setup, tests) as the source has it, outputs cleared."""
+    locked = {c.metadata["nbgrader"]["grade_id"]: c for c in src.cells
+              if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
+    for i, cell in enumerate(nb.cells):
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in locked:
+            nb.cells[i] = nbformat.from_dict(dict(locked[gid]))
+        if nb.cells[i].cell_type == "code":
+            nb.cells[i].outputs = []
+            nb.cells[i].execution_count = None
+    return nb
+
+
+def _run_in_lab(nb: nbformat.NotebookNode, inst, timeout: float) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    from . import broker, confine
+    broker.ensure(inst.state)
+    with tempfile.TemporaryDirectory(prefix="dnslab-kernel-") as specs:
+        name = confine.write_kernelspec(inst.state, Path(specs))
+        ipc = confine.ipc_dir(inst.state) / f"k{uuid.uuid4().hex[:8]}"
+        km = KernelManager(kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]), kernel_name=name,
+                           transport="ipc", ip=str(ipc))
+        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                                startup_timeout=30, kernel_name=name, record_timing=False,
+                                resources={"metadata": {"path": str(confine.trainee(inst.name).home)}})
+        client.execute()
+
+
+def _judge(test: _exercise.TestCell, cell, inst, lang: str) -> tuple[bool, list]:
+    """A test cell's verdict, decided here on the live lab; its outputs say it to the trainee."""
+    from . import checks
+    lines, failures = [], []
+    for check_id in test.checks:
+        try:
+            result = checks.run(inst, only=check_id)[0]
+            passed, message = result.passed, result.message(lang)
+        except LabError as exc:
+            passed, message = False, str(exc)
+        (lines if passed else failures).append(message)
+    if test.answer:
+        given = grading.reported(cell.get("outputs", [])).get(test.answer.name)
+        if given is not None and _normal(given) in _accepted(inst.plan, test.answer):
+            lines.append(f"{test.answer.name} = {given}")
+        else:
+            failures.append(f"{test.answer.name} = {given}" if given is not None else f"{test.answer.name} is not set")
+    if failures:
+        return False, [nbformat.v4.new_output("error", ename="NotYet", evalue="; ".join(failures),
+                                              traceback=[f"NotYet: {m}" for m in failures])]
+    return True, [nbformat.v4.new_output("stream", name="stdout", text="".join(f"PASS  {m}\n" for m in lines))]
+
+
+def _normal(value: str) -> str:
+    return value.strip().rstrip(".").lower()
+
+
+def _accepted(plan, answer: _exercise.Answer) -> set[str]:
+    """What the live lab's plan accepts for an answer."""
+    if answer.accept == "server-of":
+        zone = answer.zone.rstrip(".").lower() + "." if answer.zone not in (".", "") else "."
+        nodes = plan.servers_of(zone)
+        return {_normal(n.hostname) for n in nodes if n.hostname} | {a.lower() for n in nodes for a in n.addresses}
+    raise InputError(f"unknown answer kind {answer.accept!r}")
+
+
+def _record(course: Course, source: _exercise.Source, subs: Sequence[Submission]) -> list[Grade]:
+    """Let nbgrader record the judged notebooks (execution replayed), then write feedback."""
+    api = course.api(Autograde={"autograde_preprocessors": _replaying_preprocessors()},
+                     ReplayExecution={"executed_root": str(course.root / "executed")})
+    grades = []
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+    warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own session handling, harmless
+    for sub in subs:
+        result = api.autograde(sub.assignment, sub.instance, force=True, create=True)
+        if not result["success"]:
+            raise LabError(f"nbgrader could not record {sub.instance}:\n{result['log']}{result.get('error', '')}")
+        feedback = api.generate_feedback(sub.assignment, sub.instance, force=True)
+        if not feedback["success"]:
+            raise LabError(f"nbgrader could not write feedback for {sub.instance}:\n{feedback['log']}")
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
+        for sub in subs:
+            s = gb.find_submission(sub.assignment, sub.instance)
+            nb = gb.find_submission_notebook(source.name, sub.assignment, sub.instance)
+            tasks = {g.name: g.score for g in nb.grades if g.cell_type == "code" and g.max_score}
+            grades.append(Grade(sub.instance, sub.trainee, sub.lang, s.score, s.max_score, tasks, sub.kernel_error))
+    return grades
+
+
+def _export(course: Course, grades: Sequence[Grade]) -> Path:
+    path = course.root / "grades.csv"
+    tasks = sorted({t for g in grades for t in g.tasks})
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trainee", "instance", "lang", "score", "max_score", *tasks, "kernel_error"])
+        for g in grades:
+            w.writerow([g.trainee, g.instance, g.lang, g.score, g.max_score, *(g.tasks.get(t, 0) for t in tasks),
+                        g.kernel_error])
+    return path
+
+
+class ReplayExecution(NbGraderPreprocessor):
+    """nbgrader's Execute step, replaced: take the outputs dnslab produced in the trainee's lab."""
+
+    executed_root = Unicode("").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        meta = resources["nbgrader"]
+        path = Path(self.executed_root) / meta["student"] / meta["assignment"] / f"{meta['notebook']}.ipynb"
+        done = nbformat.read(path, as_version=4)
+        by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in done.cells
+                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            twin = by_id.get(gid) if gid else (done.cells[i] if i < len(done.cells) else None)
+            if twin is not None and twin.cell_type == "code" and (gid or twin.source == cell.source):
+                cell.outputs = twin.outputs
+                cell.execution_count = twin.get("execution_count")
+        return nb, resources
+
+
+def _replaying_preprocessors() -> list:
+    return [ReplayExecution if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
