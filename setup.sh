@@ -3,15 +3,33 @@
 # (Debian packages and a virtualenv in .venv), then bring up the dns-basics lab, show
 # its status, run its checks, resolve a name from the trainee's client, and tear it down.
 #   bash setup.sh                 install + demo
-#   bash setup.sh --install-only  install only (what .ci/run does)
+#   bash setup.sh --install-only  install only
+#   bash setup.sh --docker        also install the docker backend's tools: docker.io (the
+#                                 engine; its packaged service is not started, see
+#                                 scripts/docker-engine.sh) and debootstrap (`dnslab images build`)
+#   .ci/run uses --install-only --docker
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ "$(id -u)" != 0 ]; then echo "setup.sh: run it as root (sudo bash setup.sh)" >&2; exit 3; fi
+install_only=""; docker=""
+for arg in "$@"; do
+  case "$arg" in
+    --install-only) install_only=1 ;;
+    --docker) docker=1 ;;
+    *) echo "setup.sh: unknown option $arg (known: --install-only, --docker)" >&2; exit 2 ;;
+  esac
+done
 
 # Host tools, then every kind's packages (the same lists the Docker images use).
 HOST_PKGS="python3 python3-venv iproute2 util-linux procps graphviz tcpdump socat passwd"
 KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
 DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
+if [ -n "$docker" ]; then
+  # The packaged engine would make docker0 in 172.17/16 and add iptables rules: keep its
+  # units (socket-activated too) off; dnslab starts an engine of its own that touches neither.
+  HOST_PKGS="$HOST_PKGS docker.io debootstrap"
+  DAEMONS="$DAEMONS docker.io:docker.socket docker.io:docker containerd:containerd"
+fi
 
 new_daemons=""
 for pair in $DAEMONS; do
@@ -32,7 +50,7 @@ if [ -n "$missing" ]; then
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
   [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ] && [ -n "$new_daemons" ]; then
-    systemctl disable --now $new_daemons >/dev/null 2>&1 || true
+    for unit in $new_daemons; do systemctl disable --now "$unit" >/dev/null 2>&1 || true; done
   fi
 fi
 
@@ -44,7 +62,7 @@ fi
 echo "==> installing dnslab and its Python dependencies into .venv"
 .venv/bin/pip install -q -e '.[test]' >/dev/null
 echo "==> installed: $(.venv/bin/dnslab --version)"
-[ "${1:-}" = "--install-only" ] && exit 0
+[ -n "$install_only" ] && exit 0
 
 dnslab=.venv/bin/dnslab
 trap '$dnslab down demo >/dev/null 2>&1 || true' EXIT

@@ -31,8 +31,11 @@ def build_base(progress: Callable[[str], None], mirror: str = MIRROR) -> None:
     with tempfile.TemporaryDirectory(prefix="dnslab-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         progress(f"debootstrap --variant=minbase bookworm ({mirror})")
-        res = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), mirror],
-                             capture_output=True, text=True)
+        try:
+            res = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), mirror],
+                                 capture_output=True, text=True)
+        finally:
+            _unmount_under(root)  # a failed debootstrap can leave /proc, /sys mounted in the rootfs
         if res.returncode:
             raise EnvError(f"debootstrap failed: {res.stdout[-2000:]}{res.stderr[-2000:]}")
         # Packages must not try to start services inside an image build.
@@ -45,6 +48,19 @@ def build_base(progress: Callable[[str], None], mirror: str = MIRROR) -> None:
         repo, tag = BASE.split(":")
         engine.api.import_image_from_stream(tar.stdout, repository=repo, tag=tag)
         tar.wait()
+
+
+def _unmount_under(root: Path) -> None:
+    """Lazily unmount whatever is mounted below ``root`` (deepest first), so that removing
+    the temporary rootfs never walks into the host's /proc, /sys or /dev."""
+    prefix = str(root.resolve()) + "/"
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")
+        if point.startswith(prefix):
+            mounts.append(point)
+    for point in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def build(kinds: list[str] | None = None, progress: Callable[[str], None] = print,
@@ -69,4 +85,6 @@ def build(kinds: list[str] | None = None, progress: Callable[[str], None] = prin
             log = "".join(x.get("stream", "") for x in exc.build_log)[-2000:]
             raise EnvError(f"building {image(kind)} failed:\n{log}") from None
         built.append(image(kind))
+    # a rebuilt tag leaves its old image untagged: remove those of ours, nothing else
+    engine.images.prune(filters={"dangling": True, "label": "dnslab=node"})
     return built

@@ -110,7 +110,16 @@ class State:
         return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a killed, unreaped owner is dead
 
     def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Delete the instance dir. It is first renamed to a dot-name no listing matches, so a
+        concurrent ``gc`` never sees a half-deleted instance (and writes its state back)."""
+        gone = self.dir.with_name(f".removing-{self.dir.name}-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(self.dir, gone)
+        except FileNotFoundError:
+            return
+        except OSError:
+            gone = self.dir
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 def all_states() -> list[State]:
@@ -120,7 +129,10 @@ def all_states() -> list[State]:
     out = []
     for d in sorted(root.iterdir()):
         if d.is_dir() and INSTANCE.match(d.name):
-            out.append(State.open(d.name) if (d / "state.json").exists()
-                       else State(d, {"instance": d.name, "backend": "netns", "phase": "broken",
-                                      "owner_pid": 0, "resources": [], "nodes": {}}))
+            try:
+                out.append(State.open(d.name) if (d / "state.json").exists()
+                           else State(d, {"instance": d.name, "backend": "netns", "phase": "broken",
+                                          "owner_pid": 0, "resources": [], "nodes": {}}))
+            except InputError:  # removed meanwhile by a concurrent `down`
+                continue
     return out

@@ -1,7 +1,10 @@
-"""Small, generic fixtures shared by the offline tests (the live tests use tests/livelab.py).
+"""Small, generic fixtures shared by the tests (the live tests' helpers are in tests/livelab.py).
 
 ``write_lab(yaml_text, files={}, checks=None)`` writes a lab folder under the test's tmp_path;
-``dnslab(*args, env=None, preexec=None)`` runs the real CLI (``python -m dnslab.cli``) as a subprocess.
+``dnslab(*args, env=None, preexec=None)`` runs the real CLI (``python -m dnslab.cli``) as a subprocess;
+``backend`` parametrises a live test over the backends: "netns", and "docker", which skips
+with the reason when this machine has no Docker engine or no dnslab images, unless
+``DNSLAB_TEST_DOCKER=require`` (set by .ci/run) makes that a failure.
 """
 from __future__ import annotations
 
@@ -44,6 +47,34 @@ def run_dnslab(*args: str | Path, env: dict[str, str] | None = None, replace_env
 def explain(res: subprocess.CompletedProcess) -> str:
     """What a failed assertion on a CLI run should show."""
     return f"`{' '.join(map(str, res.args))}` -> {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+
+
+@pytest.fixture(scope="module", params=["netns", "docker"])
+def backend(request):
+    """The backend a live test runs on; module scope, so a module's shared instance is made
+    once per backend (all of a module's netns tests run, then its docker tests)."""
+    if request.param == "docker":
+        try:
+            from . import livelab
+        except ImportError:
+            import livelab
+        livelab.require_docker()
+    return request.param
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_by_this_process():
+    """After the session (per xdist worker): no namespace, run dir or container of an instance
+    this process named remains, whichever test made it."""
+    yield
+    if os.geteuid() != 0:
+        return
+    try:
+        from . import livelab
+    except ImportError:
+        import livelab
+    left = livelab.leftovers_of_process(os.getpid())
+    assert not left, f"the tests of process {os.getpid()} left: {left}"
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """Helpers for the live-lab tests (tests/test_live_*.py): a plain module, not a conftest.
 
-Everything here talks to the real machine: network namespaces, daemons, /proc. The tests
-that import it are marked ``lab`` and skip themselves when not run as root.
+Everything here talks to the real machine: network namespaces, daemons, /proc, and for the
+docker backend the local Docker engine. The tests that import it are marked ``lab`` and skip
+themselves when not run as root. Tests take the backend from the ``backend`` fixture
+(tests/conftest.py): "netns" always, "docker" when an engine and the images are there
+(``DNSLAB_TEST_DOCKER=require``, as ``.ci/run`` sets, makes their absence a failure instead).
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 DNS_BASICS = REPO / "labs" / "dns-basics"
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
+
+BACKENDS = ("netns", "docker")
+LABEL = "dnslab.instance"  # the docker backend's container label (dnslab.backends.docker.LABEL)
 
 T = TypeVar("T")
 _serial = itertools.count()
@@ -82,6 +88,90 @@ def wait_steady(pred: Callable[[], object], times: int = 5, timeout: float = 15.
     wait_for(steady, timeout=timeout, what=what)
 
 
+# ---------------------------------------------------------------- the docker engine
+
+_docker_client = None
+_docker_problem: str | None = None
+
+
+def docker_problem() -> str | None:
+    """Why the docker backend cannot run here (no SDK, no engine, an image missing), or None."""
+    global _docker_client, _docker_problem
+    if _docker_client is None and _docker_problem is None:
+        try:
+            import docker
+            import docker.errors
+        except ImportError:
+            _docker_problem = "the docker SDK is not installed (pip install docker)"
+            return _docker_problem
+        try:
+            c = docker.from_env(timeout=60)
+            c.ping()
+        except Exception as exc:
+            _docker_problem = (f"no Docker engine answers ({exc.__class__.__name__}); "
+                               "start one with scripts/docker-engine.sh start")
+            return _docker_problem
+        from dnslab.images import kinds_with_images
+        from dnslab.backends.docker import image
+        missing = []
+        for kind in kinds_with_images():
+            try:
+                c.images.get(image(kind))
+            except docker.errors.ImageNotFound:
+                missing.append(image(kind))
+        if missing:
+            _docker_problem = f"images missing: {', '.join(missing)} (build them with `dnslab images build`)"
+        else:
+            _docker_client = c
+    return _docker_problem
+
+
+def require_docker() -> None:
+    """Skip the calling test when the docker backend cannot run here, saying why; fail instead
+    when ``DNSLAB_TEST_DOCKER=require`` (CI must run the docker tests)."""
+    import pytest
+    problem = docker_problem()
+    if problem:
+        if os.environ.get("DNSLAB_TEST_DOCKER") == "require":
+            pytest.fail(f"docker backend required (DNSLAB_TEST_DOCKER=require) but {problem}", pytrace=False)
+        pytest.skip(f"docker backend: {problem}")
+
+
+def docker_client():
+    """The docker SDK client of the test process, or None when there is no usable engine."""
+    return None if docker_problem() else _docker_client
+
+
+def containers(name: str | None = None, *, pid: int | None = None) -> list:
+    """Containers labelled by dnslab for instance ``name`` (or, with ``pid``, for any instance
+    named by :func:`unique_name` in process ``pid``); [] without an engine."""
+    c = docker_client()
+    if c is None:
+        return []
+    flt = f"{LABEL}={name}" if name else LABEL
+    found = c.containers.list(all=True, filters={"label": flt}, ignore_removed=True)
+    if pid is not None:
+        found = [x for x in found if re.fullmatch(rf"[a-z]+{pid}x\d+", x.labels.get(LABEL, ""))]
+    return found
+
+
+def settle_containers(name: str, timeout: float = 15.0) -> None:
+    """Wait until the engine has finished what a killed ``up`` asked of it for instance ``name``:
+    the set of its containers and their states stay the same for a few polls (a create or start
+    request in flight completes in the engine even when its client is gone)."""
+    if docker_client() is None:
+        return
+    seen, streak = None, 0
+
+    def stable():
+        nonlocal seen, streak
+        now = sorted((x.id, x.status) for x in containers(name))
+        streak = streak + 1 if now == seen else 0
+        seen = now
+        return streak >= 4
+    wait_for(stable, timeout=timeout, interval=0.1, what=f"the engine to settle the containers of {name}")
+
+
 # ---------------------------------------------------------------- instances
 
 def remove(name: str) -> None:
@@ -93,17 +183,20 @@ def remove(name: str) -> None:
     mine = [n for n in NetnsBackend().leftovers(set()) if _is_ours(Path(n).name, name)]
     if mine:
         NetnsBackend().remove_leftovers(mine)
+    for c in containers(name):
+        c.remove(force=True)
 
 
 @contextmanager
-def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS) -> Iterator[list[lab.Instance]]:
-    """Bring instances up in this process; always take them down, then check nothing is left
-    (namespaces, files, run dirs, processes in their namespaces)."""
+def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS,
+              backend: str = "netns") -> Iterator[list[lab.Instance]]:
+    """Bring instances up in this process on ``backend``; always take them down, then check
+    nothing is left (namespaces, files, run dirs, processes in their namespaces, containers)."""
     for n in names:  # a name with our PID in it can only be a leftover of a dead process
         remove(n)
     inodes: set[int] = set()
     try:
-        insts = lab.up(lab_dir, list(names))
+        insts = lab.up(lab_dir, list(names), backend)
         for n in names:
             inodes |= ns_inodes(n)
         yield insts
@@ -122,8 +215,8 @@ def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS) -> Iterator[list
 
 
 @contextmanager
-def instance(name: str, lab_dir: Path = DNS_BASICS) -> Iterator[lab.Instance]:
-    with instances([name], lab_dir) as insts:
+def instance(name: str, lab_dir: Path = DNS_BASICS, backend: str = "netns") -> Iterator[lab.Instance]:
+    with instances([name], lab_dir, backend) as insts:
         yield insts[0]
 
 
@@ -173,9 +266,9 @@ def proc_stat(pid: int | str) -> tuple[str, int, str] | None:
 
 def leftovers(name: str, inodes: set[int] = frozenset()) -> list[str]:
     """Everything of instance ``name`` still on the machine: namespaces, /etc/netns dirs,
-    its run dir, live (non-zombie) processes whose command line names its run dir or
-    that sit in one of ``inodes`` (its namespaces, as seen while it was up)."""
-    found = []
+    its run dir, its containers, live (non-zombie) processes whose command line names its
+    run dir or that sit in one of ``inodes`` (its namespaces, as seen while it was up)."""
+    found = [f"container {c.name} ({c.status})" for c in containers(name)]
     for d, what in ((NETNS_DIR, "namespace"), (ETC_NETNS, "/etc/netns dir")):
         if d.is_dir():
             found += [f"{what} {p.name}" for p in d.iterdir() if _is_ours(p.name, name)]
@@ -226,9 +319,9 @@ def set_subreaper(on: bool) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def children() -> dict[int, tuple[str, str]]:
-    """This process's children: pid -> (state, comm)."""
-    me = os.getpid()
+def children(parent: int | None = None) -> dict[int, tuple[str, str]]:
+    """The children of ``parent`` (default: this process): pid -> (state, comm)."""
+    me = os.getpid() if parent is None else parent
     out = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -288,4 +381,17 @@ def host_addresses() -> list[str]:
         for a in link.get("addr_info", []):
             if a.get("scope") == "global" and a["local"] not in found:
                 found.append(a["local"])
+    return found
+
+
+def leftovers_of_process(pid: int) -> list[str]:
+    """What instances named by :func:`unique_name` in process ``pid`` left anywhere: namespaces,
+    /etc/netns dirs, run dirs, containers (the whole-session check of tests/conftest.py)."""
+    mine = re.compile(rf"^(dnslab-)?[a-z]+{pid}x\d+(-.*)?$")
+    found = [f"container {c.name} ({c.status})" for c in containers(pid=pid)]
+    for d, what in ((NETNS_DIR, "namespace"), (ETC_NETNS, "/etc/netns dir")):
+        if d.is_dir():
+            found += [f"{what} {p.name}" for p in d.iterdir() if p.name.startswith("dnslab-") and mine.match(p.name)]
+    if run_root().is_dir():
+        found += [f"run dir {p}" for p in run_root().iterdir() if mine.match(p.name)]
     return found

@@ -1,6 +1,8 @@
 """Crashes and failures of `dnslab up`: killed at a random moment, `gc` (or `down`, for an
 instance that reached ready) leaves nothing; a taken name is refused without harm; a daemon
-that cannot start fails `up` with its node and log, and leaves nothing.
+that cannot start fails `up` with its node and log, and leaves nothing. On each backend
+(the ``backend`` fixture); for docker also: `gc` removes containers whose instance state is
+gone, and never a container that does not carry our label.
 
 `up` runs as a real subprocess and is killed with SIGKILL. This test process makes itself
 a child subreaper while it runs, so what the killed `up` had in flight (its `ip` batches,
@@ -69,10 +71,11 @@ def name():
     livelab.reap_children()
 
 
-def up_then_kill(name: str, *, delay: float = 0.0, when=None) -> subprocess.Popen:
-    """Start `dnslab up dns-basics --name NAME`; SIGKILL it ``delay`` seconds after its state file
-    satisfies ``when`` (default: at once). Returns the killed process, not reaped yet."""
-    proc = subprocess.Popen(livelab.dnslab_argv() + ["up", "dns-basics", "--name", name], cwd=livelab.REPO,
+def up_then_kill(name: str, backend: str, *, delay: float = 0.0, when=None) -> subprocess.Popen:
+    """Start `dnslab up dns-basics --name NAME --backend BACKEND`; SIGKILL it ``delay`` seconds after
+    its state file satisfies ``when`` (default: at once). Returns the killed process, not reaped yet."""
+    proc = subprocess.Popen(livelab.dnslab_argv() + ["up", "dns-basics", "--name", name, "--backend", backend],
+                            cwd=livelab.REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if when is not None:
@@ -92,6 +95,7 @@ def settle(proc: subprocess.Popen, name: str, reap: bool = True) -> tuple[str | 
     if reap:
         proc.wait(timeout=10)
     livelab.settle_orphans()
+    livelab.settle_containers(name)  # docker: requests the killed `up` had sent the engine
     state = livelab.read_state(name)
     phase = state["phase"] if state else ("broken" if (run_root() / name).exists() else None)
     return phase, livelab.ns_inodes(name)
@@ -122,45 +126,55 @@ def gc_or_down(name: str, phase: str | None, inodes: set[int], context: str) -> 
 
 
 @pytest.mark.parametrize("run", range(5))
-def test_up_killed_at_random_moment_then_gc_leaves_nothing(adopt, name, run):
+def test_up_killed_at_random_moment_then_gc_leaves_nothing(adopt, name, backend, run):
     """Runs 0-1 count the delay from the start of the command (it may die before touching
     anything), runs 2-4 from the moment its state file appears (mid-way through making the lab,
     or after it is ready)."""
     rng = random.Random(SEED * 10 + run)
     delay = rng.uniform(0, MAX_DELAY if run < 2 else 0.4)
     anchor = "start" if run < 2 else "state file"
-    context = f"seed {SEED} (DNSLAB_CRASH_SEED={SEED}), run {run}: up killed {delay:.3f}s after its {anchor}"
+    context = (f"seed {SEED} (DNSLAB_CRASH_SEED={SEED}), {backend}, run {run}: "
+               f"up killed {delay:.3f}s after its {anchor}")
     print(context)
-    proc = up_then_kill(name, delay=delay, when=None if run < 2 else (lambda s: s is not None))
+    proc = up_then_kill(name, backend, delay=delay, when=None if run < 2 else (lambda s: s is not None))
     phase, inodes = settle(proc, name)
     print(f"{context}: phase reached: {phase}, {len(inodes)} namespaces")
     gc_or_down(name, phase, inodes, f"{context}, phase {phase}")
 
 
-def test_up_killed_while_starting_then_gc_leaves_nothing(adopt, name):
+def started(state: dict | None, at_least: int = 1) -> bool:
+    """The state file shows ``up`` starting, with at least that many daemons (netns) or
+    containers (docker) recorded."""
+    return bool(state) and state["phase"] == "starting" and sum(
+        "pid" in r or "container" in r for r in state["nodes"].values()) >= at_least
+
+
+def test_up_killed_while_starting_then_gc_leaves_nothing(adopt, name, backend):
     """Killed with daemons running but the lab not ready: gc removes the whole instance."""
-    proc = up_then_kill(name, when=lambda s: s and s["phase"] == "starting"
-                           and sum("pid" in r for r in s["nodes"].values()) >= 3)
+    proc = up_then_kill(name, backend, when=lambda s: started(s, 3))
     phase, inodes = settle(proc, name)
     assert phase == "starting"
-    assert len(inodes) == 9  # the bridge namespace and 8 nodes
-    pids = [r["pid"] for r in livelab.read_state(name)["nodes"].values() if "pid" in r]
-    assert all((livelab.proc_stat(p) or "Z")[0] not in "ZX" for p in pids), "daemons died with up"
-    gc_or_down(name, phase, inodes, "killed while starting")
+    if backend == "netns":
+        assert len(inodes) == 9  # the bridge namespace and 8 nodes
+        pids = [r["pid"] for r in livelab.read_state(name)["nodes"].values() if "pid" in r]
+        assert all((livelab.proc_stat(p) or "Z")[0] not in "ZX" for p in pids), "daemons died with up"
+    else:  # killed between starting the containers and attaching their namespaces, or after
+        running = [c for c in livelab.containers(name) if c.status == "running"]
+        assert len(running) >= 3, [(c.name, c.status) for c in livelab.containers(name)]
+    gc_or_down(name, phase, inodes, f"{backend}: killed while starting")
 
 
-def test_up_killed_after_ready_survives_gc_until_down(adopt, name):
-    proc = up_then_kill(name, when=lambda s: s and s["phase"] == "ready")
+def test_up_killed_after_ready_survives_gc_until_down(adopt, name, backend):
+    proc = up_then_kill(name, backend, when=lambda s: s and s["phase"] == "ready")
     phase, inodes = settle(proc, name)
     assert phase == "ready"
     gc_or_down(name, phase, inodes, "killed after ready")
 
 
-def test_gc_sees_through_a_zombie_owner(adopt, name):
+def test_gc_sees_through_a_zombie_owner(adopt, name, backend):
     """A killed `up` nobody reaps is a zombie, and dead for gc: like one whose parent is gone
     on a machine whose init does not reap orphans. Here its parent, this test, does not reap it."""
-    proc = up_then_kill(name, when=lambda s: s and s["phase"] == "starting"
-                           and any("pid" in r for r in s["nodes"].values()))
+    proc = up_then_kill(name, backend, when=started)
     try:
         phase, inodes = settle(proc, name, reap=False)
         assert livelab.proc_stat(proc.pid)[0] == "Z"
@@ -170,10 +184,10 @@ def test_gc_sees_through_a_zombie_owner(adopt, name):
         proc.wait(timeout=10)
 
 
-def test_up_of_existing_name_fails_and_leaves_it_intact(name):
-    with livelab.instance(name) as inst:
+def test_up_of_existing_name_fails_and_leaves_it_intact(name, backend):
+    with livelab.instance(name, backend=backend) as inst:
         before = livelab.read_state(name)
-        res = livelab.cli("up", "dns-basics", "--name", name)
+        res = livelab.cli("up", "dns-basics", "--name", name, "--backend", backend)
         assert res.returncode == 2, livelab.explain(res)
         assert f"instance {name!r} already exists" in res.stderr
         assert livelab.read_state(name) == before
@@ -183,13 +197,13 @@ def test_up_of_existing_name_fails_and_leaves_it_intact(name):
         assert res.returncode == 0, livelab.explain(res)
 
 
-def test_daemon_exiting_shortly_after_start_fails_up(monkeypatch, capsys, name):
+def test_daemon_exiting_shortly_after_start_fails_up(monkeypatch, capsys, name, backend):
     """In-process, with a kind's command replaced: the last daemon started dies 0.3 s in.
     `up` must say which node and show its log at once, not wait for the 30 s ready timeout."""
     monkeypatch.setattr(kinds.KINDS["unbound"], "argv", lambda node, d: (
         "sh", "-c", "sleep 0.3; echo 'unbound[1:0] fatal error: could not open ports' >&2; exit 1"))
     t0 = time.monotonic()
-    rc = dnslab_cli.main(["up", "dns-basics", "--name", name])
+    rc = dnslab_cli.main(["up", "dns-basics", "--name", name, "--backend", backend])
     took = time.monotonic() - t0
     err = capsys.readouterr().err
     assert rc == 3, err
@@ -201,7 +215,8 @@ def test_daemon_exiting_shortly_after_start_fails_up(monkeypatch, capsys, name):
 
 def test_daemon_with_broken_config_fails_up(tmp_path, name):
     """The real `dnslab up` with a real knotd that rejects its configuration (a wrapper
-    first in PATH adds an unknown option to the rendered knot.conf, then runs knotd)."""
+    first in PATH adds an unknown option to the rendered knot.conf, then runs knotd).
+    netns only: the wrapper is a host file, which no container sees."""
     knotd = shutil.which("knotd")
     assert knotd, "knotd not found"
     shim = tmp_path / "knotd"
@@ -214,3 +229,44 @@ def test_daemon_with_broken_config_fails_up(tmp_path, name):
     assert f"{run_root() / name / 'nodes' / m[1] / 'knot.conf'}" in res.stderr
     assert "invalid item" in res.stderr and "no-such-option" in res.stderr
     assert livelab.leftovers(name) == []
+
+
+def test_gc_removes_containers_whose_state_is_gone_and_only_ours(name):
+    """Docker: an instance whose run dir was deleted under it (its containers and their attached
+    namespaces remain), and a labelled container no state ever claimed, are removed by `gc`;
+    containers without our label survive it, even one whose name looks like ours."""
+    livelab.require_docker()
+    engine = livelab.docker_client()
+    res = livelab.cli("up", "dns-basics", "--name", name, "--backend", "docker")
+    assert res.returncode == 0, livelab.explain(res)
+    inodes = livelab.ns_inodes(name)
+    assert len(inodes) == 9 and len(livelab.containers(name)) == 8
+    orphan_name = livelab.unique_name("co")  # a label value no instance state claims
+    common = dict(image="dnslab/base:bookworm", command=["sleep", "infinity"], init=True,
+                  network_mode="none", detach=True)
+    foreign = []
+    try:
+        orphan = engine.containers.run(name=f"dnslab-{orphan_name}-x", labels={livelab.LABEL: orphan_name}, **common)
+        foreign = [
+            engine.containers.run(name=f"dnslab-{name}-not-ours", **common),  # our name pattern, no label
+            engine.containers.run(name=f"{name}-other-label", labels={"dnslab.lab": "dns-basics",
+                                                                      "owner": name}, **common),
+        ]
+        shutil.rmtree(run_root() / name)
+        res = livelab.cli("gc")
+        assert res.returncode == 0, livelab.explain(res)
+        removed = res.stdout.splitlines()
+        assert f"removed container:dnslab-{orphan_name}-x" in removed, res.stdout
+        for node in ("client", "tld"):
+            assert f"removed container:dnslab-{name}-{node}" in removed, res.stdout
+            assert f"removed dnslab-{name}-{node}" in removed, res.stdout  # its attached namespace
+        assert livelab.containers(orphan_name) == []
+        for c in foreign:
+            c.reload()
+            assert c.status == "running", f"gc touched {c.name}: {c.status}"
+        livelab.reap_children()
+        assert_gone(name, inodes, "state dir deleted, then gc")
+    finally:
+        for c in foreign:
+            c.remove(force=True)
+        livelab.remove(orphan_name)

@@ -1,10 +1,13 @@
 """Two instances of one lab, same addresses, side by side: each answers with its own
 daemons, neither sees the other's packets, no node reaches the host, and nothing of a
-lab lives in the host's network namespace."""
+lab lives in the host's network namespace. On each backend (the ``backend`` fixture); for
+docker also: each container's network namespace is the one dnslab wired (network mode none,
+no docker network), so the same captures prove the same isolation without any iptables rule."""
 from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -29,9 +32,9 @@ if os.geteuid() != 0:
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(backend):
     """Instances A and B of dns-basics, brought up together."""
-    with livelab.instances([livelab.unique_name("ia"), livelab.unique_name("ib")]) as insts:
+    with livelab.instances([livelab.unique_name("ia"), livelab.unique_name("ib")], backend=backend) as insts:
         yield insts
 
 
@@ -66,19 +69,22 @@ def test_each_instance_answers_with_its_own_daemons(pair):
 
 
 class Capture:
-    """tcpdump on an instance's bridge, from inside its bridge namespace; bounded by -c and timeout."""
+    """tcpdump inside one of an instance's namespaces: by default on its bridge, in its bridge
+    namespace; with ``node``, on the node's eth0 inside the node's namespace (for docker, the
+    container's own). Bounded by -c and timeout."""
 
-    def __init__(self, inst, path):
+    def __init__(self, inst, path, node: str | None = None):
         self.path = path
         self.err = path.with_suffix(".err")
+        ns, dev = (node_ns(inst.name, node), "eth0") if node else (bridge_ns(inst.name), "br-lan")
         with open(self.err, "w") as err:
             self.proc = subprocess.Popen(
-                ["timeout", "60", "ip", "netns", "exec", bridge_ns(inst.name),
-                 "tcpdump", "-i", "br-lan", "-n", "-U", "-c", "2000", "-w", str(path), "udp", "port", "53"],
+                ["timeout", "60", "ip", "netns", "exec", ns,
+                 "tcpdump", "-i", dev, "-n", "-U", "-c", "2000", "-w", str(path), "udp", "port", "53"],
                 stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
         try:
-            livelab.wait_for(lambda: "listening on br-lan" in self.err.read_text() or self.proc.poll() is not None,
-                             what=f"tcpdump to listen on br-lan of {inst.name}")
+            livelab.wait_for(lambda: f"listening on {dev}" in self.err.read_text() or self.proc.poll() is not None,
+                             what=f"tcpdump to listen on {dev} in {ns}")
             assert self.proc.poll() is None, self.err.read_text()
         except BaseException:
             self.stop()
@@ -119,11 +125,14 @@ def foreign_packets(capture: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
 def test_bridge_of_b_sees_none_of_a_packets(pair, tmp_path):
+    """Captures on B's bridge and inside B's resolver (its own eth0, in its own namespace)
+    while A's nodes talk, at the same addresses and ports B uses."""
     a, b = pair
     token = secrets.token_hex(4)
     cap_a = Capture(a, tmp_path / "a.pcap")
     try:
         cap_b = Capture(b, tmp_path / "b.pcap")
+        cap_node = Capture(b, tmp_path / "b-node.pcap", node="resolver-unbound")
         try:
             # traffic in A only: the client to both resolvers (which then ask the servers),
             # and straight to every authoritative server
@@ -136,11 +145,15 @@ def test_bridge_of_b_sees_none_of_a_packets(pair, tmp_path):
             # then B's own traffic, the positive control for B's capture
             b.query(f"b{token}.example.test", "A", server="resolver-unbound", source="client")
             livelab.wait_for(lambda: f"b{token}" in cap_b.text(), what="B's capture to see B's traffic")
+            livelab.wait_for(lambda: f"b{token}" in cap_node.text(), what="B's resolver to see B's traffic")
         finally:
             seen_b = cap_b.stop()
+            seen_node = cap_node.stop()
     finally:
         seen_a = cap_a.stop()
-    assert f"b{token}" in seen_b
+    assert f"b{token}" in seen_b and f"b{token}" in seen_node
+    assert f"a{token}" not in seen_node, "B's resolver saw A's queries:\n" + seen_node
+    assert foreign_packets(seen_node) == [], "B's resolver saw answers to queries it never carried"
     assert f"a{token}" not in seen_b, "B's bridge saw A's queries:\n" + "\n".join(
         ln for ln in seen_b.splitlines() if f"a{token}" in ln)
     assert foreign_packets(seen_b) == [], "B's bridge saw answers to queries it never carried"
@@ -203,3 +216,30 @@ def test_bridge_namespace_holds_the_lab_and_the_host_nothing(pair):
             links = {link["ifname"] for link in livelab.ip_json("link", netns=node_ns(inst.name, node))}
             assert links == {"lo", "eth0"}
     assert "br-lan" not in host_links
+
+
+def test_docker_nodes_live_in_the_namespaces_dnslab_wired(pair):
+    """Docker only: every container runs with network mode none, is on no docker network, and
+    its network namespace is the one named dnslab-<instance>-<node> (the one the captures and
+    route checks above look at); inside, it sees only lo and our eth0, and no default route."""
+    if pair[0].backend.name != "docker":
+        pytest.skip("docker backend only")
+    engine = livelab.docker_client()
+    for inst in pair:
+        for node in inst.plan.nodes:
+            c = engine.containers.get(livelab.read_state(inst.name)["nodes"][node]["container"])
+            assert c.labels[livelab.LABEL] == inst.name and c.status == "running"
+            assert c.attrs["HostConfig"]["NetworkMode"] == "none"
+            nets = c.attrs["NetworkSettings"]["Networks"]
+            assert set(nets) <= {"none"} and not any(n.get("IPAddress") for n in nets.values()), nets
+            pid = c.attrs["State"]["Pid"]
+            assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(livelab.NETNS_DIR / node_ns(inst.name, node)).st_ino
+            res = inst.exec(node, ["ip", "-j", "addr"], capture=True)
+            assert res.returncode == 0, res.stderr
+            links = {link["ifname"]: {a["local"] for a in link.get("addr_info", []) if a.get("scope") == "global"}
+                     for link in json.loads(res.stdout)}
+            assert set(links) == {"lo", "eth0"}, (node, links)
+            assert links["eth0"] == set(inst.node(node).addresses), (node, links)
+            for family in ("-4", "-6"):
+                res = inst.exec(node, ["ip", family, "route", "show", "default"], capture=True)
+                assert res.returncode == 0 and res.stdout.strip() == "", (node, family, res.stdout)

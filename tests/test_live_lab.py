@@ -1,6 +1,7 @@
 """dns-basics for real: every daemon kind serves, both resolvers resolve, the CLI's status,
 check, exec and logs work on a live instance, SIGHUP reloads, and a broken lab fails its
-checks with a message. Plus a two-network lab built in a temporary folder."""
+checks with a message. Plus a two-network lab built in a temporary folder. Every test
+runs on each backend (the ``backend`` fixture: netns, docker)."""
 from __future__ import annotations
 
 import json
@@ -42,15 +43,16 @@ ANSWERS = [  # name, type, the data every resolver must return
 
 
 @pytest.fixture(scope="module")
-def inst():
-    with livelab.instance(livelab.unique_name("lv")) as i:
+def inst(backend):
+    with livelab.instance(livelab.unique_name("lv"), backend=backend) as i:
+        assert i.backend.name == backend
         yield i
 
 
 @pytest.fixture
-def fresh():
+def fresh(backend):
     """An instance of its own, for a test that breaks it beyond repair."""
-    with livelab.instance(livelab.unique_name("lf")) as i:
+    with livelab.instance(livelab.unique_name("lf"), backend=backend) as i:
         yield i
 
 
@@ -173,7 +175,8 @@ def test_logs_prints_named_log(inst):
     res = livelab.cli("logs", inst.name, "tld")
     assert res.returncode == 0, livelab.explain(res)
     assert "starting BIND 9" in res.stdout
-    assert f"running as: named -g -n 1 -c {inst.state.node_dir('tld')}/named.conf" in res.stdout
+    # the node's directory as its daemon sees it: the run dir (netns), /lab in the container (docker)
+    assert f"running as: named -g -n 1 -c {inst.backend.node_path(inst.state, 'tld')}/named.conf" in res.stdout
     assert "zone test/IN: loaded serial" in res.stdout
     tail = livelab.cli("logs", inst.name, "tld", "-n", "2")
     assert tail.returncode == 0 and tail.stdout.splitlines() == res.stdout.splitlines()[-2:]
@@ -256,8 +259,20 @@ def test_wrong_glue_fails_delegation_check(inst):
                          what="the delegation check to pass again")
 
 
+def daemon_pid(inst, node: str) -> int:
+    """The host PID of a node's daemon: recorded in the state (netns), or the container's main
+    process under docker-init (docker)."""
+    if inst.backend.name == "docker":
+        init = livelab.read_state(inst.name)["nodes"][node]["container"]
+        init_pid = livelab.docker_client().containers.get(init).attrs["State"]["Pid"]
+        kids = [pid for pid, (state, _) in livelab.children(init_pid).items() if state not in "ZX"]
+        assert len(kids) == 1, kids
+        return kids[0]
+    return livelab.read_state(inst.name)["nodes"][node]["pid"]
+
+
 def test_stopped_daemon_fails_checks(fresh):
-    pid = livelab.read_state(fresh.name)["nodes"]["sld-knot"]["pid"]
+    pid = daemon_pid(fresh, "sld-knot")
     assert livelab.proc_stat(pid)[2] == "knotd"
     os.kill(pid, signal.SIGKILL)
     livelab.wait_for(lambda: not fresh.backend.running(fresh.state, "sld-knot"), what="knotd to die")
@@ -320,9 +335,9 @@ TWO_NETS = textwrap.dedent("""\
     """)
 
 
-def test_two_network_lab(tmp_path):
+def test_two_network_lab(tmp_path, backend):
     (tmp_path / "lab.yaml").write_text(TWO_NETS)
-    with livelab.instance(livelab.unique_name("l2"), tmp_path) as two:
+    with livelab.instance(livelab.unique_name("l2"), tmp_path, backend) as two:
         br = bridge_ns(two.name)
         bridges = {link["ifname"] for link in livelab.ip_json("link", "show", "type", "bridge", netns=br)}
         assert bridges == {"br-lan", "br-dmz"}

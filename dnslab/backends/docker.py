@@ -93,9 +93,10 @@ class DockerBackend(NetnsBackend):
             for rel, content in spec.files.items():
                 (d / rel).parent.mkdir(parents=True, exist_ok=True)
                 (d / rel).write_text(content)
-            argv = " ".join(shlex.quote(a) for a in spec.argv) if spec.argv else "sleep infinity"
-            cmd = (f"while [ ! -e {NODE_DIR}/{WIRED} ]; do sleep 0.01; done; "
-                   f"exec {argv} >>{NODE_DIR}/daemon.log 2>&1")
+            # a node without a daemon (a client) just stays up, and has no log, as under netns
+            run = (" ".join(shlex.quote(a) for a in spec.argv) + f" >>{NODE_DIR}/daemon.log 2>&1"
+                   if spec.argv else "sleep infinity")
+            cmd = f"while [ ! -e {NODE_DIR}/{WIRED} ]; do sleep 0.01; done; exec {run}"
             extra = {}
             if spec.resolv_conf is not None:
                 extra["dns"] = [a for a in lab.nodes[plan.resolver].addresses]
@@ -153,26 +154,35 @@ class DockerBackend(NetnsBackend):
         containers = []
         for s in states:
             if s.resources("containers"):
-                containers += self.docker.containers.list(all=True, filters={"label": f"{LABEL}={s.name}"})
+                # ignore_removed: another `down` or `gc` may remove one between list and inspect
+                containers += self.docker.containers.list(all=True, filters={"label": f"{LABEL}={s.name}"},
+                                                          ignore_removed=True)
 
         def remove(c):
             try:
                 c.remove(force=True)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:  # a concurrent gc/down is removing it already
+                if "already in progress" not in str(exc):
+                    raise
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(remove, containers))
         super().destroy(states)
 
     def leftovers(self, claimed: set[str]) -> list[str]:
         try:
-            found = self.docker.containers.list(all=True, filters={"label": LABEL})
+            found = self.docker.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
         except EnvError:
             return []
         return sorted(f"container:{c.name}" for c in found if f"label={LABEL}={c.labels[LABEL]}" not in claimed)
 
     def remove_leftovers(self, names: Sequence[str]) -> None:
+        import docker.errors
         for n in names:
             if n.startswith("container:"):
-                self.docker.containers.get(n.split(":", 1)[1]).remove(force=True)
+                try:
+                    self.docker.containers.get(n.split(":", 1)[1]).remove(force=True)
+                except docker.errors.NotFound:  # removed meanwhile (a concurrent gc)
+                    pass
 
