@@ -87,7 +87,12 @@ def cmd_up(args):
     else:
         names = [args.name or d.name]
     t0 = time.monotonic()
-    insts = lab.up(d, names, args.backend, progress=_progress, meta=meta)
+    before_ready = None
+    if args.jupyter:
+        from . import jupyter
+        jupyter.check_options(args.jupyter_port, args.jupyter_bind)
+        before_ready = lambda insts: jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)  # noqa: E731
+    insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, before_ready=before_ready)
     data = [{"instance": i.name, "lab": i.plan.name, "backend": i.backend.name,
              "nodes": {n.name: n.addresses for n in i.plan.nodes.values()}, **({"trainee": i.state.data["meta"]
                                                                                  .get("trainee")} if meta else {})}
@@ -96,6 +101,12 @@ def cmd_up(args):
              + ", ".join(i.name for i in insts),
              f"try: dnslab exec {insts[0].name} {insts[0].default_vantage()} -- dig www.example.test",
              f"     dnslab status {insts[0].name}    dnslab check {insts[0].name}    dnslab down {insts[0].name}"]
+    if args.jupyter:
+        from . import jupyter
+        for row, i in zip(data, insts):
+            row["url"] = jupyter.info(i.state)["url"]
+            human.append(f"JupyterLab of {row.get('trainee') or i.name}: {row['url']}")
+        human.append("all URLs for the instructor: dnslab status --urls-csv urls.csv")
     _out(args, data, "\n".join(human))
 
 
@@ -106,7 +117,7 @@ def cmd_down(args):
     if not names and not args.all:
         raise InputError("name the instances to remove, or use --all")
     t0 = time.monotonic()
-    removed = lab.down(names)
+    removed = lab.down(names, purge_homes=args.purge)
     _out(args, {"removed": removed}, f"removed {len(removed)} instance(s) in {time.monotonic() - t0:.2f}s"
          + (": " + ", ".join(removed) if removed else ""))
 
@@ -116,17 +127,25 @@ def cmd_status(args):
     if args.instance:
         inst = lab.Instance.open(args.instance)
         nodes = inst.status()
+        from . import jupyter
         data = {"instance": inst.name, "lab": inst.state.data["lab"], "phase": inst.state.data["phase"],
                 "backend": inst.backend.name, "meta": inst.state.data.get("meta", {}),
-                "nodes": [vars(n) for n in nodes]}
+                "nodes": [vars(n) for n in nodes], "jupyter": jupyter.info(inst.state)}
         rows = [[n.name, n.kind, n.role, " ".join(n.addresses), "running" if n.running else "STOPPED",
                  {True: "answers", False: "NO ANSWER", None: "-"}[n.answers]] for n in nodes]
         _out(args, data, f"instance {inst.name} (lab {data['lab']}, {data['phase']}, {inst.backend.name})\n"
-             + _table(rows, ["NODE", "KIND", "ROLE", "ADDRESSES", "PROCESS", "DNS"]))
+             + _table(rows, ["NODE", "KIND", "ROLE", "ADDRESSES", "PROCESS", "DNS"])
+             + (f"\nJupyterLab: {data['jupyter']['url']}" + ("" if data["jupyter"]["running"] else " (NOT RUNNING)")
+                if data["jupyter"] else ""))
         return 0 if all(n.running and n.answers is not False for n in nodes) else EXIT_CHECK_FAILED
+    from . import jupyter
     data, rows = [], []
+    if args.urls_csv:
+        n = jupyter.write_urls_csv(lab.instances(), Path(args.urls_csv))
+        print(f"wrote {args.urls_csv}: {n} JupyterLab URL(s) (trainee,instance,url; mode 0600)", file=sys.stderr)
     for st in lab.instances():
         inst = lab.Instance(st)
+        jinfo = jupyter.info(st)
         try:
             nodes = inst.status(probe=not args.fast)
         except LabError:
@@ -136,10 +155,13 @@ def cmd_status(args):
         data.append({"instance": st.name, "lab": st.data.get("lab"), "phase": st.data.get("phase"),
                      "backend": st.data.get("backend"), "running": running, "nodes": len(nodes),
                      "answering": sum(bool(n.answers) for n in answering), "daemons": len(answering),
-                     "trainee": st.data.get("meta", {}).get("trainee")})
+                     "trainee": st.data.get("meta", {}).get("trainee"),
+                     "url": jinfo["url"] if jinfo else None, "jupyter_running": jinfo["running"] if jinfo else None})
         rows.append([st.name, st.data.get("lab"), st.data.get("phase"), f"{running}/{len(nodes)}",
-                     f"{sum(bool(n.answers) for n in answering)}/{len(answering)}" if not args.fast else "-"])
-    _out(args, data, _table(rows, ["INSTANCE", "LAB", "PHASE", "RUNNING", "ANSWERING"]) if rows else "no instances")
+                     f"{sum(bool(n.answers) for n in answering)}/{len(answering)}" if not args.fast else "-",
+                     (jinfo["url"] + ("" if jinfo["running"] else " (NOT RUNNING)")) if jinfo else "-"])
+    _out(args, data, _table(rows, ["INSTANCE", "LAB", "PHASE", "RUNNING", "ANSWERING", "JUPYTERLAB"])
+         if rows else "no instances")
 
 
 def cmd_exec(args):
@@ -260,12 +282,20 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--trainees", metavar="ROSTER.csv", help="one copy per trainee (CSV with a 'trainee' column)")
     p.add_argument("--name", help="instance name (default: the lab name)")
     p.add_argument("--backend", default=os.environ.get("DNSLAB_BACKEND", "netns"), help="netns (default) or docker")
+    p.add_argument("--jupyter", action="store_true",
+                   help="per instance: a trainee user, its lab helper and a JupyterLab inside its client node")
+    p.add_argument("--jupyter-port", type=int, default=8900, metavar="BASE",
+                   help="first TCP port of the JupyterLab forwarders (default 8900; next free ports after it)")
+    p.add_argument("--jupyter-bind", default="127.0.0.1", metavar="ADDR",
+                   help="host address the forwarders listen on (default 127.0.0.1; 0.0.0.0 for a class)")
     p = add("down", cmd_down, "stop and remove instances")
     p.add_argument("instances", nargs="*")
     p.add_argument("--all", action="store_true", help="every instance")
+    p.add_argument("--purge", action="store_true", help="also delete the trainees' homes (their notebooks)")
     p = add("status", cmd_status, "instances, or one instance's nodes, processes and health")
     p.add_argument("instance", nargs="?")
     p.add_argument("--fast", action="store_true", help="do not query the daemons")
+    p.add_argument("--urls-csv", metavar="FILE", help="write trainee,instance,url of every JupyterLab to FILE")
     p = add("exec", cmd_exec, "run a command inside a node: dnslab exec t1 client -- dig example.test",
             json_flag=False)
     p.add_argument("instance")

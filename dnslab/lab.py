@@ -148,8 +148,10 @@ class Instance:
 
 
 def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
-       progress: Progress = lambda msg: None, meta: dict[str, dict] | None = None) -> list[Instance]:
-    """Bring up one instance per name, in parallel; all or nothing.
+       progress: Progress = lambda msg: None, meta: dict[str, dict] | None = None,
+       before_ready: Callable[[list[Instance]], None] | None = None) -> list[Instance]:
+    """Bring up one instance per name, in parallel; all or nothing. ``before_ready`` (e.g. the
+    trainees' Jupyter servers) runs once every daemon answers; if it fails, everything is removed.
 
     :raises InputError: bad lab or instance name (nothing created)
     :raises EnvError: the backend cannot run here (nothing created)
@@ -188,6 +190,8 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         progress(f"{len(instances)} instance(s) of {lab.name} started in {time.monotonic() - t0:.2f}s; "
                  "waiting for every daemon to answer")
         _wait_ready(instances, progress, t0)
+        if before_ready is not None:
+            before_ready(instances)
     except BaseException:
         down_states([i.state for i in made])
         raise
@@ -227,23 +231,28 @@ def _tail(path: Path, lines: int = 12) -> str:
         return "  (no log)"
 
 
-def down_states(states: Sequence[State]) -> None:
-    """Stop and remove instances, whatever phase they reached."""
+def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
+    """Stop and remove instances, whatever phase they reached (with their helpers and trainee
+    users; ``purge_homes`` removes the trainees' homes too)."""
+    from . import confine
     by_backend: dict[str, list[State]] = {}
     for s in states:
         s.data["phase"] = "stopping"
+        s.data["owner_pid"] = os.getpid()  # a `gc` running meanwhile leaves an instance being stopped alone
         if s.dir.exists():
             s.save()
         by_backend.setdefault(s.data["backend"], []).append(s)
+    confine.stop_recorded(states)  # broker, Jupyter servers, forwarders: by recorded PID
     for name, group in by_backend.items():
         backends.get(name).destroy(group)
+    confine.remove_users(states, purge_homes)
     for s in states:
         s.remove()
 
 
-def down(names: Sequence[str]) -> list[str]:
+def down(names: Sequence[str], purge_homes: bool = False) -> list[str]:
     states = [State.open(n) for n in names]
-    down_states(states)
+    down_states(states, purge_homes)
     return [s.name for s in states]
 
 
@@ -274,6 +283,8 @@ def gc(everything: bool = False) -> list[str]:
         if found:
             be.remove_leftovers(found)
             removed += found
+    from . import confine
+    removed += confine.gc_users({s.name for s in all_states()})
     return removed
 
 

@@ -1,0 +1,338 @@
+"""The root-side helper of one instance: the few privileged things a trainee's code may ask.
+
+``python -m dnslab.broker <instance>`` listens on ``/run/dnslab/<instance>/control.sock``
+(mode 0660, group of the instance's trainee) and serves one JSON request per line, one
+JSON reply per line:
+
+- ``{"op": "reload", "node": "sld-knot"}``: SIGHUP the node's daemon, then wait (at most
+  ``RELOAD_WAIT`` s) until it answers its probe again: ``{"ok": true, "log": [new log lines]}``
+  or ``{"ok": false, "error": "... its log ends with ..."}``;
+- ``{"op": "check", "name": "www-via-unbound"}`` (``name`` optional: every check;
+  ``lang`` optional): ``{"ok": true, "results": [CheckResult.to_dict(), ...]}``;
+- ``{"op": "status"}``: the instance's nodes, processes and whether they answer.
+
+Only root and the instance's trainee (SO_PEERCRED) are served. The broker exits by itself
+when its run dir or socket disappears; ``down`` and ``gc`` stop it by its recorded PID.
+Clients: :func:`call` (the trainee API, the grader); :func:`ensure` starts it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import LabError
+from .state import State, run_root
+
+SOCKET_NAME = "control.sock"
+RELOAD_WAIT = 5.0
+MAX_LINE = 64 * 1024
+MAX_CLIENTS = 16
+IDLE_TIMEOUT = 120.0
+
+
+class BrokerError(LabError):
+    """The instance's helper cannot be reached (not running, refused)."""
+
+    exit_code = 3
+
+
+def socket_path(instance: str) -> Path:
+    return run_root() / instance / SOCKET_NAME
+
+
+def log_path(state: State) -> Path:
+    return state.dir / "broker.log"
+
+
+# ---------------------------------------------------------------- client side
+
+def call(instance: str | None, op: str, timeout: float = 30.0, **kw: Any) -> dict:
+    """Send one request to an instance's broker and return its reply (``{"ok": ..., ...}``).
+
+    ``instance`` None means ``$DNSLAB_INSTANCE`` (set in every trainee process).
+
+    :raises BrokerError: no broker for that instance, or it refused this user
+    """
+    instance = instance or os.environ.get("DNSLAB_INSTANCE")
+    if not instance:
+        raise BrokerError("which instance? (DNSLAB_INSTANCE is not set)")
+    path = socket_path(instance)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        try:
+            s.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise BrokerError(f"the lab helper of instance {instance} is not running ({path} does not answer); "
+                              "ask your instructor to restart it (dnslab up ... --jupyter starts it)") from None
+        except PermissionError:
+            raise BrokerError(f"instance {instance} is not yours: permission denied on {path}") from None
+        try:
+            s.sendall((json.dumps({"op": op, **kw}) + "\n").encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused at once: its reply may still be there to read
+        buf = b""
+        while not buf.endswith(b"\n"):
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    except socket.timeout:
+        raise BrokerError(f"the lab helper of instance {instance} did not reply to {op!r} in {timeout:.0f}s") from None
+    finally:
+        s.close()
+    if not buf:
+        raise BrokerError(f"the lab helper of instance {instance} closed the connection (refused?)")
+    return json.loads(buf)
+
+
+def ensure(state: State, timeout: float = 10.0) -> int:
+    """Start the instance's broker unless it runs; returns its PID once it answers ``status``.
+
+    :raises BrokerError: it exited or did not answer (with its log's tail)
+    """
+    from . import confine
+    if confine.proc_alive(state, "broker") and socket_path(state.name).exists():
+        return state.data["procs"]["broker"]["pid"]
+    sock = socket_path(state.name)
+    proc = confine.spawn(state, "broker", [sys.executable, "-m", "dnslab.broker", state.name, "--socket", str(sock)],
+                         log_path(state), cwd="/")
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise BrokerError(f"the broker of {state.name} exited ({proc.returncode}): {_tail(log_path(state))}")
+        try:
+            if sock.exists() and call(state.name, "status", timeout=2.0).get("ok"):
+                return proc.pid
+        except (BrokerError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise BrokerError(f"the broker of {state.name} did not answer in {timeout:.0f}s: {_tail(log_path(state))}")
+        time.sleep(0.02)
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------- server side
+
+class Broker:
+    def __init__(self, instance: str, sock_path: Path) -> None:
+        self.instance = instance
+        self.sock_path = sock_path
+        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.node_locks: dict[str, threading.Lock] = {}
+        self.locks_lock = threading.Lock()
+
+    # --- who may ask
+    def allowed_uids(self) -> set[int]:
+        from . import confine
+        t = confine.find_trainee(self.instance)
+        return {0} | ({t.uid} if t else set())
+
+    def listen(self) -> socket.socket:
+        from . import confine
+        try:
+            self.sock_path.unlink()
+        except FileNotFoundError:
+            pass
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            srv.bind(str(self.sock_path))
+        finally:
+            os.umask(old)
+        t = confine.find_trainee(self.instance)
+        os.chown(self.sock_path, 0, t.gid if t else 0)
+        os.chmod(self.sock_path, 0o660 if t else 0o600)
+        srv.listen(MAX_CLIENTS)
+        self.inode = os.stat(self.sock_path).st_ino
+        return srv
+
+    def watchdog(self) -> None:
+        """Exit once the instance is gone (its run dir or our socket removed or replaced)."""
+        while True:
+            time.sleep(1.0)
+            try:
+                if os.stat(self.sock_path).st_ino != self.inode:
+                    os._exit(0)
+            except OSError:
+                os._exit(0)
+
+    def serve(self) -> None:
+        srv = self.listen()
+        threading.Thread(target=self.watchdog, daemon=True).start()
+        print(f"broker of {self.instance} listening on {self.sock_path} (pid {os.getpid()})", flush=True)
+        while True:
+            conn, _ = srv.accept()
+            if not self.slots.acquire(blocking=False):
+                self._send(conn, {"ok": False, "error": "too many requests at once; try again"})
+                conn.close()
+                continue
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _send(conn: socket.socket, reply: dict) -> None:
+        try:
+            conn.sendall((json.dumps(reply, default=str) + "\n").encode())
+        except OSError:
+            pass
+
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                struct.calcsize("3i")))
+            if uid not in self.allowed_uids():
+                conn.settimeout(2.0)
+                try:
+                    conn.recv(MAX_LINE)  # take the request, so the refusal is read, not a broken pipe
+                except OSError:
+                    pass
+                self._send(conn, {"ok": False, "error": f"uid {uid} may not use the lab helper of {self.instance}"})
+                return
+            conn.settimeout(IDLE_TIMEOUT)
+            f = conn.makefile("rb")
+            while True:
+                line = f.readline(MAX_LINE + 1)
+                if not line:
+                    return
+                if len(line) > MAX_LINE:
+                    self._send(conn, {"ok": False, "error": "request too long"})
+                    return
+                try:
+                    req = json.loads(line)
+                    if not isinstance(req, dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    self._send(conn, {"ok": False, "error": f"bad request (one JSON object per line): {exc}"})
+                    continue
+                self._send(conn, self.dispatch(req, uid))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self.slots.release()
+
+    def dispatch(self, req: dict, uid: int) -> dict:
+        op = req.get("op")
+        handler = {"reload": self.op_reload, "check": self.op_check, "status": self.op_status}.get(op)
+        if handler is None:
+            return {"ok": False, "error": f"unknown op {op!r} (reload, check, status)"}
+        try:
+            return handler(req)
+        except LabError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # never a traceback to the trainee; keep it in our log
+            import traceback
+            traceback.print_exc()
+            return {"ok": False, "error": f"internal error of the lab helper: {type(exc).__name__}: {exc}"}
+
+    def open_instance(self):
+        from .lab import Instance
+        return Instance.open(self.instance)
+
+    # --- operations
+    def op_status(self, req: dict) -> dict:
+        inst = self.open_instance()
+        return {"ok": True, "instance": inst.name, "lab": inst.state.data.get("lab"),
+                "phase": inst.state.data.get("phase"), "nodes": [vars(n) for n in inst.status()]}
+
+    def op_check(self, req: dict) -> dict:
+        from . import checks
+        name = req.get("name")
+        if name is not None and not isinstance(name, str):
+            return {"ok": False, "error": "name must be a check id"}
+        lang = req.get("lang") if isinstance(req.get("lang"), str) else "en"
+        results = checks.run(self.open_instance(), only=name)
+        return {"ok": True, "results": [r.to_dict(lang) for r in results]}
+
+    def op_reload(self, req: dict) -> dict:
+        from . import dnsquery, kinds
+        from .backends import BackendError
+        from .lab import _tail
+        node = req.get("node")
+        if not isinstance(node, str):
+            return {"ok": False, "error": "reload needs a node name"}
+        inst = self.open_instance()
+        plan = inst.node(node)  # InputError (a message for the trainee) if unknown
+        if kinds.KINDS[plan.kind].probe(plan) is None:
+            return {"ok": False, "error": f"node {node} ({plan.kind}) runs no daemon to reload"}
+        with self.locks_lock:
+            lock = self.node_locks.setdefault(node, threading.Lock())
+        with lock:
+            log = inst.log_path(node)
+            try:
+                offset = log.stat().st_size
+            except OSError:
+                offset = 0
+            if not inst.backend.running(inst.state, node):
+                return {"ok": False, "error": f"node {node} is not running; its log ends with:\n{_tail(log)}"}
+            try:
+                inst.reload(node)  # SIGHUP (and, in newer engines, a wait until it answers)
+            except BackendError as exc:
+                return self._reload_failed(inst, node, plan.kind, log, offset, str(exc).split(";")[0])
+            probe = inst._probe(node, kinds.KINDS[plan.kind].probe(plan))
+            try:
+                left = dnsquery.wait_all({node: probe}, lambda n: inst.backend.running(inst.state, n),
+                                         time.monotonic() + RELOAD_WAIT)
+            finally:
+                probe.sock.close()
+            if left:
+                return self._reload_failed(inst, node, plan.kind, log, offset,
+                                           f"did not answer within {RELOAD_WAIT:.0f}s")
+            return {"ok": True, "node": node, "log": _since(log, offset)}
+
+    @staticmethod
+    def _reload_failed(inst, node: str, kind: str, log: Path, offset: int, why: str) -> dict:
+        from .lab import _tail
+        if not inst.backend.running(inst.state, node):
+            why = "exited"
+        return {"ok": False, "error": f"node {node} ({kind}): {why} after the reload; its log ends with:\n{_tail(log)}",
+                "log": _since(log, offset)}
+
+
+def _since(path: Path, offset: int, lines: int = 40) -> list[str]:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(256 * 1024).decode(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dnslab.broker", description=__doc__.splitlines()[0])
+    ap.add_argument("instance")
+    ap.add_argument("--socket", help="default: /run/dnslab/<instance>/control.sock")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("dnslab.broker: must run as root", file=sys.stderr)
+        return 3
+    State.open(args.instance)  # exists?
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    Broker(args.instance, Path(args.socket) if args.socket else socket_path(args.instance)).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except LabError as exc:
+        print(f"dnslab.broker: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

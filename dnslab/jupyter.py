@@ -1,0 +1,350 @@
+"""One JupyterLab per trainee, running *inside* the trainee's client node as the trainee.
+
+For each instance, ``start`` makes the trainee user (:mod:`dnslab.confine`), starts the
+instance's broker (:mod:`dnslab.broker`), then a JupyterLab through
+:func:`confine.enter_argv`: in the client's network namespace, as the trainee, no
+capabilities, no_new_privs. It listens only on a Unix socket
+(``/run/dnslab/<inst>/jupyter/jupyter.sock``, 0600, in a 0700 dir of the trainee), so its
+kernels and terminals inherit the namespace and the user with no root helper; kernels
+use ZMQ over ipc in ``/run/dnslab/<inst>/ipc``. The host reaches it through a root-side
+forwarder, ``socat TCP-LISTEN:<port>,bind=<addr>,reuseaddr,fork UNIX-CONNECT:<sock>``.
+
+The server's configuration, token and only kernelspec live in root-owned dirs
+(``jupyter-etc/``, readable by the trainee's group; ``jupyter-data/``), named by
+``JUPYTER_CONFIG_DIR``/``JUPYTER_DATA_DIR``/``JUPYTER_PATH``; :class:`ConfinedKernelSpecManager`
+looks kernels up only there and refuses any name outside ``allowed_kernelspecs``, so a
+spec planted in the home starts nothing. Even if it did, it would run as the same
+unprivileged user in the same namespace as the server.
+"""
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import default
+
+if TYPE_CHECKING:
+    from .lab import Instance
+    from .state import State
+
+DEFAULT_PORT = 8900
+DEFAULT_BIND = "127.0.0.1"
+READY_TIMEOUT = 90.0
+SOCK_NAME = "jupyter.sock"
+
+
+class ConfinedKernelSpecManager(KernelSpecManager):
+    """Kernelspecs only from ``$JUPYTER_DATA_DIR/kernels`` (root-owned), no native kernel,
+    and ``allowed_kernelspecs`` enforced on lookup, not only on listing."""
+
+    @default("kernel_dirs")
+    def _kernel_dirs_default(self) -> list[str]:
+        return [os.path.join(jupyter_data_dir(), "kernels")]
+
+    @default("ensure_native_kernel")
+    def _ensure_native_kernel_default(self) -> bool:
+        return False
+
+    def get_kernel_spec(self, kernel_name: str):
+        if self.allowed_kernelspecs and kernel_name not in self.allowed_kernelspecs:
+            raise NoSuchKernel(kernel_name)
+        return super().get_kernel_spec(kernel_name)
+
+
+class JupyterError(Exception):
+    pass
+
+
+def _error(msg: str):
+    from .backends import BackendError
+    return BackendError(msg)
+
+
+# ---------------------------------------------------------------- paths
+
+def server_dir(state: State) -> Path:
+    return state.dir / "jupyter"
+
+
+def sock_path(state: State) -> Path:
+    return server_dir(state) / SOCK_NAME
+
+
+def etc_dir(state: State) -> Path:
+    return state.dir / "jupyter-etc"
+
+
+def data_dir(state: State) -> Path:
+    return state.dir / "jupyter-data"
+
+
+def log_path(state: State) -> Path:
+    return state.dir / "jupyter.log"
+
+
+def forward_log(state: State) -> Path:
+    return state.dir / "forward.log"
+
+
+def _token(state: State) -> str | None:
+    try:
+        return json.loads((etc_dir(state) / "jupyter_server_config.json").read_text())["IdentityProvider"]["token"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def url_host(bind: str) -> str:
+    if bind in ("0.0.0.0", "::", ""):
+        return socket.getfqdn()
+    return f"[{bind}]" if ":" in bind else bind
+
+
+def _connect_host(bind: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind, bind)
+
+
+def info(state: State) -> dict | None:
+    """The instance's JupyterLab: url (with its token), port, bind, running; None if it has none."""
+    from . import confine
+    j = state.data.get("jupyter")
+    if not j:
+        return None
+    token = _token(state)
+    return {"url": f"http://{url_host(j['bind'])}:{j['port']}/lab?token={token}" if token else None,
+            "port": j["port"], "bind": j["bind"], "trainee": confine.user_name(state.name),
+            "running": confine.proc_alive(state, "jupyter") and confine.proc_alive(state, "forward")}
+
+
+def write_urls_csv(states: Sequence[State], path: Path) -> int:
+    """``trainee,instance,url`` for every instance with a JupyterLab; returns how many rows."""
+    rows = 0
+    old = os.umask(0o077)  # tokens: for the instructor only
+    try:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["trainee", "instance", "url"])
+            for s in states:
+                i = info(s)
+                if i and i["url"]:
+                    w.writerow([s.data.get("meta", {}).get("trainee") or s.name, s.name, i["url"]])
+                    rows += 1
+    finally:
+        os.umask(old)
+    return rows
+
+
+# ---------------------------------------------------------------- ports
+
+@contextmanager
+def _ports_lock() -> Iterator[None]:
+    from .confine import lock_file
+    from .state import run_root
+    with lock_file(run_root() / ".ports.lock"):
+        yield
+
+
+def _port_free(bind: str, port: int) -> bool:
+    s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((bind, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def assign_ports(states: Sequence[State], base: int, bind: str) -> None:
+    """Port ``base + i`` for the i-th instance, skipping ports in use or claimed by another instance."""
+    from .state import all_states
+    with _ports_lock():
+        taken = {s.data["jupyter"]["port"] for s in all_states() if s.data.get("jupyter")}
+        port = base
+        for s in states:
+            while port in taken or not _port_free(bind, port):
+                port += 1
+                if port > 65535:
+                    raise _error(f"no free TCP port from {base} up for the Jupyter forwarders")
+            s.data["jupyter"] = {"port": port, "bind": bind, "sock": str(sock_path(s))}
+            s.save()
+            taken.add(port)
+
+
+# ---------------------------------------------------------------- one server
+
+def _config(state: State, t, token: str, kernel: str) -> dict:
+    return {
+        "ServerApp": {
+            "sock": str(sock_path(state)), "sock_mode": "0600", "root_dir": str(t.home),
+            "open_browser": False, "allow_remote_access": True,  # reached through the forwarder
+            "kernel_spec_manager_class": "dnslab.jupyter.ConfinedKernelSpecManager",
+            "terminado_settings": {"shell_command": ["/bin/bash", "-l"]},
+            # nbgrader's server extensions are the instructor's (grading reads the homes from outside);
+            # importing them takes seconds per server
+            "jpserver_extensions": {f"nbgrader.server_extensions.{e}": False for e in
+                                    ("formgrader", "assignment_list", "course_list", "validate_assignment")}
+            | {"jupyter_lsp": False},  # no language servers here; it probes for npm at start
+        },
+        "IdentityProvider": {"token": token},
+        "KernelSpecManager": {"allowed_kernelspecs": [kernel], "ensure_native_kernel": False},
+        "MappingKernelManager": {"default_kernel_name": kernel},
+        "KernelManager": {"transport": "ipc"},  # ip: <runtime dir>/kernel-<id>-ipc, absolute
+    }
+
+
+def _write_files(state: State, t) -> dict[str, str]:
+    """Config, kernelspec and dirs of the server; returns the environment it runs with."""
+    from . import confine
+    kernel = confine.kernel_name(state)
+    sd = server_dir(state)
+    sd.mkdir(mode=0o700, exist_ok=True)
+    os.chown(sd, t.uid, t.gid)
+    etc, data = etc_dir(state), data_dir(state)
+    etc.mkdir(mode=0o750, exist_ok=True)
+    os.chown(etc, 0, t.gid)
+    cfg = etc / "jupyter_server_config.json"
+    fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w") as f:
+        json.dump(_config(state, t, secrets.token_urlsafe(24), kernel), f, indent=1)
+    os.chown(cfg, 0, t.gid)
+    os.chmod(cfg, 0o640)
+    spec = data / "kernels" / kernel
+    spec.mkdir(parents=True, exist_ok=True)
+    for d in (data, data / "kernels", spec):
+        os.chmod(d, 0o755)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"DNS lab {state.name}", "language": "python", "interrupt_mode": "signal",
+        "metadata": {"dnslab": {"instance": state.name}}}, indent=1))
+    for p in (log_path(state), forward_log(state)):
+        p.touch(mode=0o640)
+        os.chown(p, 0, t.gid)
+    home = str(t.home)
+    return {"JUPYTER_CONFIG_DIR": str(etc), "JUPYTER_DATA_DIR": str(data), "JUPYTER_PATH": str(data),
+            "JUPYTER_RUNTIME_DIR": str(confine.ipc_dir(state)),
+            "JUPYTERLAB_SETTINGS_DIR": f"{home}/.jupyter/lab/user-settings",
+            "JUPYTERLAB_WORKSPACES_DIR": f"{home}/.jupyter/lab/workspaces",
+            "IPYTHONDIR": f"{home}/.ipython"}
+
+
+def _start_one(inst: Instance) -> None:
+    from . import broker, confine
+    state = inst.state
+    t = confine.setup(state)
+    broker.ensure(state)
+    env = _write_files(state, t)
+    try:
+        sock_path(state).unlink()
+    except FileNotFoundError:
+        pass
+    argv = confine.enter_argv(state, inst.default_vantage(), t,
+                              [sys.executable, "-m", "jupyterlab", "--no-browser"], env)
+    confine.spawn(state, "jupyter", argv, log_path(state), cwd=t.home)
+    j = state.data["jupyter"]
+    listen = (f"TCP6-LISTEN:{j['port']},bind=[{j['bind']}]" if ":" in j["bind"]
+              else f"TCP4-LISTEN:{j['port']},bind={j['bind']}")
+    socat = _which("socat", "socat")
+    confine.spawn(state, "forward", [socat, f"{listen},reuseaddr,fork", f"UNIX-CONNECT:{sock_path(state)}"],
+                  forward_log(state), cwd="/")
+
+
+def _which(tool: str, package: str) -> str:
+    import shutil
+    from .errors import EnvError
+    path = shutil.which(tool)
+    if path is None:
+        raise EnvError(f"{tool} is missing: apt-get install {package}")
+    return path
+
+
+def _answers(state: State, token: str | None, with_token: bool = True) -> int | None:
+    """The HTTP status of /api/status through the forwarder, None if nothing answers."""
+    j = state.data["jupyter"]
+    conn = http.client.HTTPConnection(_connect_host(j["bind"]), j["port"], timeout=2.0)
+    try:
+        conn.request("GET", "/api/status" + (f"?token={token}" if with_token else ""))
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join("  " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "  (no log)"
+
+
+def wait_ready(states: Sequence[State], timeout: float = READY_TIMEOUT) -> None:
+    """Until every server answers 200 through its forwarder (no fixed sleep).
+
+    :raises BackendError: a server or forwarder exited, or none answered in time (log tail)
+    """
+    from . import confine
+    pending = {s.name: s for s in states}
+    tokens = {s.name: _token(s) for s in states}
+    deadline = time.monotonic() + timeout
+    while pending:
+        for name, s in list(pending.items()):
+            if _answers(s, tokens[name]) == 200:
+                del pending[name]
+                continue
+            for key, log in (("jupyter", log_path(s)), ("forward", forward_log(s))):
+                if not confine.proc_alive(s, key):
+                    what = "JupyterLab" if key == "jupyter" else f"the forwarder on port {s.data['jupyter']['port']}"
+                    raise _error(f"instance {name}: {what} exited; its log ends with:\n{_tail(log)}")
+        if pending and time.monotonic() > deadline:
+            s = next(iter(pending.values()))
+            raise _error(f"instance {s.name}: JupyterLab did not answer in {timeout:.0f}s; "
+                         f"its log ends with:\n{_tail(log_path(s))}")
+        if pending:
+            time.sleep(0.1)
+
+
+def check_options(port_base: int, bind: str) -> None:
+    """Bad ``--jupyter-port``/``--jupyter-bind`` are input errors, found before anything is made."""
+    from .errors import InputError
+    if not 1 <= port_base <= 65535:
+        raise InputError(f"--jupyter-port {port_base}: not a TCP port")
+    try:
+        s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InputError(f"--jupyter-bind {bind}: {exc.strerror}") from None
+    try:
+        s.bind((bind, 0))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--jupyter-bind {bind}: not an address of this host "
+                         f"({getattr(exc, 'strerror', None) or exc})") from None
+    finally:
+        s.close()
+    _which("socat", "socat")
+
+
+def start(instances: Sequence[Instance], port_base: int = DEFAULT_PORT, bind: str = DEFAULT_BIND,
+          progress: Callable[[str], None] = lambda m: None) -> None:
+    """Trainee user, broker, JupyterLab and forwarder for each instance; returns once every
+    server answers. On failure the caller removes the instances (``lab.up`` does)."""
+    if not instances:
+        return
+    check_options(port_base, bind)
+    t0 = time.monotonic()
+    assign_ports([i.state for i in instances], port_base, bind)
+    with ThreadPoolExecutor(max_workers=min(8, len(instances))) as pool:
+        list(pool.map(_start_one, instances))
+    wait_ready([i.state for i in instances])
+    progress(f"{len(instances)} JupyterLab server(s) answer, {time.monotonic() - t0:.2f}s after their start")

@@ -1,0 +1,542 @@
+"""JupyterLab per trainee, for real: `dnslab up dns-basics --trainees roster.csv --jupyter`
+gives two trainees each a server inside their own client node, as their own Unix user,
+reached through a forwarder with a token. A kernel started through the server (REST +
+websocket), a terminal, and a kernel started by root from the kernelspec (as the grader
+does) all run as the trainee in the client namespace, resolve through the lab, reload
+their own daemons through the broker, and can read or reach nothing of the other trainee,
+the exercise sources or the host. `down --purge` leaves no process, user, socket or port."""
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import pwd
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+try:
+    from . import livelab
+except ImportError:
+    import livelab
+
+from dnslab import broker, confine, jupyter
+from dnslab.backends.netns import node_ns
+from dnslab.state import State, run_root
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0:
+    pytest.skip("live labs need root (network namespaces, users)", allow_module_level=True)
+
+COURSE = Path("/var/lib/dnslab/course")
+EXERCISES = livelab.REPO / "exercises"
+
+
+def _free_base() -> int:
+    """A port base of our own: other workers and engineers run Jupyter labs too (up skips taken ports)."""
+    return 20000 + (os.getpid() * 37) % 30000
+
+
+class Class:
+    """Two trainees brought up with --jupyter by the real CLI."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.names = [livelab.unique_name("ja"), livelab.unique_name("jb")]
+        self.roster = tmp / "roster.csv"
+        self.roster.write_text("trainee,email\n" + "".join(f"{n},{n}@example.test\n" for n in self.names))
+        self.base = _free_base()
+        self.inodes: set[int] = set()
+        self.up = None
+        self.info: dict[str, dict] = {}
+
+    def state(self, name: str) -> State:
+        return State.open(name)
+
+
+@pytest.fixture(scope="module")
+def klass(tmp_path_factory):
+    k = Class(tmp_path_factory.mktemp("jupyter"))
+    for n in k.names:
+        livelab.remove(n)
+    try:
+        k.up = livelab.cli("up", "dns-basics", "--trainees", str(k.roster), "--jupyter",
+                           "--jupyter-port", str(k.base), "--json", timeout=300)
+        assert k.up.returncode == 0, livelab.explain(k.up)
+        for n in k.names:
+            k.inodes |= livelab.ns_inodes(n)
+        yield k
+    finally:
+        for n in k.names:
+            try:
+                livelab.remove(n)
+            finally:
+                confine.remove_trainee(n, purge_home=True)
+
+
+def base_url(info: dict) -> str:
+    return f"http://127.0.0.1:{info['port']}"
+
+
+def http(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"} if body is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def token_of(info: dict) -> str:
+    return info["url"].split("token=", 1)[1]
+
+
+def status_json(k: Class) -> dict[str, dict]:
+    res = livelab.cli("status", "--json", "--fast")
+    assert res.returncode == 0, livelab.explain(res)
+    return {d["instance"]: d for d in json.loads(res.stdout) if d["instance"] in k.names}
+
+
+# ---------------------------------------------------------------- talking to a kernel of the server
+
+def run_in_server_kernel(info: dict, code: str, kernel: str | None = None, timeout: float = 120) -> dict:
+    """Start a kernel through the server's REST API, run ``code`` over the websocket, return
+    the JSON it prints after RESULT."""
+    import websocket
+    from jupyter_client.session import Session
+    tok = token_of(info)
+    status, body = http(f"{base_url(info)}/api/kernels?token={tok}", "POST", {"name": kernel} if kernel else {})
+    assert status == 201, (status, body)
+    kid = json.loads(body)["id"]
+    try:
+        ws = websocket.create_connection(f"ws://127.0.0.1:{info['port']}/api/kernels/{kid}/channels?token={tok}",
+                                         timeout=timeout)
+        try:
+            msg = Session(username="test").msg("execute_request", {
+                "code": code, "silent": False, "store_history": False, "user_expressions": {},
+                "allow_stdin": False, "stop_on_error": True})
+            msg["channel"] = "shell"
+            ws.send(json.dumps(msg, default=str))
+            out, errors = [], []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                reply = json.loads(ws.recv())
+                if reply.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
+                    continue
+                kind = reply["msg_type"]
+                if kind == "stream":
+                    out.append(reply["content"]["text"])
+                elif kind == "error":
+                    errors.append("\n".join(reply["content"]["traceback"]))
+                elif kind == "execute_reply":
+                    break
+        finally:
+            ws.close()
+    finally:
+        http(f"{base_url(info)}/api/kernels/{kid}?token={tok}", "DELETE")
+    text = "".join(out)
+    assert not errors and "RESULT" in text, f"kernel output:\n{text}\nerrors:\n{''.join(errors)}"
+    return json.loads(text.split("RESULT", 1)[1])
+
+
+PROBE = r'''
+import errno, json, os, socket, subprocess
+def err(e): return errno.errorcode.get(e.errno, str(e.errno))
+def attempt(fn):
+    try:
+        fn(); return "ok"
+    except OSError as e:
+        return err(e)
+def conn(host, port):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET); s.settimeout(3)
+    try:
+        s.connect((host, port)); return "ok"
+    except socket.timeout:
+        return "timeout"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+def unix(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path); return "ok"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+st = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+out = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
+       "home": os.environ.get("HOME"), "instance": os.environ.get("DNSLAB_INSTANCE"),
+       "env": sorted(os.environ),
+       "caps": {k: st[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")}}
+links = json.loads(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True).stdout)
+out["addrs"] = sorted(a["local"] for l in links for a in l["addr_info"] if a.get("scope") == "global")
+out["dig"] = subprocess.run(["dig", "+short", "www.example.test"], capture_output=True, text=True, timeout=30).stdout.split()
+out["read"] = {k: attempt(lambda p=p: os.listdir(p) if os.path.isdir(p) else open(p).read(1)) for k, p in READ.items()}
+out["tmp"] = [l.split()[4] for l in open("/proc/self/mountinfo") if "dnslab-tmp" in l]
+out["zone_write"] = attempt(lambda: open(ZONE, "a").close())
+out["zone_rename"] = attempt(lambda: os.rename(ZONE, ZONE + ".moved"))
+out["connect"] = {f"{h} {p}": conn(h, p) for h, p in CONNECT}
+out["unix"] = {p: unix(p) for p in UNIX}
+from dnslab import broker
+out["reload"] = broker.call(None, "reload", node="sld-knot")
+out["check"] = broker.call(None, "check", name="www-via-unbound")
+try:
+    out["other_broker"] = broker.call(OTHER, "status")
+except Exception as e:
+    out["other_broker"] = type(e).__name__ + ": " + str(e)
+try:
+    from ipykernel.connect import get_connection_file
+    cf = get_connection_file()
+    out["conn"] = {"file": cf, **{k: v for k, v in json.load(open(cf)).items() if k in ("transport", "ip")}}
+except Exception as e:
+    out["conn"] = repr(e)
+print("RESULT" + json.dumps(out))
+'''
+
+
+def probe_code(k: Class, me: str, other: str, ports: list[int]) -> str:
+    st = k.state(me)
+    zone = str(st.node_dir("sld-knot") / "zones" / "example.test.zone")
+    read = {
+        "own_state": str(st.dir / "state.json"),
+        "own_zone": zone,
+        "other_home": str(confine.home_of(other)),
+        "other_rundir": str(run_root() / other),
+        "other_state": str(run_root() / other / "state.json"),
+        "other_zone": str(run_root() / other / "nodes" / "sld-knot" / "zones" / "example.test.zone"),
+        "course": str(COURSE),
+        "exercises": str(EXERCISES),
+        "grader": str(livelab.REPO / "grader"),
+        "git": str(livelab.REPO / ".git"),
+        "root_home": "/root",
+        "shadow": "/etc/shadow",
+    }
+    hosts = ["127.0.0.1"] + [a for a in livelab.host_addresses() if ":" not in a][:3]
+    connect = [(h, p) for h in hosts for p in ports]
+    unix = [str(run_root() / other / "jupyter" / "jupyter.sock"), str(run_root() / other / "control.sock")]
+    head = (f"READ = {json.dumps(read)}\nZONE = {zone!r}\nCONNECT = {json.dumps(connect)}\n"
+            f"UNIX = {json.dumps(unix)}\nOTHER = {other!r}\n")
+    return head + PROBE
+
+
+def expect_confined(k: Class, me: str, other: str, r: dict, ports: list[int]) -> None:
+    t = confine.find_trainee(me)
+    assert t is not None
+    assert (r["uid"], r["euid"], r["gid"], r["groups"]) == (t.uid, t.uid, t.gid, []), r
+    assert r["home"] == str(t.home) and r["instance"] == me
+    assert r["caps"] == {"CapInh": "0000000000000000", "CapPrm": "0000000000000000",
+                         "CapEff": "0000000000000000", "CapBnd": "0000000000000000",
+                         "CapAmb": "0000000000000000", "NoNewPrivs": "1"}, r["caps"]
+    inst_client = [a.split("/")[0] for a in State.open(me) and
+                   __import__("dnslab.lab", fromlist=["Instance"]).Instance.open(me).plan.nodes["client"].addresses]
+    assert sorted(r["addrs"]) == sorted(inst_client), r["addrs"]
+    assert r["dig"] == ["192.0.2.80"], r["dig"]
+    reads = r["read"]
+    assert reads["own_state"] == "ok" and reads["own_zone"] == "ok", reads
+    for what in ("other_home", "other_rundir", "other_state", "other_zone", "exercises", "grader", "git",
+                 "root_home", "shadow"):
+        assert reads[what] in ("EACCES",), (what, reads)
+    if COURSE.exists():
+        assert reads["course"] == "EACCES", reads
+    else:
+        assert reads["course"] in ("EACCES", "ENOENT"), reads
+    assert sorted(r["tmp"]) == ["/dev/shm", "/tmp", "/var/tmp"], r["tmp"]  # private temp dirs
+    assert r["zone_write"] == "ok" and r["zone_rename"] == "EPERM", r  # edit in place, never swap the file
+    for target, result in r["connect"].items():  # its own loopback refuses; the host has no route
+        assert result != "ok", (target, r["connect"])
+    assert all(v == "EACCES" for v in r["unix"].values()), r["unix"]
+    assert r["reload"]["ok"] is True, r["reload"]
+    assert r["check"]["ok"] is True and r["check"]["results"][0]["passed"] is True, r["check"]
+    assert "not yours" in str(r["other_broker"]) or "EACCES" in str(r["other_broker"]), r["other_broker"]
+    assert not [e for e in r["env"] if e.startswith(("SUDO", "SSH", "PYTEST", "XDG"))], r["env"]
+
+
+# ---------------------------------------------------------------- the tests
+
+def test_up_prints_urls_and_status_lists_them(klass, tmp_path):
+    data = {d["instance"]: d for d in json.loads(klass.up.stdout)}
+    assert set(data) == set(klass.names)
+    st = status_json(klass)
+    for n in klass.names:
+        assert data[n]["url"] == st[n]["url"] and st[n]["jupyter_running"] is True
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/lab\?token=[\w-]{20,}", st[n]["url"]), st[n]["url"]
+        klass.info[n] = jupyter.info(State.open(n))
+    assert len({i["port"] for i in klass.info.values()}) == 2
+    assert all(i["port"] >= klass.base for i in klass.info.values())
+    out = tmp_path / "urls.csv"
+    res = livelab.cli("status", "--fast", "--urls-csv", str(out))
+    assert res.returncode == 0, livelab.explain(res)
+    rows = {r["trainee"]: r["url"] for r in csv.DictReader(out.open())}
+    assert {n: rows.get(n) for n in klass.names} == {n: st[n]["url"] for n in klass.names}
+    assert out.stat().st_mode & 0o077 == 0
+    one = livelab.cli("status", klass.names[0])
+    assert st[klass.names[0]]["url"] in one.stdout, livelab.explain(one)
+
+
+def test_url_answers_with_token_only(klass):
+    for n in klass.names:
+        info = jupyter.info(State.open(n))
+        assert http(f"{base_url(info)}/api/status?token={token_of(info)}")[0] == 200
+        assert http(f"{base_url(info)}/api/status")[0] == 403
+        assert http(f"{base_url(info)}/api/status?token=wrong{token_of(info)}")[0] == 403
+        status, body = http(info["url"])
+        assert status == 200 and b"JupyterLab" in body
+    a, b = (jupyter.info(State.open(n)) for n in klass.names)
+    assert http(f"{base_url(a)}/api/status?token={token_of(b)}")[0] == 403  # one trainee's token, not another's
+
+
+def test_server_runs_in_the_client_namespace_as_the_trainee(klass):
+    """The server process itself: the trainee's uid, the client node's network namespace,
+    listening on nothing but its Unix socket (mode 0600)."""
+    for n in klass.names:
+        st = State.open(n)
+        pid = st.data["procs"]["jupyter"]["pid"]
+        t = confine.find_trainee(n)
+        assert confine._uids(str(pid)) == {t.uid}
+        assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{node_ns(n, 'client')}").st_ino
+        sock = jupyter.sock_path(st)
+        assert sock.is_socket() and sock.stat().st_mode & 0o777 == 0o600 and sock.stat().st_uid == t.uid
+        tcp = subprocess.run(["ip", "netns", "exec", node_ns(n, "client"), "ss", "-Hltn"],
+                             capture_output=True, text=True).stdout
+        assert tcp.strip() == "", tcp
+        mode = (st.dir.stat().st_mode & 0o777, st.dir.stat().st_gid)
+        assert mode == (0o750, t.gid)
+        ctl = broker.socket_path(n).stat()
+        assert (ctl.st_mode & 0o777, ctl.st_uid, ctl.st_gid) == (0o660, 0, t.gid)
+
+
+@pytest.mark.parametrize("who", [0, 1])
+def test_kernel_through_the_server_is_confined(klass, who):
+    me, other = klass.names[who], klass.names[1 - who]
+    info = jupyter.info(State.open(me))
+    ports = [jupyter.info(State.open(n))["port"] for n in klass.names]
+    r = run_in_server_kernel(info, probe_code(klass, me, other, ports))
+    expect_confined(klass, me, other, r, ports)
+    assert r["conn"]["transport"] == "ipc", r["conn"]
+    assert r["conn"]["ip"].startswith(str(confine.ipc_dir(State.open(me))) + "/"), r["conn"]
+
+
+def test_kernelspecs_offered_and_planted_ones_refused(klass):
+    n = klass.names[0]
+    st = State.open(n)
+    info = jupyter.info(st)
+    t = confine.find_trainee(n)
+    status, body = http(f"{base_url(info)}/api/kernelspecs?token={token_of(info)}")
+    specs = json.loads(body)
+    assert status == 200 and set(specs["kernelspecs"]) == {confine.kernel_name(st)} and \
+        specs["default"] == confine.kernel_name(st)
+    planted = t.home / ".local" / "share" / "jupyter" / "kernels" / "planted"
+    planted.mkdir(parents=True)
+    marker = t.home / "planted-ran"
+    (planted / "kernel.json").write_text(json.dumps({"argv": ["/bin/sh", "-c", f"touch {marker}"],
+                                                     "display_name": "x", "language": "python"}))
+    confine._chown_tree(t.home / ".local", t.uid, t.gid)
+    for name in ("planted", "python3"):
+        status, body = http(f"{base_url(info)}/api/kernels?token={token_of(info)}", "POST", {"name": name})
+        assert status >= 400, (name, status, body)
+    assert not marker.exists()
+
+
+def test_terminal_lands_in_the_lab_as_the_trainee(klass):
+    import websocket
+    n = klass.names[1]
+    info = jupyter.info(State.open(n))
+    tok = token_of(info)
+    status, body = http(f"{base_url(info)}/api/terminals?token={tok}", "POST", {})
+    assert status == 200, (status, body)
+    term = json.loads(body)["name"]
+    try:
+        ws = websocket.create_connection(f"ws://127.0.0.1:{info['port']}/terminals/websocket/{term}?token={tok}",
+                                         timeout=60)
+        try:
+            ws.send(json.dumps(["stdin", "echo U=$(id -u) A=$(ip -o -4 addr show scope global | awk '{print $4}') "
+                                         "D=$(dig +short www.example.test) END$((6*7))\r"]))
+            text, deadline = "", time.monotonic() + 60
+            while "END42" not in text and time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg[0] == "stdout":
+                    text += msg[1]
+        finally:
+            ws.close()
+    finally:
+        http(f"{base_url(info)}/api/terminals/{term}?token={tok}", "DELETE")
+    m = re.search(r"U=(\d+) A=(\S+) D=(\S+) END42", text)
+    assert m, text
+    t = confine.find_trainee(n)
+    assert (int(m.group(1)), m.group(2), m.group(3)) == (t.uid, "198.51.100.8/24", "192.0.2.80"), text
+
+
+def test_kernel_from_the_kernelspec_started_by_root(klass, tmp_path):
+    """What the grader does: nbclient + KernelManager(kernel_name, transport ipc, ip in ipc_dir)."""
+    import nbformat
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+    from nbclient import NotebookClient
+    me, other = klass.names
+    st = State.open(me)
+    confine.write_kernelspec(st, tmp_path / "kernels")
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    ports = [jupyter.info(State.open(n))["port"] for n in klass.names]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe_code(klass, me, other, ports))])
+    km = KernelManager(kernel_name=confine.kernel_name(st), kernel_spec_manager=ksm, transport="ipc",
+                       ip=str(confine.ipc_dir(st) / f"grade-{uuid.uuid4().hex[:8]}"))
+    NotebookClient(nb, km=km, timeout=120, startup_timeout=120).execute(cwd=str(tmp_path))
+    text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    r = json.loads(text.split("RESULT", 1)[1])
+    expect_confined(klass, me, other, r, ports)
+
+
+def test_broker_refuses_another_uid_and_bad_requests(klass):
+    a, b = klass.names
+    ta, tb = confine.find_trainee(a), confine.find_trainee(b)
+    # a's uid with b's group passes the socket's file mode: SO_PEERCRED still says no
+    code = f"from dnslab import broker; import json; print(json.dumps(broker.call({b!r}, 'status')))"
+    res = subprocess.run(["setpriv", f"--reuid={ta.uid}", f"--regid={tb.gid}", "--clear-groups", "--",
+                          sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    assert res.returncode == 0, res.stderr
+    reply = json.loads(res.stdout)
+    assert reply["ok"] is False and "may not use" in reply["error"], reply
+    assert broker.call(a, "reload", node="client") == {"ok": False, "error": "node client (client) runs no daemon "
+                                                                             "to reload"}
+    assert broker.call(a, "reload", node="nope")["ok"] is False
+    assert broker.call(a, "frobnicate")["ok"] is False
+    assert broker.call(a, "status")["ok"] is True
+
+
+def test_a_broken_zone_reload_reports_the_log(klass):
+    """Reload through the broker after the trainee breaks its zone file: an answer naming the
+    problem (NSD refuses the zone and keeps the old one, or stops answering it)."""
+    n = klass.names[1]
+    st = State.open(n)
+    zone = st.node_dir("sld-nsd") / "zones"
+    files = sorted(zone.glob("*"))
+    assert files, zone
+    path = files[0]
+    good = path.read_text()
+    try:
+        path.write_text(good + "\nbroken IN A not-an-address\n")
+        reply = broker.call(n, "reload", node="sld-nsd")
+        assert reply.get("log") or reply.get("error"), reply
+    finally:
+        path.write_text(good)
+        assert broker.call(n, "reload", node="sld-nsd")["ok"] is True
+
+
+def test_zz_down_leaves_nothing(klass):
+    states = {n: State.open(n) for n in klass.names}
+    pids = [rec["pid"] for s in states.values() for rec in s.data["procs"].values()]
+    users = {n: confine.find_trainee(n) for n in klass.names}
+    ports = [s.data["jupyter"]["port"] for s in states.values()]
+    assert all(users.values()) and len(pids) == 6
+    res = livelab.cli("down", *klass.names, "--purge")
+    assert res.returncode == 0, livelab.explain(res)
+    for n in klass.names:
+        assert livelab.leftovers(n, klass.inodes) == []
+        with pytest.raises(KeyError):
+            pwd.getpwnam(confine.user_name(n))
+        assert not confine.home_of(n).exists()
+        assert not (run_root() / n).exists()
+    uids = {u.uid for u in users.values()}
+    left = [p for p in os.listdir("/proc") if p.isdigit() and confine._uids(p) & uids
+            and livelab.proc_stat(p) and livelab.proc_stat(p)[0] not in ("Z", "X")]
+    assert left == [], left
+    for pid in pids:
+        assert confine.start_time(pid) is None, pid
+    for port in ports:
+        s = socket.socket()
+        try:
+            assert s.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+        finally:
+            s.close()
+
+
+def test_bad_bind_address_is_bad_input(tmp_path):
+    """An address not on this host: exit 2 and nothing made."""
+    name = livelab.unique_name("jf")
+    res = livelab.cli("up", "dns-basics", "--name", name, "--jupyter", "--jupyter-bind", "192.0.2.254")
+    assert res.returncode == 2 and "--jupyter-bind 192.0.2.254: not an address of this host" in res.stderr, \
+        livelab.explain(res)
+    assert not (run_root() / name).exists() and confine.find_trainee(name) is None
+
+
+def test_failed_jupyter_rolls_the_whole_up_back():
+    """When starting the trainees' servers fails half-way (here: after every server and
+    forwarder started), the whole up is undone: no instance, user, home, process or port."""
+    from dnslab import lab
+    name = livelab.unique_name("jf")
+    livelab.remove(name)
+    seen: dict = {}
+
+    def servers_then_fail(insts):
+        jupyter.start(insts, _free_base(), "127.0.0.1")
+        st = insts[0].state
+        seen.update(pids=[r["pid"] for r in st.data["procs"].values()], port=st.data["jupyter"]["port"],
+                    uid=confine.find_trainee(name).uid)
+        raise RuntimeError("injected failure after the servers started")
+
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            lab.up(livelab.DNS_BASICS, [name], before_ready=servers_then_fail)
+        assert len(seen["pids"]) == 3
+        assert livelab.leftovers(name) == []
+        assert confine.find_trainee(name) is None
+        assert all(confine.start_time(p) is None for p in seen["pids"])
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and seen["uid"] in confine._uids(p)
+                    and livelab.proc_stat(p) and livelab.proc_stat(p)[0] not in ("Z", "X")]
+        s = socket.socket()
+        try:
+            assert s.connect_ex(("127.0.0.1", seen["port"])) == errno.ECONNREFUSED
+        finally:
+            s.close()
+    finally:
+        livelab.remove(name)
+        confine.remove_trainee(name, purge_home=True)
+
+
+def test_up_killed_while_starting_jupyter_then_gc_leaves_nothing():
+    """SIGKILL `up --jupyter` once its JupyterLab process is recorded: `gc` removes the
+    instance, its broker, server and forwarder (by recorded PID) and the trainee user."""
+    import signal
+    name = livelab.unique_name("jk")
+    livelab.remove(name)
+    proc = subprocess.Popen(livelab.dnslab_argv() + ["up", "dns-basics", "--name", name, "--jupyter",
+                                                     "--jupyter-port", str(_free_base())],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=livelab.REPO)
+    pids: list[int] = []
+    try:
+        def recorded():
+            st = livelab.read_state(name) or {}
+            return "jupyter" in st.get("procs", {}) and st
+        st = livelab.wait_for(recorded, timeout=180, what="the JupyterLab process to be recorded")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        st = livelab.read_state(name)
+        pids = [r["pid"] for r in st["procs"].values()]
+        uid = pwd.getpwnam(confine.user_name(name)).pw_uid
+        assert st["phase"] != "ready"
+        res = livelab.cli("gc", timeout=300)
+        assert res.returncode == 0, livelab.explain(res)
+        assert f"instance {name}" in res.stdout, livelab.explain(res)
+        assert livelab.leftovers(name) == []
+        assert confine.find_trainee(name) is None
+        livelab.wait_for(lambda: all(confine.start_time(p) is None for p in pids), timeout=10,
+                         what="the recorded helpers to be gone")
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and uid in confine._uids(p)
+                    and livelab.proc_stat(p) and livelab.proc_stat(p)[0] not in ("Z", "X")]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        livelab.remove(name)
+        confine.remove_trainee(name, purge_home=True)
