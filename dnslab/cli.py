@@ -88,11 +88,24 @@ def cmd_up(args):
         names = [args.name or d.name]
     t0 = time.monotonic()
     before_ready = None
+    faults = list(args.fault)
     if args.jupyter:
-        from . import jupyter
+        from . import exercise, jupyter
         jupyter.check_options(args.jupyter_port, args.jupyter_bind)
-        before_ready = lambda insts: jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)  # noqa: E731
-    insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, before_ready=before_ready)
+        ex = exercise.find(d.name) if (exercise.exercises_root() / d.name).is_dir() and not args.no_exercise else None
+        if ex:  # the exercise's faults are what the trainees must repair
+            ex.check_languages({n: (m.get("lang") or "en") for n, m in meta.items()}, args.trainees)
+            faults += [f for f in ex.exercise.faults if f not in faults]
+
+        def before_ready(insts):
+            jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)
+            if ex:
+                from . import grader
+                grader.release(ex, insts)
+                _progress(f"exercise {ex.name} released to {len(insts)} trainee(s)"
+                          + (f"; lab faults to repair: {', '.join(faults)}" if faults else ""))
+    insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, faults=faults,
+                   before_ready=before_ready)
     data = [{"instance": i.name, "lab": i.plan.name, "backend": i.backend.name,
              "nodes": {n.name: n.addresses for n in i.plan.nodes.values()}, **({"trainee": i.state.data["meta"]
                                                                                  .get("trainee")} if meta else {})}
@@ -232,6 +245,38 @@ def _check_targets(target: str, instance: str | None):
                      f"{', '.join(s.name for s in states) or 'none'})")
 
 
+def cmd_grade(args):
+    from . import grader
+    from .errors import InputError
+    targets = _check_targets(args.lab, None)
+    if args.instances:
+        wanted = set(args.instances.split(","))
+        targets = [t for t in targets if t.name in wanted]
+        missing = wanted - {t.name for t in targets}
+        if missing:
+            raise InputError(f"no instance {', '.join(sorted(missing))} of lab {args.lab}")
+    lab_name = targets[0].plan.name
+    t0 = time.monotonic()
+    grades = grader.grade(lab_name, targets, from_dir=Path(args.from_dir) if args.from_dir else None,
+                          jobs=args.jobs, timeout=args.timeout, progress=_progress)
+    rows = [[g.trainee, g.instance, g.lang, f"{g.score:g}/{g.max_score:g}",
+             " ".join(f"{t}={v:g}" for t, v in g.tasks.items()), g.kernel_error] for g in grades]
+    course = grader.Course().root
+    human = (_table(rows, ["TRAINEE", "INSTANCE", "LANG", "SCORE", "TASKS", "NOTE"])
+             + f"\n{len(grades)} graded in {time.monotonic() - t0:.1f}s; gradebook {course / 'grades.csv'}, "
+             f"feedback in {course / 'feedback'}")
+    _out(args, [g.to_dict() for g in grades], human)
+
+
+def cmd_exercise(args):
+    from . import exercise
+    import nbformat
+    src = exercise.find(args.lab)
+    out = Path(args.output or f"{src.name}.{args.lang}.ipynb")
+    nbformat.write(src.notebook(args.lang), out)
+    print(f"wrote {out} (the nbgrader source: solutions and hidden tests included)")
+
+
 def cmd_graph(args):
     from . import graph, lab
     p = lab.load_plan(lab.find_lab(args.lab))
@@ -282,6 +327,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--trainees", metavar="ROSTER.csv", help="one copy per trainee (CSV with a 'trainee' column)")
     p.add_argument("--name", help="instance name (default: the lab name)")
     p.add_argument("--backend", default=os.environ.get("DNSLAB_BACKEND", "netns"), help="netns (default) or docker")
+    p.add_argument("--no-exercise", action="store_true",
+                   help="with --jupyter: do not release the lab's exercise (nor apply its faults)")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME",
+                   help="bring the lab up with this fault of its faults/ folder (break-and-fix; repeatable)")
     p.add_argument("--jupyter", action="store_true",
                    help="per instance: a trainee user, its lab helper and a JupyterLab inside its client node")
     p.add_argument("--jupyter-port", type=int, default=8900, metavar="BASE",
@@ -312,6 +361,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="ID", help="only the check with this id")
     p.add_argument("--lang", default="en", help="language of the messages")
     p.add_argument("-v", "--verbose", action="store_true", help="show the evidence of failed checks")
+    p = add("grade", cmd_grade, "grade the trainees' notebooks of a lab on their live instances (nbgrader)")
+    p.add_argument("lab", help="the lab whose instances to grade")
+    p.add_argument("--instances", metavar="A,B", help="only these instances")
+    p.add_argument("--from", dest="from_dir", metavar="DIR",
+                   help="take each instance's notebook from DIR/<instance>.ipynb instead of the trainee's home")
+    p.add_argument("--jobs", type=int, help="notebooks executed at once (default: 2 per core)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per-cell time limit")
+    p = add("exercise", cmd_exercise, "write an exercise's nbgrader source notebook in one language", json_flag=False)
+    p.add_argument("lab")
+    p.add_argument("--lang", default="en")
+    p.add_argument("-o", "--output")
     p = add("graph", cmd_graph, "draw a lab's topology, zones and delegations (graphviz)", json_flag=False)
     p.add_argument("lab")
     p.add_argument("-o", "--output", help="output file (.svg or .png)")

@@ -327,6 +327,35 @@ def setup(state: State) -> Trainee:
     return t
 
 
+def read_as(t: Trainee, path: Path, limit: int = 20 << 20) -> bytes:
+    """Read a file of the trainee's with their own rights (a symlink to a root-only file fails)."""
+    res = subprocess.run(["setpriv", f"--reuid={t.uid}", f"--regid={t.gid}", "--clear-groups", "--inh-caps=-all",
+                          "--no-new-privs", "--", "head", "-c", str(limit + 1), "--", str(path)],
+                         capture_output=True, cwd="/", stdin=subprocess.DEVNULL)
+    if res.returncode != 0:
+        raise _lab_error(f"cannot read {path} as {t.user}: {res.stderr.decode(errors='replace').strip()}")
+    if len(res.stdout) > limit:
+        raise _lab_error(f"{path} is larger than {limit >> 20} MiB")
+    return res.stdout
+
+
+def write_as(t: Trainee, path: Path, data: bytes, exclusive: bool = False) -> bool:
+    """Write ``data`` to ``path`` with the trainee's own rights (their home is theirs: a symlink
+    planted there must not make root write elsewhere). ``exclusive``: never replace a file.
+    Returns whether it was written."""
+    script = ('set -e; mkdir -p -- "$(dirname -- "$1")"; '
+              + ('[ -e "$1" ] && exit 3; ' if exclusive else "")
+              + 'cat > "$1.dnslab-new"; mv -f -- "$1.dnslab-new" "$1"')
+    res = subprocess.run(["setpriv", f"--reuid={t.uid}", f"--regid={t.gid}", "--clear-groups", "--inh-caps=-all",
+                          "--no-new-privs", "--", "sh", "-c", script, "sh", str(path)],
+                         input=data, capture_output=True, cwd="/")
+    if res.returncode == 3 and exclusive:
+        return False
+    if res.returncode != 0:
+        raise _lab_error(f"cannot write {path} as {t.user}: {res.stderr.decode(errors='replace').strip()}")
+    return True
+
+
 # ---------------------------------------------------------------- entering a node as the trainee
 
 def clean_env(state: State, t: Trainee, env: dict[str, str] | None = None) -> dict[str, str]:

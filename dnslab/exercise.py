@@ -84,6 +84,14 @@ class Source:
     def languages(self) -> list[str]:
         return sorted(self.catalogs)
 
+    def check_languages(self, langs: dict[str, str], roster: str | None) -> None:
+        """Every trainee's language has a version of this exercise (``langs``: instance -> lang)."""
+        bad = sorted({lang for lang in langs.values() if lang not in self.catalogs})
+        if bad:
+            where = f"{roster}: " if roster else ""
+            raise InputError(f"{where}column lang: exercise {self.name} exists in {', '.join(self.languages)}, "
+                             f"not in {', '.join(bad)} (to add one: exercises/{self.name}/i18n/<lang>.yaml)")
+
     def tests(self) -> dict[str, TestCell]:
         return {c.test: c for c in self.exercise.cells if isinstance(c, TestCell)}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,10 +113,12 @@ class Course:
     def source_notebook(self, source: _exercise.Source, lang: str) -> nbformat.NotebookNode:
         return nbformat.read(self.root / "source" / source.assignment(lang) / f"{source.name}.ipynb", as_version=4)
 
-    def collect(self, source: _exercise.Source, sub: Submission) -> Path:
+    def collect(self, source: _exercise.Source, sub: Submission, trainee=None) -> Path:
+        """Copy a submission into the course (read with the trainee's rights when it is in their home)."""
+        from . import confine
         dest = self.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sub.notebook, dest)
+        dest.write_bytes(confine.read_as(trainee, sub.notebook) if trainee else sub.notebook.read_bytes())
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
         (dest.parent / "timestamp.txt").write_text(stamp)
         return dest
@@ -137,18 +140,38 @@ class Course:
         return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
 
 
+def release(source: _exercise.Source, instances: Sequence) -> None:
+    """Put each trainee's language version of the exercise in their home (never over their work)."""
+    from . import confine
+    langs = {inst.name: (inst.state.data.get("meta") or {}).get("lang") or "en" for inst in instances}
+    course = Course()
+    course.prepare(source, sorted(set(langs.values())))
+    for inst in instances:
+        t = confine.setup(inst.state)
+        released = course.released(source, langs[inst.name]).read_bytes()
+        confine.write_as(t, t.home / source.name / f"{source.name}.ipynb", released, exclusive=True)
+
+
 def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, jobs: int | None = None,
           timeout: float = CELL_TIMEOUT, course: Course | None = None,
           progress: Progress = lambda msg: None) -> list[Grade]:
     """Grade every given instance of ``lab_name``; see the module docstring for the flow."""
     source = _exercise.find(lab_name)
     course = course or Course()
-    subs = [_submission(inst, source, from_dir) for inst in instances]
+    subs, skipped = [], []
+    for inst in instances:
+        sub = _submission(inst, source, from_dir)
+        (subs if sub.notebook.is_file() else skipped).append(sub)
+    for sub in skipped:
+        progress(f"not graded: instance {sub.instance} has no notebook at {sub.notebook}")
+    if not subs:
+        raise InputError(f"no notebook to grade among {len(skipped)} instance(s) of {lab_name}")
     by_name = {inst.name: inst for inst in instances}
     progress(f"preparing the course for {len(subs)} submission(s) in {', '.join(sorted({s.lang for s in subs}))}")
+    source.check_languages({s.instance: s.lang for s in subs}, None)
     course.prepare(source, sorted({s.lang for s in subs}))
     for sub in subs:
-        course.collect(source, sub)
+        course.collect(source, sub, None if from_dir else _trainee_of(sub))
     t0 = time.monotonic()
     jobs = jobs or max(2, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -159,33 +182,61 @@ def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, j
     progress("recording grades (nbgrader autograde, feedback)")
     grades = _record(course, source, subs)
     _export(course, grades)
+    if from_dir is None:
+        _deliver_feedback(course, source, subs)
     return grades
+
+
+def _deliver_feedback(course: Course, source: _exercise.Source, subs: Sequence[Submission]) -> None:
+    """Each trainee finds their feedback beside their notebook: ``feedback.html`` (no hidden tests)."""
+    from . import confine
+    for sub in subs:
+        t = confine.find_trainee(sub.instance)
+        html = course.root / "feedback" / sub.instance / sub.assignment / f"{source.name}.html"
+        if t is None or not html.is_file():
+            continue
+        confine.write_as(t, sub.notebook.parent / "feedback.html", html.read_bytes())
+
+
+def _trainee_of(sub: Submission):
+    from . import confine
+    t = confine.find_trainee(sub.instance)
+    if t is None:
+        raise InputError(f"instance {sub.instance} has no trainee user: bring it up with --jupyter, or grade "
+                         "notebooks from a folder with --from DIR")
+    return t
 
 
 def _submission(inst, source: _exercise.Source, from_dir: Path | None) -> Submission:
     meta = inst.state.data.get("meta") or {}
     lang = meta.get("lang") or "en"
-    if lang not in source.catalogs:
-        raise InputError(f"trainee {meta.get('trainee', inst.name)} (instance {inst.name}): no {lang!r} version of "
-                         f"exercise {source.name} (languages: {', '.join(source.languages)})")
     if from_dir is not None:
         path = from_dir / f"{inst.name}.ipynb"
     else:
         from . import confine
-        path = confine.trainee(inst.name).home / source.name / f"{source.name}.ipynb"
-    if not path.is_file():
-        raise InputError(f"instance {inst.name}: no notebook to grade at {path}")
+        path = confine.home_of(inst.name) / source.name / f"{source.name}.ipynb"
     return Submission(inst.name, meta.get("trainee", inst.name), lang, path, source.assignment(lang))
 
 
 def _execute(course: Course, source: _exercise.Source, sub: Submission, inst, timeout: float) -> None:
     """Run one submission inside its trainee's lab and write it, judged, to the executed dir."""
-    nb = _restored(nbformat.read(course.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb",
-                                 as_version=4), course.source_notebook(source, sub.lang))
+    submitted = course.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb"
     try:
-        _run_in_lab(nb, inst, timeout)
+        nb = nbformat.read(submitted, as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:  # not a notebook: grade the lab on the blank one, keep what came
+        sub.kernel_error = f"not a valid notebook ({type(exc).__name__}): graded on a blank copy"
+        submitted.replace(submitted.with_suffix(".invalid"))
+        shutil.copyfile(course.released(source, sub.lang), submitted)
+        nb = nbformat.read(submitted, as_version=4)
+    nb = _restored(nb, course.source_notebook(source, sub.lang))
+    out = course.executed(sub, source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _run_in_lab(nb, inst, timeout, out.with_suffix(".kernel.log"))
     except Exception as exc:  # a dead or hung kernel ends this run, not the class's
-        sub.kernel_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        sub.kernel_error = "; ".join(filter(None, [sub.kernel_error, f"{type(exc).__name__}: {first}".rstrip(": ")]))
     tests = source.tests()
     for cell in nb.cells:
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -193,8 +244,6 @@ def _execute(course: Course, source: _exercise.Source, sub: Submission, inst, ti
             ok, outputs = _judge(tests[gid], cell, inst, sub.lang)
             sub.verdicts[gid] = ok
             cell.outputs = outputs
-    out = course.executed(sub, source)
-    out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
 
 
@@ -212,22 +261,29 @@ def _restored(nb: nbformat.NotebookNode, src: nbformat.NotebookNode) -> nbformat
     return nb
 
 
-def _run_in_lab(nb: nbformat.NotebookNode, inst, timeout: float) -> None:
+def _run_in_lab(nb: nbformat.NotebookNode, inst, timeout: float, log: Path) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     from . import broker, confine
+    trainee = confine.setup(inst.state)  # idempotent: the trainee user, its files, its ipc dir
     broker.ensure(inst.state)
     with tempfile.TemporaryDirectory(prefix="dnslab-kernel-") as specs:
-        name = confine.write_kernelspec(inst.state, Path(specs))
+        confine.write_kernelspec(inst.state, Path(specs), trainee)
+        name = confine.kernel_name(inst.state)
         ipc = confine.ipc_dir(inst.state) / f"k{uuid.uuid4().hex[:8]}"
         km = KernelManager(kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]), kernel_name=name,
                            transport="ipc", ip=str(ipc))
         client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
                                 startup_timeout=30, kernel_name=name, record_timing=False,
-                                resources={"metadata": {"path": str(confine.trainee(inst.name).home)}})
-        client.execute()
+                                resources={"metadata": {"path": str(trainee.home)}})
+        try:
+            with open(log, "ab") as out:  # the kernel's own chatter, for the instructor
+                client.execute(stdout=out, stderr=subprocess.STDOUT)
+        finally:  # nbclient leaves a kernel manager it was given running
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
 
 
 def _judge(test: _exercise.TestCell, cell, inst, lang: str) -> tuple[bool, list]:

@@ -50,9 +50,9 @@ def shipped_labs() -> list[str]:
     return sorted(d.name for d in root.iterdir() if (d / "lab.yaml").is_file()) if root.is_dir() else []
 
 
-def load_plan(lab_dir: Path) -> plan.LabPlan:
+def load_plan(lab_dir: Path, faults: Sequence[str] = ()) -> plan.LabPlan:
     from . import plan
-    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir)
+    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults)
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Instance:
 
     @cached_property
     def plan(self) -> plan.LabPlan:
-        return load_plan(self.state.lab_dir)
+        return load_plan(self.state.lab_dir, self.state.data.get("faults", ()))
 
     def node(self, name: str) -> plan.NodePlan:
         try:
@@ -116,9 +116,23 @@ class Instance:
         self.node(node)
         return self.backend.exec(self.state, node, argv, capture=capture, timeout=timeout)
 
-    def reload(self, node: str) -> None:
+    def reload(self, node: str, wait: float = 5.0) -> None:
+        """SIGHUP the node's daemon (zones and config reread; a resolver's cache emptied),
+        then wait up to ``wait`` seconds until it answers again."""
         import signal
+        from . import dnsquery, kinds
         self.backend.signal(self.state, self.node(node).name, signal.SIGHUP)
+        spec = kinds.KINDS[self.node(node).kind].probe(self.node(node))
+        if spec is None or wait <= 0:
+            return
+        time.sleep(0.05)  # the daemon rereads its files; answers before that come from the old data
+        probe = self._probe(node, spec)
+        try:
+            if dnsquery.wait_all({node: probe}, lambda n: self.backend.running(self.state, n), time.monotonic() + wait):
+                raise BackendError(f"node {node} did not answer within {wait:.0f}s of its reload; its log ends with:\n"
+                                   f"{_tail(self.log_path(node))}")
+        finally:
+            probe.sock.close()
 
     def log_path(self, node: str) -> Path:
         return self.backend.log_path(self.state, self.node(node).name)
@@ -149,7 +163,7 @@ class Instance:
 
 def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
        progress: Progress = lambda msg: None, meta: dict[str, dict] | None = None,
-       before_ready: Callable[[list[Instance]], None] | None = None) -> list[Instance]:
+       faults: Sequence[str] = (), before_ready: Callable[[list[Instance]], None] | None = None) -> list[Instance]:
     """Bring up one instance per name, in parallel; all or nothing. ``before_ready`` (e.g. the
     trainees' Jupyter servers) runs once every daemon answers; if it fails, everything is removed.
 
@@ -162,7 +176,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         check_name(n)
     if len(set(names)) != len(names):
         raise InputError("instance names must be unique")
-    lab = load_plan(lab_dir)
+    lab = load_plan(lab_dir, faults)
     if (lab_dir / "checks.yaml").is_file():  # a lab `validate` rejects is not brought up
         from . import checks
         checks.load(lab_dir / "checks.yaml", lab)
@@ -177,6 +191,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         made.append(inst)
         state.data["lab"] = lab.name
         state.data["meta"] = (meta or {}).get(name, {})
+        state.data["faults"] = list(faults)
         state.set_phase("starting")
         specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name))
                  for n in lab.nodes.values()}

@@ -211,7 +211,7 @@ class Lab:
                 return checks.run(self._instance, only=name)[0]
             except LabError as exc:
                 raise _shown(LabProblem(str(exc))) from None
-        data = self._broker("check", name=name)["result"]
+        data = self._broker("check", name=name)["results"][0]
         data.pop("message", None)
         evidence = [Evidence(**e) for e in data.pop("evidence", [])]
         return CheckResult(**data, evidence=evidence)

@@ -89,7 +89,7 @@ COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every s
 
 def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
-                             "check", "graph", "images", "gc"}
+                             "check", "graph", "images", "gc", "grade", "exercise"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
