@@ -80,6 +80,8 @@ TIMEOUT = 90.0
 GIB = 1 << 30
 SETTLE = 0.5          # after a down: let the kernel finish tearing namespaces down
 SETTLE_MANY = 2.0
+QUIET = 0.30          # ... then wait (at most QUIET_MAX s) until the CPUs are busy less than this fraction,
+QUIET_MAX = 10.0      # so the engine's clean-up after 80 containers does not land in the next figure
 
 # ---------------------------------------------------------------- namespaces and probes
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -262,6 +264,24 @@ def timed(cmds: list[list[str]], env: dict | None = None) -> float:
     return took
 
 
+def _cpu_busy() -> tuple[int, int]:
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(f) - f[3] - f[4], sum(f)   # (busy, total) jiffies: idle and iowait are not busy
+
+
+def quiesce() -> float:
+    """Sleep until the machine is quiet (CPU busy < QUIET over 0.5 s), at most QUIET_MAX s; the wait."""
+    t0 = time.monotonic()
+    b0, a0 = _cpu_busy()
+    while time.monotonic() - t0 < QUIET_MAX:
+        time.sleep(0.5)
+        b1, a1 = _cpu_busy()
+        if a1 > a0 and (b1 - b0) / (a1 - a0) < QUIET:
+            break
+        b0, a0 = b1, a1
+    return time.monotonic() - t0
+
+
 # ---------------------------------------------------------------- memory
 def _pss(pid: str) -> int:
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -378,6 +398,7 @@ class Bench:
         self.floorb_made: set[int] = set()
         self.floor5_made: set[int] = set()
         self.compose_made: set[int] = set()
+        self.waits: list[float] = []   # how long each quiesce() waited
         # dnslab instance names: (lab, backend) -> (single, prefix of the N)
         self.names = {("basics", "netns"): ("benchx", "bench"), ("floor5", "netns"): ("benchf5", "benchf5n"),
                       ("basics", "docker"): ("benchdx", "benchd"), ("floor5", "docker"): ("benchd5", "benchd5n")}
@@ -525,6 +546,7 @@ class Bench:
             for k, v in (("up", up), ("ans", ans), ("mem", mem), ("down", down)):
                 add(f"{lab}.{system}.{k}{tag}", v)
             time.sleep(SETTLE_MANY if many else SETTLE)
+            self.waits.append(quiesce())
 
     def systems(self, lab: str) -> list[str]:
         out = ["floor", "netns"] + (["docker"] if self.docker else [])
@@ -683,6 +705,7 @@ def main() -> int:
         bench.preflight()
         bench.setup()
         bench.warm_up()
+        quiesce()
         for i in range(args.runs):
             bench.one_run(r, i)
             loads.append(load())
@@ -706,7 +729,11 @@ def main() -> int:
         table(r, args.instances), "",
         f"Median (min–max) of {args.runs} run(s), {started:%Y-%m-%d %H:%M} UTC, {took / 60:.0f} min. "
         f"Machine: {machine()}; {versions() if engine is not None else 'no Docker engine'}. "
-        f"Load average (1/5/15 min) before and after each run: {'; '.join(loads)}.",
+        f"Load average (1/5/15 min) before and after each run: {'; '.join(loads)} "
+        f"(it counts the benchmark's own containers). Before each figure the machine was let settle until "
+        f"its CPUs were less than {QUIET:.0%} busy over 0.5 s (at most {QUIET_MAX:.0f} s): median wait "
+        f"{med(bench.waits) or 0:.1f} s, longest {max(bench.waits or [0]):.1f} s"
+        f"{f', {sum(w >= QUIET_MAX for w in bench.waits)} figure(s) started without reaching it' if any(w >= QUIET_MAX for w in bench.waits) else ''}.",
         *notes])
     print(text)
     if not args.no_write:
