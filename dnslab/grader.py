@@ -20,6 +20,7 @@ every execution runs in parallel and only step 4 writes the gradebook.
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import shutil
@@ -262,28 +263,61 @@ def _restored(nb: nbformat.NotebookNode, src: nbformat.NotebookNode) -> nbformat
 
 
 def _run_in_lab(nb: nbformat.NotebookNode, inst, timeout: float, log: Path) -> None:
+    """Execute ``nb`` with a kernel inside ``inst``'s client node, as its trainee.
+
+    Every cell has ``timeout`` seconds (then the kernel is interrupted and the next cell runs);
+    the whole run has ``timeout`` per code cell plus start-up; a kernel that dies ends the run
+    at once (nbclient alone can wait forever for output from a dead kernel)."""
     from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
     from . import broker, confine
     trainee = confine.setup(inst.state)  # idempotent: the trainee user, its files, its ipc dir
     broker.ensure(inst.state)
-    with tempfile.TemporaryDirectory(prefix="dnslab-kernel-") as specs:
+    with tempfile.TemporaryDirectory(prefix="dnslab-kernel-") as specs, open(log, "ab") as out:
         confine.write_kernelspec(inst.state, Path(specs), trainee)
         name = confine.kernel_name(inst.state)
         ipc = confine.ipc_dir(inst.state) / f"k{uuid.uuid4().hex[:8]}"
-        km = KernelManager(kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]), kernel_name=name,
-                           transport="ipc", ip=str(ipc))
+        km = AsyncKernelManager(kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs]), kernel_name=name,
+                                transport="ipc", ip=str(ipc))
         client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
                                 startup_timeout=30, kernel_name=name, record_timing=False,
                                 resources={"metadata": {"path": str(trainee.home)}})
-        try:
-            with open(log, "ab") as out:  # the kernel's own chatter, for the instructor
-                client.execute(stdout=out, stderr=subprocess.STDOUT)
-        finally:  # nbclient leaves a kernel manager it was given running
-            if km.has_kernel:
-                km.shutdown_kernel(now=True)
+        budget = 30 + timeout * sum(c.cell_type == "code" for c in nb.cells)
+        asyncio.run(_supervised(client, km, budget, out))
+
+
+async def _supervised(client, km, budget: float, out) -> None:
+    run = asyncio.ensure_future(client.async_execute(stdout=out, stderr=subprocess.STDOUT))
+
+    async def kernel_died() -> None:
+        started = False
+        while True:
+            await asyncio.sleep(0.25)
+            started = started or km.has_kernel
+            if started and not await km.is_alive():
+                return
+
+    watch = asyncio.ensure_future(kernel_died())
+    try:
+        done, _ = await asyncio.wait({run, watch}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        if run in done:
+            run.result()
+        elif watch in done:
+            raise KernelDied("the kernel died (the notebook killed it or ran out of memory)")
+        else:
+            raise TimeoutError(f"the notebook ran longer than {budget:.0f}s")
+    finally:
+        for task in (run, watch):
+            task.cancel()
+        await asyncio.gather(run, watch, return_exceptions=True)
+        if km.has_kernel:  # nbclient leaves a kernel manager it was given running
+            await km.shutdown_kernel(now=True)
+
+
+class KernelDied(Exception):
+    """The trainee's kernel stopped before the notebook ended."""
 
 
 def _judge(test: _exercise.TestCell, cell, inst, lang: str) -> tuple[bool, list]:
