@@ -65,7 +65,14 @@ echo "==> installed: $(.venv/bin/dnslab --version)"
 [ -n "$install_only" ] && exit 0
 
 dnslab=.venv/bin/dnslab
-trap '$dnslab down demo >/dev/null 2>&1 || true' EXIT
+work=$(mktemp -d /tmp/dnslab-demo.XXXXXX)
+export DNSLAB_COURSE="$work/course"   # the demo's own nbgrader course; a class uses /var/lib/dnslab/course
+cleanup() {
+  $dnslab down demo >/dev/null 2>&1 || true
+  $dnslab down --purge demo-trainee >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 echo "==> dnslab up dns-basics"
 $dnslab up dns-basics --name demo
 echo "==> dnslab status demo"
@@ -76,5 +83,19 @@ echo "==> the trainee's client asks its resolver: dig www.example.test"
 $dnslab exec demo client -- dig +nocmd +noquestion +nostats www.example.test
 echo "==> dnslab down demo"
 $dnslab down demo
+
+echo "==> a class of one: dnslab up dns-basics --trainees roster.csv --jupyter"
+printf 'trainee,lang\nDemo Trainee,en\n' > "$work/roster.csv"
+$dnslab up dns-basics --trainees "$work/roster.csv" --jupyter
+echo "==> the lab ships with the exercise's fault (a lame delegation): its checks fail"
+$dnslab check demo-trainee --only lab-delegation || true
+echo "==> the trainee hands in the reference solution; dnslab grade dns-basics"
+$dnslab exercise dns-basics --lang en -o /var/lib/dnslab/home/demo-trainee/dns-basics/dns-basics.ipynb
+$dnslab grade dns-basics --instances demo-trainee
+echo "==> the graded notebook repaired the live lab: dnslab check demo-trainee"
+$dnslab check demo-trainee
+echo "==> dnslab down --purge demo-trainee"
+$dnslab down --purge demo-trainee
 trap - EXIT
+cleanup
 echo "==> done: see README.md for what to try next"
