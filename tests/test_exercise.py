@@ -1,0 +1,63 @@
+"""The exercise source and its translations, offline: one source, every language built from
+it with the same code, tests and points; a broken catalog is named precisely."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from dnslab import exercise
+from dnslab.checks import messages
+from dnslab.errors import InputProblems
+
+SOURCE = exercise.find("dns-basics")
+
+
+def code_of(nb):
+    return [(c.source, c.metadata.get("nbgrader")) for c in nb.cells if c.cell_type == "code"]
+
+
+def test_three_languages_share_code_tests_and_points():
+    assert SOURCE.languages == ["en", "es", "pt"]
+    en = SOURCE.notebook("en")
+    for lang in ("es", "pt"):
+        other = SOURCE.notebook(lang)
+        # code cells are identical except the translated note heading each test cell
+        for (a, ma), (b, mb) in zip(code_of(en), code_of(other)):
+            assert ma == mb
+            strip = (lambda s: s.split("\n", 1)[1]) if ma and ma.get("grade") else (lambda s: s)
+            assert strip(a).replace("lang='en'", "") == strip(b).replace(f"lang={lang!r}", "")
+        assert [c.cell_type for c in en.cells] == [c.cell_type for c in other.cells]
+        assert en.cells[0].source != other.cells[0].source  # the prose is translated
+
+
+def test_test_cells_judge_the_lab_and_hide_their_code():
+    nb = SOURCE.notebook("en")
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert sum(c.metadata["nbgrader"]["points"] for c in tests) == 8
+    for c in tests:
+        assert c.metadata["nbgrader"]["locked"] and not c.metadata["nbgrader"]["solution"]
+        assert "### BEGIN HIDDEN TESTS" in c.source and "### END HIDDEN TESTS" in c.source
+    assert set(SOURCE.tests()) == {c.metadata["nbgrader"]["grade_id"] for c in tests}
+
+
+def test_a_missing_or_extra_translation_is_named(tmp_path):
+    d = tmp_path / "dns-basics"
+    shutil.copytree(SOURCE.directory, d)
+    es = d / "i18n" / "es.yaml"
+    es.write_text(es.read_text().replace("task3:", "task-three:"))
+    with pytest.raises(InputProblems) as err:
+        exercise.load(d)
+    text = str(err.value)
+    assert f"{es}" in text and "missing text 'task3'" in text and "'task-three' is not used" in text
+
+
+def test_an_unknown_language_says_how_to_add_one():
+    with pytest.raises(Exception) as err:
+        SOURCE.notebook("fr")
+    assert "i18n/fr.yaml" in str(err.value)
+
+
+def test_check_messages_exist_in_every_language():
+    for lang in ("es", "pt"):
+        assert set(messages.MESSAGES[lang]) == set(messages.MESSAGES["en"])
