@@ -484,12 +484,42 @@ def spawn(state: State, key: str, argv: Sequence[str], log: Path, **popen) -> su
     """Start a helper process (broker, Jupyter server, forwarder) recorded in the state:
     intent first, then its PID and start time."""
     state.intend("proc", key)
+    pidfile = os.fsencode(_pid_dir(state) / f"{key}.pid")
+    _pid_dir(state).mkdir(mode=0o700, exist_ok=True)
+
+    def write_own_pid() -> None:  # in the child, before exec: recorded even if we are killed right now
+        fd = os.open(b"/proc/self/stat", os.O_RDONLY)
+        stat = os.read(fd, 4096)
+        os.close(fd)
+        started = stat.rsplit(b")", 1)[1].split()[19]
+        fd = os.open(pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.write(fd, b"%d %s" % (os.getpid(), started))
+        os.close(fd)
+
     with open(log, "ab") as out:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, **popen)
+                                start_new_session=True, preexec_fn=write_own_pid, **popen)
     state.data.setdefault("procs", {})[key] = {"pid": proc.pid, "start": start_time(proc.pid)}
     state.save()
     return proc
+
+
+def _pid_dir(state: State) -> Path:
+    return state.dir / "pids"
+
+
+def _self_recorded(state: State) -> set[int]:
+    """Live helpers that wrote their own PID and start time (see :func:`spawn`): what an ``up``
+    killed between starting a helper and recording it leaves."""
+    pids = set()
+    for f in _pid_dir(state).glob("*.pid") if _pid_dir(state).is_dir() else []:
+        try:
+            pid, started = map(int, f.read_text().split())
+        except (OSError, ValueError):
+            continue
+        if start_time(pid) == started:
+            pids.add(pid)
+    return pids
 
 
 def proc_alive(state: State, key: str) -> bool:
@@ -504,6 +534,8 @@ def stop_recorded(states: Sequence[State], grace: float = 2.0) -> None:
         for rec in s.data.get("procs", {}).values():
             if rec.get("start") is not None and start_time(rec["pid"]) == rec["start"]:
                 pids.add(rec["pid"])
+        recorded = {rec["pid"] for rec in s.data.get("procs", {}).values()}
+        pids |= _self_recorded(s) - recorded
     pids.discard(os.getpid())
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         for pid in pids:
