@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""Grading benchmark: plain serial ``nbgrader autograde`` against ``dnslab grade``, same submissions, one run.
+
+    .venv/bin/python bench/grading.py [--classes 8,40] [--no-profile] [--no-write]      (as root)
+
+What it does, in this order:
+
+1. ``dnslab up dns-basics --instances N --name gb --fault lame-glue`` with N the largest class
+   (timed on its own: it is not part of grading), instances ``gb-1 .. gb-N``;
+2. the submissions: instance ``gb-i`` gets the reference solution when i is odd, the untouched
+   student notebook when i is even. The solution is the released (student) notebook with each
+   solution cell filled in with the source's solution code (what a trainee who solved it
+   hands in); the untouched one is the released notebook as is. A class of n is gb-1 .. gb-n,
+   so an even instance (untouched) never had its lab repaired by an earlier class;
+3. per class size, both graders on the same notebooks:
+
+   (a) **peer**: the usual way, one ``nbgrader autograde dns-basics-en --force`` call for the whole
+       class in a course dir (submissions copied into ``submitted/<student>/dns-basics-en/``),
+       with nbgrader's own Execute and the normal ``python3`` kernel of the venv, on the host,
+       serial, NOT inside the labs. That kernel cannot reach a lab (``dnslab.attach()`` fails), so
+       every lab task scores zero there even for the solution: the scores are reported, not hidden;
+   (b) ``dnslab grade dns-basics --instances gb-1,.. --from DIR`` (the CLI process, timed whole):
+       each notebook executed by a kernel inside its own instance as its trainee, in parallel, then
+       recorded by one nbgrader process. Its progress lines on stderr are timestamped to split
+       the wall time into phases (start-up, execute, record);
+
+   Both course dirs are prepared (``dnslab.grader.Course.prepare``: source, release, gradebook)
+   before timing, as they are in real use (``up --jupyter`` prepares the course); each is its own
+   dir under a root-only temp dir (``DNSLAB_COURSE`` points ``dnslab grade`` at its own);
+4. unless ``--no-profile``: one more in-process ``dnslab.grader.grade`` of the largest class with
+   timers wrapped around its steps (trainee setup, broker, kernel start in the namespace, each
+   cell, kernel shutdown, each verdict's checks, nbgrader autograde and feedback per submission)
+   to say where the time goes, then the record phase once more as one nbgrader autograde and
+   one generate_feedback call for the whole class (a student glob) instead of two calls per
+   submission. The wrappers are installed at run time by this script; dnslab/grader.py is not
+   modified.
+
+Prints a Markdown table and writes bench/results/grading.md, with the machine's load (uptime)
+before and after, since other work may share the machine. Everything it brings up is removed
+in a finally block: ``dnslab down --purge gb-1 .. gb-N`` (by name), and the temp dir.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import functools
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+DNSLAB = [str(BIN / "dnslab")]
+RESULTS = ROOT / "bench" / "results" / "grading.md"
+LAB = "dns-basics"
+LANG = "en"
+PREFIX = "gb"
+FAULT = "lame-glue"
+TEST_IDS = ("trace-answer", "fix-delegation", "fix-resolution", "explain-answer")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def env_with_venv(**extra: str) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")   # nbgrader runs `alembic` from PATH
+    env.pop("DNSLAB_INSTANCE", None)                             # the peer's kernel is a plain one
+    env.update(extra)
+    return env
+
+
+def run_timed(cmd: list[str], **kw) -> dict:
+    """Run cmd: wall seconds, CPU seconds of it and its waited-for descendants (wait4), stdout,
+    and each stderr line with the second it arrived."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(p.stdout.read()))
+    reader.start()
+    stamps = [(time.monotonic() - t0, line.rstrip("\n")) for line in p.stderr]
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rc": p.returncode, "stdout": "".join(out),
+            "stamps": stamps}
+
+
+# ---------------------------------------------------------------- submissions
+
+def build_notebooks(tmp: Path) -> tuple[bytes, bytes, dict, int]:
+    """(solution, untouched) notebook bytes, the test cells' points, and the max score."""
+    import nbformat
+
+    from dnslab import exercise, grader
+    src = exercise.find(LAB)
+    prep = grader.Course(tmp / "course-prep")
+    prep.prepare(src, [LANG])
+    released = nbformat.read(prep.released(src, LANG), as_version=4)
+    source = src.notebook(LANG)
+    sols = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    solved = nbformat.from_dict(json.loads(nbformat.writes(released)))
+    for cell in solved.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in sols:  # what a trainee writes: the solution code, without nbgrader's markers
+            cell.source = "\n".join(line for line in sols[gid].splitlines()
+                                    if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+    points = {t: c.points for t, c in src.tests().items()}
+    return (nbformat.writes(solved).encode(), nbformat.writes(released).encode(), points, sum(points.values()))
+
+
+def kind_of(i: int) -> str:
+    return "solution" if i % 2 == 1 else "untouched"
+
+
+# ---------------------------------------------------------------- (a) plain nbgrader
+
+def peer(tmp: Path, n: int, notebooks: dict[str, bytes], run: int = 1) -> dict:
+    from dnslab import exercise, grader
+    course = grader.Course(tmp / f"course-a-{n}-{run}")
+    course.prepare(exercise.find(LAB), [LANG])          # source, release, gradebook: before timing
+    aid = f"{LAB}-{LANG}"
+    for i in range(1, n + 1):
+        d = course.root / "submitted" / f"{PREFIX}-{i}" / aid
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{LAB}.ipynb").write_bytes(notebooks[kind_of(i)])
+        (d / "timestamp.txt").write_text(datetime.datetime.now(datetime.timezone.utc)
+                                         .strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    res = run_timed([str(BIN / "nbgrader"), "autograde", aid, "--force"], cwd=course.root, env=env_with_venv())
+    if res["rc"] != 0:
+        err = "\n".join(line for _, line in res["stamps"])
+        raise SystemExit(f"nbgrader autograde failed ({res['rc']}):\n{res['stdout'][-3000:]}\n{err[-3000:]}")
+    return {"wall": res["wall"], "cpu": res["cpu"], "scores": gradebook_scores(course.root, aid, n)}
+
+
+def gradebook_scores(root: Path, aid: str, n: int) -> dict[str, dict]:
+    from nbgrader.api import Gradebook
+    out = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for i in range(1, n + 1):
+            name = f"{PREFIX}-{i}"
+            s = gb.find_submission(aid, name)
+            nb = gb.find_submission_notebook(LAB, aid, name)
+            tasks = {g.name: g.score for g in nb.grades if g.cell_type == "code" and g.max_score}
+            out[name] = {"score": s.score, "max": s.max_score, "tasks": tasks}
+    return out
+
+
+# ---------------------------------------------------------------- (b) dnslab grade
+
+def dnslab_grade(tmp: Path, n: int, notebooks: dict[str, bytes], run: int = 1) -> dict:
+    from dnslab import exercise, grader
+    course = tmp / f"course-b-{n}-{run}"
+    grader.Course(course).prepare(exercise.find(LAB), [LANG])   # as `up --jupyter` would have
+    subs = tmp / f"subs-{n}-{run}"
+    subs.mkdir()
+    names = [f"{PREFIX}-{i}" for i in range(1, n + 1)]
+    for i, name in enumerate(names, 1):
+        (subs / f"{name}.ipynb").write_bytes(notebooks[kind_of(i)])
+    cmd = DNSLAB + ["grade", LAB, "--instances", ",".join(names), "--from", str(subs), "--json"]
+    res = run_timed(cmd, env=env_with_venv(DNSLAB_COURSE=str(course)))
+    wall, stamps = res["wall"], res["stamps"]
+    if res["rc"] != 0:
+        raise SystemExit(f"dnslab grade failed ({res['rc']}):\n" + "\n".join(l for _, l in stamps)[-3000:])
+    data = json.loads(res["stdout"])
+    scores = {g["instance"]: {"score": g["score"], "max": g["max_score"], "tasks": g["tasks"],
+                              "note": g.get("kernel_error", "")} for g in data}
+
+    def first(pattern: str) -> float | None:
+        return next((t for t, line in stamps if re.search(pattern, line)), None)
+    t_prep, t_rec = first(r"preparing the course"), first(r"recording grades")
+    execs = [t for t, line in stamps if "executed " in line]
+    phases = {"startup": t_prep, "collect": None, "execute": None, "record": None}
+    if t_prep is not None and execs and t_rec is not None:
+        phases["execute"] = t_rec - t_prep      # prepare (no-op: prepared) + collect + parallel execution
+        phases["record"] = wall - t_rec         # nbgrader autograde replay + feedback + export + exit
+        phases["first_done"] = execs[0] - t_prep
+    return {"wall": wall, "cpu": res["cpu"], "scores": scores, "phases": phases, "stderr": [f"{t:7.2f}s {l}" for t, l in stamps]}
+
+
+# ---------------------------------------------------------------- profile of dnslab grade, in process
+
+class Timers:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.data: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, key: str, dt: float) -> None:
+        with self.lock:
+            self.data[key].append(dt)
+
+    def wrap(self, owner, attr: str, key, is_async: bool = False):
+        orig = getattr(owner, attr)
+        keyf = key if callable(key) else (lambda *a, **k: key)
+        if is_async:
+            @functools.wraps(orig)
+            async def w(*a, **k):
+                t = time.monotonic()
+                try:
+                    return await orig(*a, **k)
+                finally:
+                    self.add(keyf(*a, **k), time.monotonic() - t)
+        else:
+            @functools.wraps(orig)
+            def w(*a, **k):
+                t = time.monotonic()
+                try:
+                    return orig(*a, **k)
+                finally:
+                    self.add(keyf(*a, **k), time.monotonic() - t)
+        setattr(owner, attr, w)
+        return orig
+
+
+def profile(tmp: Path, n: int, notebooks: dict[str, bytes]) -> dict:
+    """grader.grade in this process, with timers around its steps (monkeypatched here, not in grader.py)."""
+    os.environ["PATH"] = str(BIN) + os.pathsep + os.environ.get("PATH", "")
+    os.environ.pop("DNSLAB_INSTANCE", None)
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from nbgrader.apps import NbGraderAPI
+
+    from dnslab import broker, checks, confine, exercise, grader, lab
+    course = grader.Course(tmp / f"course-p-{n}")
+    course.prepare(exercise.find(LAB), [LANG])
+    subs = tmp / f"subs-p-{n}"
+    subs.mkdir()
+    names = [f"{PREFIX}-{i}" for i in range(1, n + 1)]
+    for i, name in enumerate(names, 1):
+        (subs / f"{name}.ipynb").write_bytes(notebooks[kind_of(i)])
+    T = Timers()
+
+    def cell_key(self, cell, *a, **k):
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or "?"
+        return f"cell {gid}"
+    T.wrap(confine, "setup", "confine.setup (trainee user, grants)")
+    T.wrap(broker, "ensure", "broker.ensure")
+    T.wrap(grader, "_run_in_lab", "_run_in_lab (kernel start .. shutdown)")
+    T.wrap(NotebookClient, "async_start_new_kernel", "kernel: start process in namespace", is_async=True)
+    T.wrap(NotebookClient, "async_start_new_kernel_client", "kernel: wait until ready", is_async=True)
+    T.wrap(NotebookClient, "async_execute_cell", cell_key, is_async=True)
+    T.wrap(KernelManager, "shutdown_kernel", "kernel: shutdown (km.shutdown_kernel)")
+    T.wrap(NotebookClient, "_async_cleanup_kernel", "kernel: nbclient cleanup", is_async=True)
+    T.wrap(grader, "_execute", "_execute (one submission, whole)")
+    T.wrap(grader, "_judge", lambda test, *a, **k: f"verdict {test.test}")
+    T.wrap(checks, "run", lambda inst, only=None, **k: f"check {only}")
+    T.wrap(grader, "_record", "_record (nbgrader record phase, whole)")
+    T.wrap(NbGraderAPI, "autograde", "record: api.autograde (per submission)")
+    T.wrap(NbGraderAPI, "generate_feedback", "record: api.generate_feedback (per submission)")
+    T.wrap(grader, "_export", "export grades.csv")
+    T.wrap(grader.Course, "prepare", "course.prepare")
+    T.wrap(grader.Course, "collect", "course.collect")
+    old = os.environ.get("DNSLAB_COURSE")
+    os.environ["DNSLAB_COURSE"] = str(course.root)
+    try:
+        t_open = time.monotonic()
+        insts = [lab.Instance.open(nm) for nm in names]
+        t_open = time.monotonic() - t_open
+        t0 = time.monotonic()
+        grades = grader.grade(LAB, insts, from_dir=subs, course=course)
+        wall = time.monotonic() - t0
+    finally:
+        if old is None:
+            os.environ.pop("DNSLAB_COURSE", None)
+        else:
+            os.environ["DNSLAB_COURSE"] = old
+    timers = {k: list(v) for k, v in T.data.items() if k != "cell ?"}   # markdown cells; copies
+    # The record phase as one nbgrader call per step for the whole class (a glob for the student)
+    # instead of one autograde and one generate_feedback per submission: same replayed notebooks.
+    aid = f"{LAB}-{LANG}"
+    api = course.api(Autograde={"autograde_preprocessors": grader._replaying_preprocessors()},
+                     ReplayExecution={"executed_root": str(course.root / "executed")})
+    t = time.monotonic()
+    r1 = api.autograde(aid, f"{PREFIX}-*", force=True, create=True)
+    t_auto = time.monotonic() - t
+    t = time.monotonic()
+    r2 = api.generate_feedback(aid, f"{PREFIX}-*", force=True)
+    t_fb = time.monotonic() - t
+    again = {k: v["score"] for k, v in gradebook_scores(course.root, aid, n).items()}
+    batch = {"autograde": t_auto, "feedback": t_fb, "ok": bool(r1["success"] and r2["success"]),
+             "same": again == {g.instance: g.score for g in grades}}
+    return {"wall": wall, "open": t_open, "timers": timers, "batch": batch,
+            "scores": {g.instance: g.score for g in grades}, "n": n}
+
+
+# ---------------------------------------------------------------- report
+
+def judge(scores: dict[str, dict], maxs: int) -> tuple[str, str]:
+    sol = [v["score"] for k, v in scores.items() if kind_of(int(k.rsplit("-", 1)[1])) == "solution"]
+    unt = [v["score"] for k, v in scores.items() if kind_of(int(k.rsplit("-", 1)[1])) == "untouched"]
+
+    def fmt(xs, want):
+        ok = all(x == want for x in xs)
+        vals = sorted(set(xs))
+        return f"{'ok' if ok else 'NOT'} {'/'.join(f'{v:g}' for v in vals)}/{maxs}"
+    return fmt(sol, maxs), fmt(unt, 0)
+
+
+def tasks_line(scores: dict[str, dict], kind: str) -> str:
+    sums: dict[str, set] = defaultdict(set)
+    for k, v in scores.items():
+        if kind_of(int(k.rsplit("-", 1)[1])) == kind:
+            for t, s in v["tasks"].items():
+                sums[t].add(s)
+    return " ".join(f"{t}={'/'.join(f'{s:g}' for s in sorted(v))}" for t, v in sorted(sums.items()))
+
+
+def report(args, up_wall, up_n, runs, prof, load_before, load_after, maxs, points) -> str:
+    host = f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    lines = [
+        "# Grading benchmark (bench/grading.py)",
+        "",
+        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {host}, nbgrader {_nbgrader_version()}.",
+        f"Load before: `{load_before}`  ",
+        f"Load after: `{load_after}`  ",
+        "Other engineers' tests and benchmarks ran on this machine at the same time: the load above is",
+        "theirs plus ours, and every figure below was measured under that load (noisy).",
+        "",
+        f"Lab: {LAB} with fault {FAULT}; `dnslab up {LAB} --instances {up_n} --name {PREFIX} --fault {FAULT}`"
+        f" took **{up_wall:.1f} s** ({up_wall / up_n:.2f} s per instance; not part of grading).",
+        f"Submissions: odd instances the reference solution, even ones the untouched student notebook"
+        f" (max {maxs} points: " + ", ".join(f"{t} {p}" for t, p in points.items()) + ").",
+        "",
+        "| class | grader | total s | s / submission | ratio (peer / dnslab) | CPU s / submission | solutions | untouched |",
+        "|---:|---|---:|---:|---:|---:|---|---|",
+    ]
+    import statistics
+    med = statistics.median
+    for n in sorted({n for n, _ in runs}):
+        rs = [r for m, r in runs if m == n]
+        aw, bw = med([r["a"]["wall"] for r in rs]), med([r["b"]["wall"] for r in rs])
+        ac, bc = med([r["a"]["cpu"] for r in rs]), med([r["b"]["cpu"] for r in rs])
+        okA = [judge(r["a"]["scores"], maxs) for r in rs]
+        okB = [judge(r["b"]["scores"], maxs) for r in rs]
+        sa, ua = okA[0] if len(set(okA)) == 1 else ("differ across runs", "")
+        sb, ub = okB[0] if len(set(okB)) == 1 else ("differ across runs", "")
+        lines.append(f"| {n} | (a) peer: serial `nbgrader autograde` (one call, own Execute, plain python3 kernel on "
+                     f"the host, NOT in the labs) | {aw:.1f} | {aw / n:.2f} | 1.00 | {ac / n:.2f} | {sa} | {ua} |")
+        lines.append(f"| {n} | (b) `dnslab grade --from DIR` (kernel in each trainee's lab, parallel, "
+                     f"one nbgrader record) | {bw:.1f} | {bw / n:.2f} | **{aw / bw:.2f}x** | {bc / n:.2f} | {sb} | {ub} |")
+    lines += ["", f"Medians of {len(runs) // max(1, len({n for n, _ in runs}))} run(s) per class; every run"
+              " (total s, (a) / (b), ratio, who went first):", ""]
+    for i, (n, r) in enumerate(runs):
+        lines.append(f"- class {n}: {r['a']['wall']:.1f} / {r['b']['wall']:.1f} s, {r['a']['wall'] / r['b']['wall']:.2f}x,"
+                     f" ({r['order'][0]}) first")
+    lines += ["", "Scores per task (the set of values seen over the class; `ok` above = all solutions full"
+              " marks / all untouched zero):", ""]
+    for n, r in runs[:len({m for m, _ in runs})]:   # the first run of each class (every run checked above)
+        for g in ("a", "b"):
+            for kind in ("solution", "untouched"):
+                lines.append(f"- class {n}, ({g}), {kind}: {tasks_line(r[g]['scores'], kind)}")
+    lines += ["", "(a)'s kernel is a plain python3 kernel on the host: `dnslab.attach()` cannot find *its* lab"
+              " (no `DNSLAB_INSTANCE`, many instances running), so every cell using `lab` raises and every"
+              " task scores 0, the reference solution included. It also means (a) does *less* work per"
+              " notebook than (b) (no DNS query, no zone rewrite, no reload, no check): its time is a"
+              " lower bound for serial nbgrader executing this notebook for real.",
+              "CPU s / submission: user+system CPU of the grading process and its waited-for descendants"
+              " (kernels included; the lab daemons' reload work and dnslab's per-instance broker are not"
+              " descendants and are not counted). On 2 cores, wall >= CPU / 2.", ""]
+    lines += ["## Where dnslab grade's time goes", "",
+              "Phases of the `dnslab grade` CLI run, from its timestamped progress lines (seconds):", "",
+              "| class | total | CLI start-up, load instances | collect + parallel execution + verdicts | "
+              "first notebook done | nbgrader record (autograde replay + feedback, serial) + export |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for n, r in runs:
+        ph = r["b"]["phases"]
+        f = lambda x: "?" if x is None else f"{x:.1f}"
+        lines.append(f"| {n} | {r['b']['wall']:.1f} | {f(ph.get('startup'))} | {f(ph.get('execute'))} | "
+                     f"{f(ph.get('first_done'))} | {f(ph.get('record'))} |")
+    if prof:
+        n = prof["n"]
+        lines += ["", f"In-process profile: `dnslab.grader.grade` of the class of {n} again (same instances and"
+                  f" notebooks; timers wrapped around its steps by this script), {prof['wall']:.1f} s wall"
+                  f" (+ {prof['open']:.1f} s opening the {n} instances). Sums are CPU-contended wall times"
+                  " inside parallel workers (default jobs = 2 per core), so they add up to more than the wall:", "",
+                  "| step | calls | total s | mean s | max s |", "|---|---:|---:|---:|---:|"]
+        for key, vals in sorted(prof["timers"].items(), key=lambda kv: -sum(kv[1])):
+            lines.append(f"| {key} | {len(vals)} | {sum(vals):.2f} | {sum(vals) / len(vals):.3f} | {max(vals):.3f} |")
+        tm = prof["timers"]
+        rec = sum(tm.get("_record (nbgrader record phase, whole)", [0]))
+        b = prof["batch"]
+        tests = [k for k in tm if k.startswith("cell ") and k[5:] in TEST_IDS]
+        in_kernel_tests = sum(sum(tm[k]) for k in tests)
+        lines += ["", f"Record phase alternative, measured on the same course right after: one"
+                  f" `api.autograde('{LAB}-{LANG}', '{PREFIX}-*')` for the whole class took {b['autograde']:.1f} s and one"
+                  f" `api.generate_feedback(..., '{PREFIX}-*')` {b['feedback']:.1f} s: {b['autograde'] + b['feedback']:.1f} s"
+                  f" against {rec:.1f} s for `_record`'s two calls per submission"
+                  f" ({'same scores' if b['same'] else 'SCORES DIFFER'}, {'both succeeded' if b['ok'] else 'A CALL FAILED'}).",
+                  f"Test cells executed in the kernel (their `lab_checks` output is then replaced by the verdict"
+                  f" judged outside): {in_kernel_tests:.1f} s summed over {n} submissions"
+                  f" ({in_kernel_tests / n:.2f} s each).", ""]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _nbgrader_version() -> str:
+    try:
+        import nbgrader
+        return nbgrader.__version__
+    except Exception:
+        return "?"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--classes", default="8,40", help="class sizes (default 8,40)")
+    ap.add_argument("--runs", type=int, default=2, help="runs per class size, order (a)/(b) alternating (default 2)")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--profile-class", type=int, help="class size of the in-process profile (default: the largest)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench/grading.py runs as root (labs, namespaces, trainee users)", file=sys.stderr)
+        return 3
+    sizes = sorted(int(x) for x in args.classes.split(","))
+    n_max = sizes[-1]
+    names = [f"{PREFIX}-{i}" for i in range(1, n_max + 1)]
+    tmp = Path(tempfile.mkdtemp(prefix="dnslab-gradingbench-"))   # 0700: courses hold solutions and tests
+    os.chmod(tmp, 0o700)
+    load_before = uptime()
+    runs, prof = [], None
+    try:
+        solution, untouched, points, maxs = build_notebooks(tmp)
+        notebooks = {"solution": solution, "untouched": untouched}
+        print(f"# up {n_max} instances ... ({load_before})", flush=True)
+        t0 = time.monotonic()
+        up = subprocess.run(DNSLAB + ["up", LAB, "--instances", str(n_max), "--name", PREFIX, "--fault", FAULT],
+                            capture_output=True, text=True, env=env_with_venv())
+        up_wall = time.monotonic() - t0
+        if up.returncode != 0:
+            raise SystemExit(f"dnslab up failed ({up.returncode}):\n{up.stderr[-3000:]}")
+        print(f"# up: {up_wall:.1f}s", flush=True)
+        for run in range(1, args.runs + 1):
+            for n in sizes:
+                order = "ab" if run % 2 == 1 else "ba"      # alternate who goes first
+                res = {}
+                for g in order:
+                    print(f"# run {run}, class {n}: ({g}) ...", flush=True)
+                    res[g] = peer(tmp, n, notebooks, run) if g == "a" else dnslab_grade(tmp, n, notebooks, run)
+                    print(f"#   ({g}) {res[g]['wall']:.1f}s", flush=True)
+                for line in res["b"]["stderr"]:
+                    print("#     " + line)
+                res["order"] = order
+                runs.append((n, res))
+        if not args.no_profile:
+            pn = min(args.profile_class or n_max, n_max)
+            print(f"# profile: grader.grade in process, class {pn} ...", flush=True)
+            prof = profile(tmp, pn, notebooks)
+        text = report(args, up_wall, n_max, runs, prof, load_before, uptime(), maxs, points)
+        print(text)
+        if not args.no_write:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(text)
+            print(f"wrote {RESULTS}")
+        return 0
+    finally:
+        d = subprocess.run(DNSLAB + ["down", "--purge", *names], capture_output=True, text=True, env=env_with_venv())
+        if d.returncode != 0:
+            print(f"dnslab down --purge failed ({d.returncode}): {d.stderr.strip()[-2000:]}", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
