@@ -95,6 +95,12 @@ class Source:
     def tests(self) -> dict[str, TestCell]:
         return {c.test: c for c in self.exercise.cells if isinstance(c, TestCell)}
 
+    def grading_code(self, grade_id: str) -> str:
+        """What a test cell runs when graded: only its answer reporting (the grader judges the
+        lab itself, from outside the kernel; showing the checks to the trainee would be wasted)."""
+        test = self.tests()[grade_id]
+        return _answer_code(test) if test.answer else "pass"
+
     def assignment(self, lang: str) -> str:
         """The nbgrader assignment of one language: ``<exercise>-<lang>``."""
         return f"{self.name}-{lang}"
@@ -177,12 +183,16 @@ def _graded(cell: nbformat.NotebookNode, grade_id: str, *, solution: bool = Fals
 
 
 def _test_code(cell: TestCell, note: str, lang: str) -> str:
-    """What a test cell runs in the trainee's kernel: it shows the trainee the live result and
-    reports answers; the grade itself is decided by the grader (dnslab.grader), not here."""
-    lines = [f"# {note}", "### BEGIN HIDDEN TESTS", "import dnslab.grading"]
-    if cell.answer:
-        lines.append(f"dnslab.grading.answer({cell.answer.name!r}, {cell.answer.name})")
+    """A test cell: its visible part shows the trainee the lab checks it is about (a hint once
+    they fail); its hidden part reports the answer. The grade is decided by dnslab.grader on the
+    live lab, outside the kernel; when grading, only :meth:`Source.grading_code` runs here."""
+    lines = [f"# {note}"]
     if cell.checks:
-        lines.append(f"dnslab.grading.lab_checks({cell.checks!r}, lang={lang!r})")
-    lines.append("### END HIDDEN TESTS")
+        lines += ["import dnslab.grading", f"dnslab.grading.show({cell.checks!r}, lang={lang!r})"]
+    lines += ["### BEGIN HIDDEN TESTS", _answer_code(cell) if cell.answer else "pass", "### END HIDDEN TESTS"]
     return "\n".join(lines)
+
+
+def _answer_code(cell: TestCell) -> str:
+    assert cell.answer is not None
+    return f"import dnslab.grading\ndnslab.grading.answer({cell.answer.name!r}, {cell.answer.name})"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -174,14 +175,24 @@ def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, j
     for sub in subs:
         course.collect(source, sub, None if from_dir else _trainee_of(sub))
     t0 = time.monotonic()
-    jobs = jobs or max(2, 2 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_execute, course, source, sub, by_name[sub.instance], timeout) for sub in subs]
+    jobs = jobs or 2 * (os.cpu_count() or 1) + 2
+    # Notebooks run in parallel (threads: each mostly waits on its kernel); one recorder process
+    # (its own interpreter, so not sharing our GIL) writes the gradebook as each one is done.
+    spawn = multiprocessing.get_context("spawn")
+    with ThreadPoolExecutor(max_workers=jobs) as pool, ProcessPoolExecutor(1, mp_context=spawn) as recorder:
+        futures = {pool.submit(_execute, course, source, sub, by_name[sub.instance], timeout): sub for sub in subs}
+        recorded = []
         for done, fut in enumerate(as_completed(futures), 1):
             fut.result()
+            sub = futures[fut]
+            recorded.append(recorder.submit(_record_one, str(course.root), sub.assignment, sub.instance))
             progress(f"executed {done}/{len(subs)} in {time.monotonic() - t0:.1f}s")
-    progress("recording grades (nbgrader autograde, feedback)")
-    grades = _record(course, source, subs)
+        for rec in recorded:
+            error = rec.result()
+            if error:
+                raise LabError(error)
+        progress(f"recorded {len(subs)} in nbgrader's gradebook, {time.monotonic() - t0:.1f}s after the start")
+    grades = _grades(course, source, subs)
     _export(course, grades)
     if from_dir is None:
         _deliver_feedback(course, source, subs)
@@ -231,6 +242,10 @@ def _execute(course: Course, source: _exercise.Source, sub: Submission, inst, ti
         shutil.copyfile(course.released(source, sub.lang), submitted)
         nb = nbformat.read(submitted, as_version=4)
     nb = _restored(nb, course.source_notebook(source, sub.lang))
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in source.tests():
+            cell.source = source.grading_code(gid)
     out = course.executed(sub, source)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -356,21 +371,31 @@ def _accepted(plan, answer: _exercise.Answer) -> set[str]:
     raise InputError(f"unknown answer kind {answer.accept!r}")
 
 
-def _record(course: Course, source: _exercise.Source, subs: Sequence[Submission]) -> list[Grade]:
-    """Let nbgrader record the judged notebooks (execution replayed), then write feedback."""
-    api = course.api(Autograde={"autograde_preprocessors": _replaying_preprocessors()},
-                     ReplayExecution={"executed_root": str(course.root / "executed")})
-    grades = []
+_API = None  # the recorder process's nbgrader API, made on its first submission
+
+
+def _record_one(root: str, assignment: str, student: str) -> str | None:
+    """In the recorder process: let nbgrader record one judged notebook (execution replayed) and
+    write its feedback. Returns an error message, or None."""
+    global _API
+    if _API is None:
+        from sqlalchemy.exc import SAWarning
+        warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own session handling, harmless
+        course = Course(Path(root))
+        _API = course.api(Autograde={"autograde_preprocessors": _replaying_preprocessors()},
+                          ReplayExecution={"executed_root": str(course.root / "executed")})
+    result = _API.autograde(assignment, student, force=True, create=True)
+    if not result["success"]:
+        return f"nbgrader could not record {student}:\n{result['log']}{result.get('error', '')}"
+    feedback = _API.generate_feedback(assignment, student, force=True)
+    if not feedback["success"]:
+        return f"nbgrader could not write feedback for {student}:\n{feedback['log']}"
+    return None
+
+
+def _grades(course: Course, source: _exercise.Source, subs: Sequence[Submission]) -> list[Grade]:
     from nbgrader.api import Gradebook
-    from sqlalchemy.exc import SAWarning
-    warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own session handling, harmless
-    for sub in subs:
-        result = api.autograde(sub.assignment, sub.instance, force=True, create=True)
-        if not result["success"]:
-            raise LabError(f"nbgrader could not record {sub.instance}:\n{result['log']}{result.get('error', '')}")
-        feedback = api.generate_feedback(sub.assignment, sub.instance, force=True)
-        if not feedback["success"]:
-            raise LabError(f"nbgrader could not write feedback for {sub.instance}:\n{feedback['log']}")
+    grades = []
     with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
         for sub in subs:
             s = gb.find_submission(sub.assignment, sub.instance)

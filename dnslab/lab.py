@@ -195,6 +195,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         state.set_phase("starting")
         specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name))
                  for n in lab.nodes.values()}
+        _write_view(state, lab)
         backend.create(state, lab, specs)
         inst.__dict__["plan"] = lab
         return inst
@@ -213,6 +214,16 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     for inst in instances:
         inst.state.set_phase("ready")
     return instances
+
+
+def _write_view(state: State, lab: plan.LabPlan) -> None:
+    """``nodes.json``: the plan as a notebook sees it (read without pydantic, so attach() is quick)."""
+    import json
+    view = {"lab": lab.name,
+            "nodes": {n.name: {"kind": n.kind, "role": n.role, "addresses": n.addresses, "hostname": n.hostname,
+                               "zones": list(n.zones), "resolver": n.resolver} for n in lab.nodes.values()},
+            "zones": {z.name: {"file": z.filename, "servers": list(z.servers)} for z in lab.zones.values()}}
+    (state.dir / "nodes.json").write_text(json.dumps(view, indent=1))
 
 
 def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> None:

@@ -11,6 +11,7 @@ Errors are :class:`LabProblem`: one message a trainee can act on, shown without 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shlex
@@ -67,28 +68,29 @@ class Lab:
     """A live lab instance, seen from its client node."""
 
     def __init__(self, instance: str) -> None:
-        from .lab import Instance, load_plan
-        from .state import State, run_root
+        from .state import run_root
         self.name = instance
-        self.privileged = os.geteuid() == 0
-        self._instance = Instance.open(instance) if self.privileged else None
-        directory = run_root() / instance
-        if not (directory / "lab").is_dir():
-            raise LabProblem(f"no lab instance {instance!r} here (is it up? dnslab status)")
-        faults: Sequence[str] = ()
+        self._dir = run_root() / instance
         try:
-            faults = State.open(instance).data.get("faults", ())
-        except (LabError, OSError):
-            pass  # the trainee may not read the state; faults change zone contents, not nodes
-        self._plan = self._instance.plan if self._instance else load_plan(directory / "lab", faults)
-        self._dir = directory
+            view = json.loads((self._dir / "nodes.json").read_text())
+        except FileNotFoundError:
+            raise LabProblem(f"no lab instance {instance!r} here (is it up? dnslab status)") from None
+        except PermissionError:
+            raise LabProblem(f"lab instance {instance!r} is not yours") from None
+        self.privileged = os.geteuid() == 0
+        if self.privileged:
+            from .lab import Instance
+            self._instance = Instance.open(instance)
+        else:
+            self._instance = None
+        self._zones: dict[str, dict] = view["zones"]
         self.nodes: dict[str, NodeInfo] = {
-            n.name: NodeInfo(n.name, n.kind, n.role, tuple(n.addresses), n.hostname and n.hostname.rstrip("."),
-                             tuple(n.zones))
-            for n in self._plan.nodes.values()}
-        clients = [n for n in self.nodes.values() if n.role == "client"]
-        self.client = clients[0].name if clients else next(iter(self.nodes))
-        self.resolver = self._plan.nodes[self.client].resolver if clients else None
+            name: NodeInfo(name, n["kind"], n["role"], tuple(n["addresses"]), n["hostname"] and n["hostname"].rstrip("."),
+                           tuple(n["zones"]))
+            for name, n in view["nodes"].items()}
+        clients = [name for name, n in view["nodes"].items() if n["role"] == "client"]
+        self.client = clients[0] if clients else next(iter(self.nodes))
+        self.resolver = view["nodes"][self.client]["resolver"]
 
     def __repr__(self) -> str:
         return f"<dnslab lab {self.name!r}: {len(self.nodes)} nodes, you are on {self.client!r}>"
@@ -155,12 +157,10 @@ class Lab:
     def zone_file(self, node: str, zone: str) -> Path:
         """Where ``node`` keeps its copy of ``zone``."""
         info = self._node(node)
-        name = zone.rstrip(".").lower() + "."
-        if name == "..":
-            name = "."
-        if name not in self._plan.zones or name not in (z.rstrip(".") + "." if z != "." else "." for z in info.zones):
+        name = zone.rstrip(".").lower() + "." if zone.strip(".") else "."
+        if name not in info.zones:
             raise _shown(LabProblem(f"node {node} does not serve zone {zone} (it serves: {' '.join(info.zones) or 'none'})"))
-        return self._dir / "nodes" / node / "zones" / self._plan.zones[name].filename
+        return self._dir / "nodes" / node / "zones" / self._zones[name]["file"]
 
     def read_zone(self, node: str, zone: str) -> str:
         """The zone file text as ``node`` serves it."""
