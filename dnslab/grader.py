@@ -176,10 +176,12 @@ def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, j
         course.collect(source, sub, None if from_dir else _trainee_of(sub))
     t0 = time.monotonic()
     jobs = jobs or 2 * (os.cpu_count() or 1) + 2
-    # Notebooks run in parallel (threads: each mostly waits on its kernel); one recorder process
-    # (its own interpreter, so not sharing our GIL) writes the gradebook as each one is done.
+    # Notebooks run in parallel (threads: each mostly waits on its kernel). A process of its own
+    # (not sharing our GIL), warmed up meanwhile, records each one as soon as it is done: it is
+    # nbgrader's only gradebook writer, and writes the feedback too.
     spawn = multiprocessing.get_context("spawn")
     with ThreadPoolExecutor(max_workers=jobs) as pool, ProcessPoolExecutor(1, mp_context=spawn) as recorder:
+        recorder.submit(_warm)
         futures = {pool.submit(_execute, course, source, sub, by_name[sub.instance], timeout): sub for sub in subs}
         recorded = []
         for done, fut in enumerate(as_completed(futures), 1):
@@ -188,10 +190,9 @@ def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, j
             recorded.append(recorder.submit(_record_one, str(course.root), sub.assignment, sub.instance))
             progress(f"executed {done}/{len(subs)} in {time.monotonic() - t0:.1f}s")
         for rec in recorded:
-            error = rec.result()
-            if error:
-                raise LabError(error)
-        progress(f"recorded {len(subs)} in nbgrader's gradebook, {time.monotonic() - t0:.1f}s after the start")
+            if rec.result():
+                raise LabError(rec.result())
+        progress(f"recorded {len(subs)} with nbgrader (grades, feedback), {time.monotonic() - t0:.1f}s after the start")
     grades = _grades(course, source, subs)
     _export(course, grades)
     if from_dir is None:
@@ -371,12 +372,10 @@ def _accepted(plan, answer: _exercise.Answer) -> set[str]:
     raise InputError(f"unknown answer kind {answer.accept!r}")
 
 
-_API = None  # the recorder process's nbgrader API, made on its first submission
+_API = None  # a recorder process's nbgrader API, made on its first submission
 
 
-def _record_one(root: str, assignment: str, student: str) -> str | None:
-    """In the recorder process: let nbgrader record one judged notebook (execution replayed) and
-    write its feedback. Returns an error message, or None."""
+def _api(root: str):
     global _API
     if _API is None:
         from sqlalchemy.exc import SAWarning
@@ -384,13 +383,21 @@ def _record_one(root: str, assignment: str, student: str) -> str | None:
         course = Course(Path(root))
         _API = course.api(Autograde={"autograde_preprocessors": _replaying_preprocessors()},
                           ReplayExecution={"executed_root": str(course.root / "executed")})
-    result = _API.autograde(assignment, student, force=True, create=True)
+    return _API
+
+
+def _warm() -> None:
+    """Run first in the recorder process: its imports overlap the notebooks' execution."""
+
+
+def _record_one(root: str, assignment: str, student: str) -> str | None:
+    """In the recorder process: nbgrader records one judged notebook (its execution replayed)
+    and writes its feedback (hidden tests cleared). Returns an error message, or None."""
+    result = _api(root).autograde(assignment, student, force=True, create=True)
     if not result["success"]:
         return f"nbgrader could not record {student}:\n{result['log']}{result.get('error', '')}"
-    feedback = _API.generate_feedback(assignment, student, force=True)
-    if not feedback["success"]:
-        return f"nbgrader could not write feedback for {student}:\n{feedback['log']}"
-    return None
+    result = _api(root).generate_feedback(assignment, student, force=True)
+    return None if result["success"] else f"nbgrader could not write feedback for {student}:\n{result['log']}"
 
 
 def _grades(course: Course, source: _exercise.Source, subs: Sequence[Submission]) -> list[Grade]:
