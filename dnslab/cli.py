@@ -210,7 +210,7 @@ def cmd_logs(args):
 
 
 def cmd_check(args):
-    from . import checks, lab
+    from . import checks
     targets = _check_targets(args.target, args.instance)
     results = {}
     for inst in targets:

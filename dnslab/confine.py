@@ -27,6 +27,7 @@ import json
 import os
 import pwd
 import grp
+import shlex
 import shutil
 import signal
 import stat
@@ -39,11 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from .procs import start_time, terminate
+
 if TYPE_CHECKING:
     from .state import State
 
 HOMES = Path("/var/lib/dnslab/home")
 REPO = Path(__file__).resolve().parent.parent
+CODE = Path("/var/lib/dnslab/code")           # where trainee processes see REPO (a bind mount of theirs)
 PROTECTED = ("exercises", "grader", ".git")  # hidden tests, solutions, course config, history
 MARKER = "dnslab trainee "                    # GECOS of the users we make: MARKER + instance
 NOLOGIN = "/usr/sbin/nologin"
@@ -358,11 +362,21 @@ def write_as(t: Trainee, path: Path, data: bytes, exclusive: bool = False) -> bo
 
 # ---------------------------------------------------------------- entering a node as the trainee
 
+def trainee_python() -> str:
+    """This Python as a trainee's process sees it. The checkout (and its .venv) may sit where
+    other users cannot reach (/root/dnslab, a private /tmp): trainee processes see it through
+    a bind mount at ``CODE`` in their own mount namespace (see :func:`enter_argv`)."""
+    try:
+        return str(CODE / Path(sys.executable).relative_to(REPO))
+    except ValueError:  # a Python outside the checkout: seen where it is
+        return sys.executable
+
+
 def clean_env(state: State, t: Trainee, env: dict[str, str] | None = None) -> dict[str, str]:
-    bindir = str(Path(sys.executable).parent)
+    bindir = str(Path(trainee_python()).parent)
     base = {"HOME": str(t.home), "USER": t.user, "LOGNAME": t.user, "SHELL": "/bin/bash",
             "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
-            "LANG": "C.UTF-8", "DNSLAB_INSTANCE": state.name}
+            "LANG": "C.UTF-8", "DNSLAB_INSTANCE": state.name, "PYTHONPATH": str(CODE)}
     base.update(env or {})
     return base
 
@@ -381,7 +395,9 @@ def enter_argv(state: State, node: str, t: Trainee, argv: Sequence[str],
         tools[tool] = path
     # `ip netns exec` gives the command a mount namespace of its own: mount a private /tmp,
     # /var/tmp and /dev/shm there (no channel between trainees, no look at root's temp files)
-    private_tmp = ("for d in /tmp /var/tmp /dev/shm; do "
+    CODE.mkdir(parents=True, exist_ok=True, mode=0o755)
+    private_tmp = (f"{tools['mount']} --bind {shlex.quote(str(REPO))} {CODE} || exit 1; "
+                   "for d in /tmp /var/tmp /dev/shm; do "
                    f"{tools['mount']} -t tmpfs -o mode=1777,nosuid,nodev,size=256m dnslab-tmp \"$d\" || exit 1; done; "
                    'exec "$@"')
     return [tools["ip"], "netns", "exec", ns, tools["sh"], "-c", private_tmp, "sh",
@@ -403,7 +419,7 @@ def kernel_argv(state: State, t: Trainee | None = None) -> list[str]:
     if t is None:
         raise _lab_error(f"instance {state.name} has no trainee user yet (dnslab.confine.setup)")
     inner = enter_argv(state, client_node(state), t,
-                       [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"])
+                       [trainee_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"])
     return [sys.executable, "-m", "dnslab.confine", KERNEL_LAUNCH, str(ipc_dir(state)), str(t.uid), str(t.gid),
             str(t.home), "{connection_file}", "--", *inner]
 
@@ -471,15 +487,6 @@ def _state(pid: int) -> str | None:
 
 # ---------------------------------------------------------------- processes recorded in the state
 
-def start_time(pid: int) -> int | None:
-    """A process's start time (clock ticks), None once it exited (zombies too)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
 def spawn(state: State, key: str, argv: Sequence[str], log: Path, **popen) -> subprocess.Popen:
     """Start a helper process (broker, Jupyter server, forwarder) recorded in the state:
     intent first, then its PID and start time."""
@@ -536,23 +543,7 @@ def stop_recorded(states: Sequence[State], grace: float = 2.0) -> None:
                 pids.add(rec["pid"])
         recorded = {rec["pid"] for rec in s.data.get("procs", {}).values()}
         pids |= _self_recorded(s) - recorded
-    pids.discard(os.getpid())
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        for pid in pids:
-            try:
-                os.killpg(pid, sig)  # each helper leads its own session (start_new_session)
-            except (ProcessLookupError, PermissionError):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + wait
-        while pids and time.monotonic() < deadline:
-            pids = {p for p in pids if start_time(p) is not None}
-            if pids:
-                time.sleep(0.01)
-        if not pids:
-            return
+    terminate(pids, grace, group=True)
 
 
 def remove_users(states: Sequence[State], purge_home: bool = False) -> list[str]:

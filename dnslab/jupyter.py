@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import socket
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -226,7 +225,7 @@ def _write_files(state: State, t) -> dict[str, str]:
     for d in (data, data / "kernels", spec):
         os.chmod(d, 0o755)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [confine.trainee_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"DNS lab {state.name}", "language": "python", "interrupt_mode": "signal",
         "metadata": {"dnslab": {"instance": state.name}}}, indent=1))
     for p in (log_path(state), forward_log(state)):
@@ -251,7 +250,7 @@ def _start_one(inst: Instance) -> None:
     except FileNotFoundError:
         pass
     argv = confine.enter_argv(state, inst.default_vantage(), t,
-                              [sys.executable, "-m", "jupyterlab", "--no-browser"], env)
+                              [confine.trainee_python(), "-m", "jupyterlab", "--no-browser"], env)
     confine.spawn(state, "jupyter", argv, log_path(state), cwd=t.home)
     j = state.data["jupyter"]
     listen = (f"TCP6-LISTEN:{j['port']},bind=[{j['bind']}]" if ":" in j["bind"]

@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import EnvError
+from ..procs import start_time, terminate
 from ..state import State
 from .base import BackendError
 from .nsutil import netns_inode, pids_in, socket_in
@@ -142,14 +140,14 @@ class NetnsBackend:
             proc = subprocess.Popen(["nsenter", f"--net={NETNS_DIR / ns}", "--", *spec.argv],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     cwd=d, start_new_session=True)
-        record.update(pid=proc.pid, start=_start_time(proc.pid))
+        record.update(pid=proc.pid, start=start_time(proc.pid))
         state.save()
 
     def running(self, state: State, node: str) -> bool:
         rec = state.data["nodes"].get(node, {})
         if "pid" not in rec:
             return (NETNS_DIR / node_ns(state.name, node)).exists()
-        return _start_time(rec["pid"]) == rec.get("start")
+        return start_time(rec["pid"]) == rec.get("start")
 
     def socket(self, state: State, node: str, family: int, type: int) -> socket.socket:
         path = NETNS_DIR / node_ns(state.name, node)
@@ -201,44 +199,14 @@ class NetnsBackend:
                 shutil.rmtree(n, ignore_errors=True)
 
 
-def _start_time(pid: int) -> int | None:
-    """The process start time in clock ticks: tells a PID from a reused one.
-    None once it has exited, zombies included (nobody may ever reap a daemon's zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
 def _stop_processes(states: Sequence[State], namespaces: Sequence[str], grace: float = 2.0) -> None:
     """SIGTERM every process of ours (recorded PIDs and anything inside our namespaces), then SIGKILL."""
     inodes = {i for i in (netns_inode(str(NETNS_DIR / n)) for n in namespaces) if i}
     pids = set(pids_in(inodes)) if inodes else set()
     for s in states:
         for rec in s.data["nodes"].values():
-            if "pid" in rec and _start_time(rec["pid"]) == rec.get("start"):
+            if "pid" in rec and start_time(rec["pid"]) == rec.get("start"):
                 pids.add(rec["pid"])
-    pids.discard(os.getpid())
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while pids and time.monotonic() < deadline:
-            pids = {p for p in pids if _alive(p)}
-            if pids:
-                time.sleep(0.01)
-        if not pids:
-            return
+    terminate(pids, grace)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
