@@ -24,7 +24,7 @@ try:
 except ImportError:
     import livelab
 
-from dnslab import exercise, grader, lab
+from dnslab import confine, exercise, grader, lab
 
 pytestmark = pytest.mark.lab
 if os.geteuid() != 0:
@@ -198,7 +198,8 @@ def test_bad_notebooks_are_graded_without_hanging(make_class):
               f"/var/lib/dnslab/home/{who['hang']}/dns-basics/dns-basics.ipynb",   # another trainee's notebook
               str(cls.course / "gradebook.db"), str(cls.course / "source"),        # the gradebook, hidden tests
               "/var/lib/dnslab/course", "/var/lib/dnslab/home",
-              str(livelab.REPO / "exercises" / "dns-basics" / "exercise.yaml"), str(livelab.REPO / ".git" / "config")]
+              str(livelab.REPO / "exercises" / "dns-basics" / "exercise.yaml"), str(livelab.REPO / ".git" / "config"),
+              str(confine.CODE / "exercises" / "dns-basics" / "exercise.yaml")]      # the checkout as they see it
 
     def prober(nb):
         cell(nb, "explain").source = "OTHERS = " + repr(others) + PROBE_FILES + '\nAUTHORITATIVE = "ns1.lab.test"'
@@ -231,6 +232,7 @@ def test_bad_notebooks_are_graded_without_hanging(make_class):
     for path, seen in probe.items():
         assert seen in ("PermissionError", "FileNotFoundError"), (path, seen)
     assert probe[others[1]] == "PermissionError"  # the other trainee's home exists: closed, not absent
+    assert probe[others[-1]] == "PermissionError"  # the hidden tests are there, closed
 
     # feedback never shows hidden test code, whatever the notebook did
     for n in cls.names:

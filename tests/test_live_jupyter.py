@@ -216,9 +216,12 @@ def probe_code(k: Class, me: str, other: str, ports: list[int]) -> str:
         "other_state": str(run_root() / other / "state.json"),
         "other_zone": str(run_root() / other / "nodes" / "sld-knot" / "zones" / "example.test.zone"),
         "course": str(COURSE),
-        "exercises": str(EXERCISES),
-        "grader": str(livelab.REPO / "grader"),
-        "git": str(livelab.REPO / ".git"),
+        # the checkout as trainee processes see it (a bind mount of theirs: the real path may be
+        # unreachable for them, or hidden under their private /tmp)
+        "exercises": str(confine.CODE / "exercises"),
+        "grader": str(confine.CODE / "grader"),
+        "git": str(confine.CODE / ".git"),
+        "exercises_real": str(EXERCISES),
         "root_home": "/root",
         "shadow": "/etc/shadow",
     }
@@ -247,6 +250,7 @@ def expect_confined(k: Class, me: str, other: str, r: dict, ports: list[int]) ->
     for what in ("other_home", "other_rundir", "other_state", "other_zone", "exercises", "grader", "git",
                  "root_home", "shadow"):
         assert reads[what] in ("EACCES",), (what, reads)
+    assert reads["exercises_real"] in ("EACCES", "ENOENT"), reads  # ENOENT: a checkout under /tmp
     if COURSE.exists():
         assert reads["course"] == "EACCES", reads
     else:
