@@ -62,6 +62,25 @@ def backend(request):
     return request.param
 
 
+def pytest_configure(config):
+    """Each test process (xdist worker) grades into an nbgrader course of its own (``up
+    --jupyter`` releases the exercise into one), never the machine's /var/lib/dnslab/course.
+    Set before test modules are imported, so they see it too; removed at the end."""
+    if os.geteuid() != 0:
+        return
+    import tempfile
+    base = Path("/var/lib/dnslab")  # not /tmp: trainee processes have a private /tmp
+    base.mkdir(parents=True, exist_ok=True)
+    os.environ["DNSLAB_COURSE"] = tempfile.mkdtemp(prefix=f"test-course-{os.getpid()}-", dir=base)
+
+
+def pytest_unconfigure(config):
+    import shutil
+    course = os.environ.get("DNSLAB_COURSE", "")
+    if Path(course).name.startswith(f"test-course-{os.getpid()}-"):
+        shutil.rmtree(course, ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _nothing_left_by_this_process():
     """After the session (per xdist worker): no namespace, run dir or container of an instance
