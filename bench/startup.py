@@ -38,7 +38,6 @@ floor copies by their own ``down``, its compose projects by ``docker-compose dow
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime
 import fcntl
 import json
@@ -60,6 +59,8 @@ from typing import Callable
 import dns.message
 import dns.rcode
 import dns.rdatatype
+
+from dnslab.backends import nsutil
 
 ROOT = Path(__file__).resolve().parent.parent
 DNSLAB = [str(ROOT / ".venv" / "bin" / "dnslab")]
@@ -84,31 +85,9 @@ QUIET = 0.30          # ... then wait (at most QUIET_MAX s) until the CPUs are b
 QUIET_MAX = 10.0      # so the engine's clean-up after 80 containers does not land in the next figure
 
 # ---------------------------------------------------------------- namespaces and probes
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
 def socket_in(path: str | Path) -> socket.socket:
-    """A UDP socket made inside the network namespace at ``path``; the thread goes back home."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(path, os.O_RDONLY)
-        try:
-            _setns(target)
-            try:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            finally:
-                _setns(own)
-        finally:
-            os.close(target)
-    finally:
-        os.close(own)
+    """A non-blocking UDP socket made inside the network namespace at ``path`` (as dnslab's probes)."""
+    s = nsutil.socket_in(str(path), socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
     return s
 
