@@ -61,3 +61,12 @@ def test_an_unknown_language_says_how_to_add_one():
 def test_check_messages_exist_in_every_language():
     for lang in ("es", "pt"):
         assert set(messages.MESSAGES[lang]) == set(messages.MESSAGES["en"])
+
+
+def test_check_message_values_are_translated_too():
+    params = {"server": "tld", "actual": "open", "expected": "closed"}
+    assert messages.render("recursion.wrong", params, "es") == \
+        "la recursión en tld está abierta pero debería estar cerrada"
+    assert messages.render("recursion.wrong", params, "pt") == \
+        "a recursão em tld está aberta mas deveria estar fechada"
+    assert "is open but should be closed" in messages.render("recursion.wrong", params, "en")

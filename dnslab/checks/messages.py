@@ -75,9 +75,17 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+# Words that checks pass as parameter values, in the languages whose prose needs them translated.
+WORDS: dict[str, dict[str, str]] = {
+    "es": {"open": "abierta", "closed": "cerrada"},
+    "pt": {"open": "aberta", "closed": "fechada"},
+}
+
+
 def render(key: str, params: dict, lang: str = "en") -> str:
     template = MESSAGES.get(lang, {}).get(key) or MESSAGES["en"].get(key, key)
+    words = WORDS.get(lang, {})
     try:
-        return template.format(**params)
+        return template.format(**{k: words.get(v, v) if isinstance(v, str) else v for k, v in params.items()})
     except (KeyError, IndexError):
         return f"{template} {params}"
