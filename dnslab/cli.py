@@ -94,7 +94,7 @@ def cmd_up(args):
         jupyter.check_options(args.jupyter_port, args.jupyter_bind)
         ex = exercise.find(d.name) if (exercise.exercises_root() / d.name).is_dir() and not args.no_exercise else None
         if ex:  # the exercise's faults are what the trainees must repair
-            ex.check_languages({n: (m.get("lang") or "en") for n, m in meta.items()}, args.trainees)
+            ex.check_languages({n: exercise.lang_of(m) for n, m in meta.items()}, args.trainees)
             faults += [f for f in ex.exercise.faults if f not in faults]
 
         def before_ready(insts):

@@ -331,10 +331,16 @@ def setup(state: State) -> Trainee:
     return t
 
 
+def _become(t: Trainee, setpriv: str = "setpriv") -> list[str]:
+    """The ``setpriv`` prefix that runs a command as the trainee: their uid and gid only, no
+    capabilities (none inheritable, none in the bounding set), no-new-privs."""
+    return [setpriv, f"--reuid={t.uid}", f"--regid={t.gid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
 def read_as(t: Trainee, path: Path, limit: int = 20 << 20) -> bytes:
     """Read a file of the trainee's with their own rights (a symlink to a root-only file fails)."""
-    res = subprocess.run(["setpriv", f"--reuid={t.uid}", f"--regid={t.gid}", "--clear-groups", "--inh-caps=-all",
-                          "--no-new-privs", "--", "head", "-c", str(limit + 1), "--", str(path)],
+    res = subprocess.run([*_become(t), "head", "-c", str(limit + 1), "--", str(path)],
                          capture_output=True, cwd="/", stdin=subprocess.DEVNULL)
     if res.returncode != 0:
         raise _lab_error(f"cannot read {path} as {t.user}: {res.stderr.decode(errors='replace').strip()}")
@@ -350,8 +356,7 @@ def write_as(t: Trainee, path: Path, data: bytes, exclusive: bool = False) -> bo
     script = ('set -e; mkdir -p -- "$(dirname -- "$1")"; '
               + ('[ -e "$1" ] && exit 3; ' if exclusive else "")
               + 'cat > "$1.dnslab-new"; mv -f -- "$1.dnslab-new" "$1"')
-    res = subprocess.run(["setpriv", f"--reuid={t.uid}", f"--regid={t.gid}", "--clear-groups", "--inh-caps=-all",
-                          "--no-new-privs", "--", "sh", "-c", script, "sh", str(path)],
+    res = subprocess.run([*_become(t), "sh", "-c", script, "sh", str(path)],
                          input=data, capture_output=True, cwd="/")
     if res.returncode == 3 and exclusive:
         return False
@@ -403,8 +408,7 @@ def enter_argv(state: State, node: str, t: Trainee, argv: Sequence[str],
     return [tools["ip"], "netns", "exec", ns, tools["sh"], "-c", private_tmp, "sh",
             tools["env"], "-i", *(f"{k}={v}" for k, v in clean_env(state, t, env).items()),
             tools["prlimit"], f"--nproc={NPROC}:{NPROC}", "--",
-            tools["setpriv"], f"--reuid={t.uid}", f"--regid={t.gid}", "--clear-groups",
-            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *argv]
+            *_become(t, tools["setpriv"]), *argv]
 
 
 def kernel_argv(state: State, t: Trainee | None = None) -> list[str]:

@@ -131,6 +131,11 @@ class Source:
         return nb
 
 
+def lang_of(meta: dict) -> str:
+    """A trainee's language from their roster row (column ``lang``; English by default)."""
+    return meta.get("lang") or "en"
+
+
 def load(directory: Path) -> Source:
     """Read ``exercise.yaml`` and every ``i18n/*.yaml``; every problem names its file and place."""
     path = directory / "exercise.yaml"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import yamlsrc
 from .errors import InputError, InputProblems, Problem
-from .topology import DnsName, Topology, zone_name
+from .topology import DnsName, Topology, schema_problems, zone_name
 
 
 class _ZoneEdit(BaseModel):
@@ -45,7 +45,6 @@ def load(lab_dir: Path, name: str) -> Fault:
     try:
         return Fault.model_validate(src.data)
     except ValidationError as exc:
-        from .topology import schema_problems
         raise InputProblems(schema_problems(exc, src)) from None
 
 

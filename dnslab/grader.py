@@ -11,12 +11,13 @@ The flow (``dnslab grade <lab>``):
    kernel inside *that trainee's* lab, as that trainee, with a per-cell timeout; then judge
    each test cell from here, outside the kernel: its lab checks run on the live lab, its
    answer is compared with what the lab says. The test cell's outputs become that verdict;
-4. **record**: ``nbgrader autograde`` with its execution step replaced by a replay of step 3
-   (one process, serial, but fast), then ``generate_feedback`` with hidden tests cleared;
+4. **record**: as each notebook is done, one recorder process runs ``nbgrader autograde`` with
+   its execution step replaced by a replay of step 3, then ``generate_feedback`` with hidden
+   tests cleared;
 5. **export**: ``grades.csv`` in the course and a table (or ``--json``).
 
 nbgrader's own autograde executes serially and its sqlite gradebook takes one writer: here
-every execution runs in parallel and only step 4 writes the gradebook.
+every execution runs in parallel and only the recorder writes the gradebook.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import time
 import uuid
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -46,6 +47,7 @@ from traitlets import Unicode
 from . import exercise as _exercise
 from . import grading
 from .errors import InputError, LabError
+from .topology import zone_name
 
 CONFIG = Path(__file__).resolve().parent.parent / "grader" / "nbgrader_config.py"
 CELL_TIMEOUT = 30.0
@@ -66,7 +68,6 @@ class Submission:
     notebook: Path                      # where it was collected from
     assignment: str = ""
     kernel_error: str = ""              # why execution stopped early, if it did
-    verdicts: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,12 +119,15 @@ class Course:
     def collect(self, source: _exercise.Source, sub: Submission, trainee=None) -> Path:
         """Copy a submission into the course (read with the trainee's rights when it is in their home)."""
         from . import confine
-        dest = self.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb"
+        dest = self.submitted(sub, source)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(confine.read_as(trainee, sub.notebook) if trainee else sub.notebook.read_bytes())
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
         (dest.parent / "timestamp.txt").write_text(stamp)
         return dest
+
+    def submitted(self, sub: Submission, source: _exercise.Source) -> Path:
+        return self.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb"
 
     def executed(self, sub: Submission, source: _exercise.Source) -> Path:
         return self.root / "executed" / sub.instance / sub.assignment / f"{source.name}.ipynb"
@@ -145,7 +149,7 @@ class Course:
 def release(source: _exercise.Source, instances: Sequence) -> None:
     """Put each trainee's language version of the exercise in their home (never over their work)."""
     from . import confine
-    langs = {inst.name: (inst.state.data.get("meta") or {}).get("lang") or "en" for inst in instances}
+    langs = {inst.name: _exercise.lang_of(inst.state.data.get("meta") or {}) for inst in instances}
     course = Course()
     course.prepare(source, sorted(set(langs.values())))
     for inst in instances:
@@ -222,7 +226,7 @@ def _trainee_of(sub: Submission):
 
 def _submission(inst, source: _exercise.Source, from_dir: Path | None) -> Submission:
     meta = inst.state.data.get("meta") or {}
-    lang = meta.get("lang") or "en"
+    lang = _exercise.lang_of(meta)
     if from_dir is not None:
         path = from_dir / f"{inst.name}.ipynb"
     else:
@@ -233,7 +237,7 @@ def _submission(inst, source: _exercise.Source, from_dir: Path | None) -> Submis
 
 def _execute(course: Course, source: _exercise.Source, sub: Submission, inst, timeout: float) -> None:
     """Run one submission inside its trainee's lab and write it, judged, to the executed dir."""
-    submitted = course.root / "submitted" / sub.instance / sub.assignment / f"{source.name}.ipynb"
+    submitted = course.submitted(sub, source)
     try:
         nb = nbformat.read(submitted, as_version=4)
         nbformat.validate(nb)
@@ -243,10 +247,10 @@ def _execute(course: Course, source: _exercise.Source, sub: Submission, inst, ti
         shutil.copyfile(course.released(source, sub.lang), submitted)
         nb = nbformat.read(submitted, as_version=4)
     nb = _restored(nb, course.source_notebook(source, sub.lang))
+    tests = source.tests()
     for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in source.tests():
-            cell.source = source.grading_code(gid)
+        if _grade_id(cell) in tests:
+            cell.source = source.grading_code(_grade_id(cell))
     out = course.executed(sub, source)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -254,24 +258,23 @@ def _execute(course: Course, source: _exercise.Source, sub: Submission, inst, ti
     except Exception as exc:  # a dead or hung kernel ends this run, not the class's
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         sub.kernel_error = "; ".join(filter(None, [sub.kernel_error, f"{type(exc).__name__}: {first}".rstrip(": ")]))
-    tests = source.tests()
     for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in tests:
-            ok, outputs = _judge(tests[gid], cell, inst, sub.lang)
-            sub.verdicts[gid] = ok
-            cell.outputs = outputs
+        if _grade_id(cell) in tests:
+            cell.outputs = _judge(tests[_grade_id(cell)], cell, inst, sub.lang)
     nbformat.write(nb, out)
+
+
+def _grade_id(cell) -> str | None:
+    """The nbgrader id of a cell, None for a cell nbgrader does not know."""
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
 def _restored(nb: nbformat.NotebookNode, src: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The submission with every locked cell (setup, tests) as the source has it, outputs cleared."""
-    locked = {c.metadata["nbgrader"]["grade_id"]: c for c in src.cells
-              if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
+    locked = {_grade_id(c): c for c in src.cells if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
     for i, cell in enumerate(nb.cells):
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in locked:
-            nb.cells[i] = nbformat.from_dict(dict(locked[gid]))
+        if _grade_id(cell) in locked:
+            nb.cells[i] = nbformat.from_dict(dict(locked[_grade_id(cell)]))
         if nb.cells[i].cell_type == "code":
             nb.cells[i].outputs = []
             nb.cells[i].execution_count = None
@@ -336,8 +339,9 @@ class KernelDied(Exception):
     """The trainee's kernel stopped before the notebook ended."""
 
 
-def _judge(test: _exercise.TestCell, cell, inst, lang: str) -> tuple[bool, list]:
-    """A test cell's verdict, decided here on the live lab; its outputs say it to the trainee."""
+def _judge(test: _exercise.TestCell, cell, inst, lang: str) -> list:
+    """A test cell's verdict, decided here on the live lab, as the cell's outputs: an error
+    (nbgrader gives no points) saying what is not yet right, or what passed."""
     from . import checks
     lines, failures = [], []
     for check_id in test.checks:
@@ -354,9 +358,9 @@ def _judge(test: _exercise.TestCell, cell, inst, lang: str) -> tuple[bool, list]
         else:
             failures.append(f"{test.answer.name} = {given}" if given is not None else f"{test.answer.name} is not set")
     if failures:
-        return False, [nbformat.v4.new_output("error", ename="NotYet", evalue="; ".join(failures),
-                                              traceback=[f"NotYet: {m}" for m in failures])]
-    return True, [nbformat.v4.new_output("stream", name="stdout", text="".join(f"PASS  {m}\n" for m in lines))]
+        return [nbformat.v4.new_output("error", ename="NotYet", evalue="; ".join(failures),
+                                       traceback=[f"NotYet: {m}" for m in failures])]
+    return [nbformat.v4.new_output("stream", name="stdout", text="".join(f"PASS  {m}\n" for m in lines))]
 
 
 def _normal(value: str) -> str:
@@ -366,8 +370,7 @@ def _normal(value: str) -> str:
 def _accepted(plan, answer: _exercise.Answer) -> set[str]:
     """What the live lab's plan accepts for an answer."""
     if answer.accept == "server-of":
-        zone = answer.zone.rstrip(".").lower() + "." if answer.zone not in (".", "") else "."
-        nodes = plan.servers_of(zone)
+        nodes = plan.servers_of(zone_name(answer.zone))
         return {_normal(n.hostname) for n in nodes if n.hostname} | {a.lower() for n in nodes for a in n.addresses}
     raise InputError(f"unknown answer kind {answer.accept!r}")
 
@@ -433,12 +436,11 @@ class ReplayExecution(NbGraderPreprocessor):
         meta = resources["nbgrader"]
         path = Path(self.executed_root) / meta["student"] / meta["assignment"] / f"{meta['notebook']}.ipynb"
         done = nbformat.read(path, as_version=4)
-        by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in done.cells
-                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+        by_id = {_grade_id(c): c for c in done.cells if _grade_id(c)}
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
-            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            gid = _grade_id(cell)
             twin = by_id.get(gid) if gid else (done.cells[i] if i < len(done.cells) else None)
             if twin is not None and twin.cell_type == "code" and (gid or twin.source == cell.source):
                 cell.outputs = twin.outputs

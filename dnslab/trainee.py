@@ -157,7 +157,7 @@ class Lab:
     def zone_file(self, node: str, zone: str) -> Path:
         """Where ``node`` keeps its copy of ``zone``."""
         info = self._node(node)
-        name = zone.rstrip(".").lower() + "." if zone.strip(".") else "."
+        name = _zone_name(zone)
         if name not in info.zones:
             raise _shown(LabProblem(f"node {node} does not serve zone {zone} (it serves: {' '.join(info.zones) or 'none'})"))
         return self._dir / "nodes" / node / "zones" / self._zones[name]["file"]
@@ -175,7 +175,7 @@ class Lab:
         The daemon keeps serving the old zone until :meth:`reload`; remember the SOA serial.
         """
         path = self.zone_file(node, zone)
-        origin = zone.rstrip(".") + "." if zone not in (".", "") else "."
+        origin = _zone_name(zone)
         with tempfile.NamedTemporaryFile("w", suffix=".zone") as tmp:
             tmp.write(text)
             tmp.flush()
@@ -231,6 +231,13 @@ class Lab:
         if not reply.get("ok"):
             raise _shown(LabProblem(reply.get("error", f"{op} failed")))
         return reply
+
+
+def _zone_name(zone: str) -> str:
+    """``test`` -> ``test.``: the rule of :func:`dnslab.topology.zone_name`, without importing
+    pydantic (and its half second) into every trainee's kernel."""
+    name = zone.strip().lower().rstrip(".")
+    return name + "." if name else "."
 
 
 def _shown(exc: LabProblem) -> LabProblem:
