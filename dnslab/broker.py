@@ -1,18 +1,22 @@
-"""The root-side helper of one instance: the few privileged things a trainee's code may ask.
+"""The root-side helper of one instance: what a trainee's code may ask that truly needs root.
 
-``python -m dnslab.broker <instance>`` listens on ``/run/dnslab/<instance>/control.sock``
-(mode 0660, group of the instance's trainee) and serves one JSON request per line, one
-JSON reply per line:
+A trainee drives her own lab herself (her daemons, files and namespaces are hers); what she
+cannot do is judge it the way the grader does: checks ask from any node of the lab, through
+sockets opened inside each node's namespace, which takes root. So the broker offers a closed
+list of read-only operations, nothing else:
 
-- ``{"op": "reload", "node": "sld-knot"}``: SIGHUP the node's daemon, then wait (at most
-  ``RELOAD_WAIT`` s) until it answers its probe again: ``{"ok": true, "log": [new log lines]}``
-  or ``{"ok": false, "error": "... its log ends with ..."}``;
 - ``{"op": "check", "name": "www-via-unbound"}`` (``name`` optional: every check;
-  ``lang`` optional): ``{"ok": true, "results": [CheckResult.to_dict(), ...]}``;
+  ``lang`` optional): ``{"ok": true, "results": [CheckResult.to_dict(), ...]}``, the very
+  verdicts the grader will see;
 - ``{"op": "status"}``: the instance's nodes, processes and whether they answer.
 
-Only root and the instance's trainee (SO_PEERCRED) are served. The broker exits by itself
-when its run dir or socket disappears; ``down`` and ``gc`` stop it by its recorded PID.
+``python -I -m dnslab.broker <instance>`` (isolated: no path of anyone else's on its
+``sys.path``, working directory ``/``) listens on ``/run/dnslab/<instance>/control.sock``
+(mode 0660, group of the instance's trainee, in root's run dir) and serves one JSON request
+per line, one JSON reply per line, at most ``MAX_CLIENTS`` at once, each line at most
+``MAX_LINE`` bytes. Only root and the instance's trainee (SO_PEERCRED) are served. It runs in
+the trainee's cgroup, so flooding it costs only her own budget. It exits by itself when its
+socket disappears; ``down`` and ``gc`` stop it by its recorded PID.
 Clients: :func:`call` (the trainee API, the grader); :func:`ensure` starts it.
 """
 from __future__ import annotations
@@ -33,7 +37,6 @@ from .errors import LabError
 from .state import State, run_root
 
 SOCKET_NAME = "control.sock"
-RELOAD_WAIT = 5.0
 MAX_LINE = 64 * 1024
 MAX_CLIENTS = 16
 IDLE_TIMEOUT = 120.0
@@ -107,8 +110,10 @@ def ensure(state: State, timeout: float = 10.0) -> int:
     if confine.proc_alive(state, "broker") and socket_path(state.name).exists():
         return state.data["procs"]["broker"]["pid"]
     sock = socket_path(state.name)
-    proc = confine.spawn(state, "broker", [sys.executable, "-m", "dnslab.broker", state.name, "--socket", str(sock)],
-                         log_path(state), cwd="/")
+    proc = confine.spawn(state, "broker", [*confine.join(state, "broker"), sys.executable, "-I", "-m", "dnslab.broker",
+                                           state.name, "--socket", str(sock)], log_path(state), cwd="/",
+                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+                              **{k: v for k, v in os.environ.items() if k in ("DNSLAB_RUN", "DNSLAB_LABS")}})
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -142,12 +147,12 @@ class Broker:
 
     # --- who may ask
     def allowed_uids(self) -> set[int]:
-        from . import confine
-        t = confine.find_trainee(self.instance)
+        from . import accounts
+        t = accounts.find(self.instance)
         return {0} | ({t.uid} if t else set())
 
     def listen(self) -> socket.socket:
-        from . import confine
+        from . import accounts
         try:
             self.sock_path.unlink()
         except FileNotFoundError:
@@ -158,7 +163,7 @@ class Broker:
             srv.bind(str(self.sock_path))
         finally:
             os.umask(old)
-        t = confine.find_trainee(self.instance)
+        t = accounts.find(self.instance)
         os.chown(self.sock_path, 0, t.gid if t else 0)
         os.chmod(self.sock_path, 0o660 if t else 0o600)
         srv.listen(MAX_CLIENTS)
@@ -231,9 +236,9 @@ class Broker:
 
     def dispatch(self, req: dict, uid: int) -> dict:
         op = req.get("op")
-        handler = {"reload": self.op_reload, "check": self.op_check, "status": self.op_status}.get(op)
+        handler = {"check": self.op_check, "status": self.op_status}.get(op)
         if handler is None:
-            return {"ok": False, "error": f"unknown op {op!r} (reload, check, status)"}
+            return {"ok": False, "error": f"unknown op {op!r} (check, status)"}
         try:
             return handler(req)
         except LabError as exc:
@@ -261,60 +266,6 @@ class Broker:
         lang = req.get("lang") if isinstance(req.get("lang"), str) else "en"
         results = checks.run(self.open_instance(), only=name)
         return {"ok": True, "results": [r.to_dict(lang) for r in results]}
-
-    def op_reload(self, req: dict) -> dict:
-        from . import dnsquery, kinds
-        from .backends import BackendError
-        from .lab import _tail
-        node = req.get("node")
-        if not isinstance(node, str):
-            return {"ok": False, "error": "reload needs a node name"}
-        inst = self.open_instance()
-        plan = inst.node(node)  # InputError (a message for the trainee) if unknown
-        if kinds.KINDS[plan.kind].probe(plan) is None:
-            return {"ok": False, "error": f"node {node} ({plan.kind}) runs no daemon to reload"}
-        with self.locks_lock:
-            lock = self.node_locks.setdefault(node, threading.Lock())
-        with lock:
-            log = inst.log_path(node)
-            try:
-                offset = log.stat().st_size
-            except OSError:
-                offset = 0
-            if not inst.backend.running(inst.state, node):
-                return {"ok": False, "error": f"node {node} is not running; its log ends with:\n{_tail(log)}"}
-            try:
-                inst.reload(node)  # SIGHUP (and, in newer engines, a wait until it answers)
-            except BackendError as exc:
-                return self._reload_failed(inst, node, plan.kind, log, offset, str(exc).split(";")[0])
-            probe = inst._probe(node, kinds.KINDS[plan.kind].probe(plan))
-            try:
-                left = dnsquery.wait_all({node: probe}, lambda n: inst.backend.running(inst.state, n),
-                                         time.monotonic() + RELOAD_WAIT)
-            finally:
-                probe.sock.close()
-            if left:
-                return self._reload_failed(inst, node, plan.kind, log, offset,
-                                           f"did not answer within {RELOAD_WAIT:.0f}s")
-            return {"ok": True, "node": node, "log": _since(log, offset)}
-
-    @staticmethod
-    def _reload_failed(inst, node: str, kind: str, log: Path, offset: int, why: str) -> dict:
-        from .lab import _tail
-        if not inst.backend.running(inst.state, node):
-            why = "exited"
-        return {"ok": False, "error": f"node {node} ({kind}): {why} after the reload; its log ends with:\n{_tail(log)}",
-                "log": _since(log, offset)}
-
-
-def _since(path: Path, offset: int, lines: int = 40) -> list[str]:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            return f.read(256 * 1024).decode(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return []
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dnslab.broker", description=__doc__.splitlines()[0])

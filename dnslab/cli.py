@@ -16,6 +16,7 @@ from . import __version__
 from .errors import LabError
 
 EXIT_CHECK_FAILED = 1
+LOG_LIMIT = 4 << 20
 
 
 def _out(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -86,6 +87,12 @@ def cmd_up(args):
         names = [f"{base}-{i}" for i in range(1, args.instances + 1)]
     else:
         names = [args.name or d.name]
+    if args.trainees:
+        klass = args.klass or Path(args.trainees).stem
+        for m in meta.values():
+            m["class"] = klass
+    elif args.klass:
+        raise InputError("--class names the class of a roster: give it with --trainees")
     t0 = time.monotonic()
     before_ready = None
     faults = list(args.fault)
@@ -104,8 +111,11 @@ def cmd_up(args):
                 grader.release(ex, insts)
                 _progress(f"exercise {ex.name} released to {len(insts)} trainee(s)"
                           + (f"; lab faults to repair: {', '.join(faults)}" if faults else ""))
+    from . import cgroups
+    limits = cgroups.Limits(memory=args.trainee_memory, pids=args.trainee_pids)
     insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, faults=faults,
-                   before_ready=before_ready)
+                   before_ready=before_ready, trainees=bool(args.trainees or args.jupyter), limits=limits,
+                   home_size=args.home_size)
     data = [{"instance": i.name, "lab": i.plan.name, "backend": i.backend.name,
              "nodes": {n.name: n.addresses for n in i.plan.nodes.values()}, **({"trainee": i.state.data["meta"]
                                                                                  .get("trainee")} if meta else {})}
@@ -189,20 +199,25 @@ def cmd_exec(args):
 def cmd_logs(args):
     from . import lab
     inst = lab.Instance.open(args.instance)
-    path = inst.log_path(args.node)
-    if not path.exists():
+    if not inst.log_path(args.node).exists():
         print(f"node {args.node} has no log (a {inst.node(args.node).kind} node runs no daemon)", file=sys.stderr)
         return 0
-    with path.open(errors="replace") as f:
-        lines = f.readlines()
+    try:
+        fd = inst.log_fd(args.node)  # in a trainee's lab: no link followed, a regular file only
+    except OSError as exc:
+        raise LabError(f"cannot read the log of {args.node}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        f.seek(max(0, size - LOG_LIMIT))  # at most the last LOG_LIMIT bytes: a log is not unbounded input
+        lines = f.read().decode(errors="replace").splitlines(keepends=True)
         sys.stdout.writelines(lines[-args.tail:] if args.tail else lines)
         sys.stdout.flush()
         while args.follow:
-            line = f.readline()
-            if line:
-                sys.stdout.write(line)
+            chunk = f.read(1 << 16)
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
                 sys.stdout.flush()
-            elif not path.exists():
+            elif not inst.state.dir.exists():
                 return 0
             else:
                 time.sleep(0.2)
@@ -247,25 +262,51 @@ def _check_targets(target: str, instance: str | None):
 
 def cmd_grade(args):
     from . import grader
-    from .errors import InputError
-    targets = _check_targets(args.lab, None)
-    if args.instances:
-        wanted = set(args.instances.split(","))
-        targets = [t for t in targets if t.name in wanted]
-        missing = wanted - {t.name for t in targets}
-        if missing:
-            raise InputError(f"no instance {', '.join(sorted(missing))} of lab {args.lab}")
+    targets = _grade_targets(args)
     lab_name = targets[0].plan.name
     t0 = time.monotonic()
+    budget = grader.Budget(cell=args.timeout, notebook=args.budget, output=args.max_output, cells=args.max_cells)
     grades = grader.grade(lab_name, targets, from_dir=Path(args.from_dir) if args.from_dir else None,
-                          jobs=args.jobs, timeout=args.timeout, progress=_progress)
+                          jobs=args.jobs, budget=budget, progress=_progress)
     rows = [[g.trainee, g.instance, g.lang, f"{g.score:g}/{g.max_score:g}",
-             " ".join(f"{t}={v:g}" for t, v in g.tasks.items()), g.kernel_error] for g in grades]
+             " ".join(f"{t}={v:g}" for t, v in g.tasks.items()), g.note] for g in grades]
     course = grader.Course().root
     human = (_table(rows, ["TRAINEE", "INSTANCE", "LANG", "SCORE", "TASKS", "NOTE"])
              + f"\n{len(grades)} graded in {time.monotonic() - t0:.1f}s; gradebook {course / 'grades.csv'}, "
              f"feedback in {course / 'feedback'}")
     _out(args, [g.to_dict() for g in grades], human)
+
+
+def _grade_targets(args):
+    """The instances a grade takes: a class (``--class``, or the roster it was brought up with),
+    or named instances; never every instance of the lab on the host."""
+    from . import lab, roster
+    from .errors import InputError
+    of_lab = [s for s in lab.instances() if s.data.get("lab") == args.lab]
+    if not of_lab:
+        raise InputError(f"no running instance of lab {args.lab!r}")
+    if args.instances:
+        wanted = set(args.instances.split(","))
+        found = [s for s in of_lab if s.name in wanted]
+        missing = wanted - {s.name for s in found}
+        if missing:
+            raise InputError(f"no instance {', '.join(sorted(missing))} of lab {args.lab}")
+    elif args.trainees:
+        wanted = set(roster.load(Path(args.trainees)))
+        found = [s for s in of_lab if s.name in wanted]
+        if not found:
+            raise InputError(f"{args.trainees}: none of its trainees has an instance of lab {args.lab}")
+    else:
+        classes = sorted({s.data.get("meta", {}).get("class") for s in of_lab} - {None})
+        klass = args.klass or (classes[0] if len(classes) == 1 else None)
+        if klass is None:
+            raise InputError(f"which class? lab {args.lab} is up for "
+                             + (f"the classes {', '.join(classes)}: give --class NAME" if classes else
+                                "no class (instances brought up with --trainees): give --instances A,B"))
+        found = [s for s in of_lab if s.data.get("meta", {}).get("class") == klass]
+        if not found:
+            raise InputError(f"no class {klass!r} of lab {args.lab} (classes: {', '.join(classes) or 'none'})")
+    return [lab.Instance(s) for s in found]
 
 
 def cmd_exercise(args):
@@ -303,7 +344,23 @@ def cmd_images(args):
         _out(args, tags, "\n".join(tags) or "no dnslab images: dnslab images build")
 
 
+def _size(text: str) -> int:
+    """``512M``, ``2G``, ``1048576``: a size in bytes (for argparse)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = int(float(num) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 512M, 2G)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size must be positive")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
+    from .cgroups import Limits
+    cgroup_defaults = Limits()
     ap = argparse.ArgumentParser(prog="dnslab", description="Hands-on DNS security labs: live, isolated DNS worlds.")
     ap.add_argument("--version", action="version", version=f"dnslab {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -337,6 +394,14 @@ def parser() -> argparse.ArgumentParser:
                    help="first TCP port of the JupyterLab forwarders (default 8900; next free ports after it)")
     p.add_argument("--jupyter-bind", default="127.0.0.1", metavar="ADDR",
                    help="host address the forwarders listen on (default 127.0.0.1; 0.0.0.0 for a class)")
+    p.add_argument("--class", dest="klass", metavar="NAME",
+                   help="the class these trainees form (default: the roster's file name); `grade` takes a class")
+    p.add_argument("--trainee-memory", type=_size, default=cgroup_defaults.memory, metavar="SIZE",
+                   help="memory of each trainee: daemons, notebook server, kernels (default 1536M)")
+    p.add_argument("--trainee-pids", type=int, default=cgroup_defaults.pids, metavar="N",
+                   help="processes and threads of each trainee (default 512)")
+    p.add_argument("--home-size", type=_size, default=512 << 20, metavar="SIZE",
+                   help="size of each trainee's home (default 512M)")
     p = add("down", cmd_down, "stop and remove instances")
     p.add_argument("instances", nargs="*")
     p.add_argument("--all", action="store_true", help="every instance")
@@ -361,13 +426,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="ID", help="only the check with this id")
     p.add_argument("--lang", default="en", help="language of the messages")
     p.add_argument("-v", "--verbose", action="store_true", help="show the evidence of failed checks")
-    p = add("grade", cmd_grade, "grade the trainees' notebooks of a lab on their live instances (nbgrader)")
+    p = add("grade", cmd_grade, "grade a class's notebooks of a lab on their live instances (nbgrader)")
     p.add_argument("lab", help="the lab whose instances to grade")
-    p.add_argument("--instances", metavar="A,B", help="only these instances")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--class", dest="klass", metavar="NAME", help="the class (default: the only class of the lab)")
+    g.add_argument("--trainees", metavar="ROSTER.csv", help="the class brought up with this roster")
+    g.add_argument("--instances", metavar="A,B", help="only these instances")
     p.add_argument("--from", dest="from_dir", metavar="DIR",
                    help="take each instance's notebook from DIR/<instance>.ipynb instead of the trainee's home")
     p.add_argument("--jobs", type=int, help="notebooks executed at once (default: 2 per core)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per-cell time limit")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="time limit of one cell (30)")
+    p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS",
+                   help="time limit of one whole notebook, however many cells it has (300)")
+    p.add_argument("--max-output", type=_size, default=2 << 20, metavar="SIZE",
+                   help="output kept of one notebook (2M; beyond it the run stops)")
+    p.add_argument("--max-cells", type=int, default=200, metavar="N",
+                   help="cells of one notebook that are run and kept (200)")
     p = add("exercise", cmd_exercise, "write an exercise's nbgrader source notebook in one language", json_flag=False)
     p.add_argument("lab")
     p.add_argument("--lang", default="en")
@@ -398,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dnslab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dnslab ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """One JupyterLab per trainee, running *inside* the trainee's client node as the trainee.
 
-For each instance, ``start`` makes the trainee user (:mod:`dnslab.confine`), starts the
-instance's broker (:mod:`dnslab.broker`), then a JupyterLab through
-:func:`confine.enter_argv`: in the client's network namespace, as the trainee, no
-capabilities, no_new_privs. It listens only on a Unix socket
-(``/run/dnslab/<inst>/jupyter/jupyter.sock``, 0600, in a 0700 dir of the trainee), so its
-kernels and terminals inherit the namespace and the user with no root helper; kernels
-use ZMQ over ipc in ``/run/dnslab/<inst>/ipc``. The host reaches it through a root-side
-forwarder, ``socat TCP-LISTEN:<port>,bind=<addr>,reuseaddr,fork UNIX-CONNECT:<sock>``.
+For each instance (brought up with its trainee, :func:`dnslab.confine.setup`), ``start``
+starts the instance's broker (:mod:`dnslab.broker`), then a JupyterLab through
+:func:`confine.enter_argv`: in the client's network namespace, as the trainee, in the
+trainee's cgroup, no capabilities, no_new_privs. It listens only on a Unix socket in the
+trainee's working area (``work/jupyter.sock``, 0600), so its kernels and terminals inherit
+the namespace and the user with no root helper; kernels use ZMQ over ipc in ``work/runtime``.
+The host reaches it through a forwarder that also runs as the trainee in her client node
+(:mod:`dnslab.forward`): root only binds the host's TCP port and hands the listening socket
+over, so nothing of root's ever connects to a path the trainee controls.
 
 The server's configuration, token and only kernelspec live in root-owned dirs
 (``jupyter-etc/``, readable by the trainee's group; ``jupyter-data/``), named by
@@ -42,6 +43,7 @@ DEFAULT_PORT = 8900
 DEFAULT_BIND = "127.0.0.1"
 READY_TIMEOUT = 90.0
 SOCK_NAME = "jupyter.sock"
+RUNTIME = "runtime"
 
 
 class ConfinedKernelSpecManager(KernelSpecManager):
@@ -73,12 +75,8 @@ def _error(msg: str):
 
 # ---------------------------------------------------------------- paths
 
-def server_dir(state: State) -> Path:
-    return state.dir / "jupyter"
-
-
 def sock_path(state: State) -> Path:
-    return server_dir(state) / SOCK_NAME
+    return state.work_dir / SOCK_NAME
 
 
 def etc_dir(state: State) -> Path:
@@ -148,7 +146,7 @@ def write_urls_csv(states: Sequence[State], path: Path) -> int:
 
 @contextmanager
 def _ports_lock() -> Iterator[None]:
-    from .confine import lock_file
+    from .accounts import lock_file
     from .state import run_root
     with lock_file(run_root() / ".ports.lock"):
         yield
@@ -205,68 +203,66 @@ def _config(state: State, t, token: str, kernel: str) -> dict:
 
 
 def _write_files(state: State, t) -> dict[str, str]:
-    """Config, kernelspec and dirs of the server; returns the environment it runs with."""
+    """Config and kernelspec of the server, in root's run dir (readable by the trainee's group);
+    returns the environment it runs with."""
     from . import confine
-    kernel = confine.kernel_name(state)
-    sd = server_dir(state)
-    sd.mkdir(mode=0o700, exist_ok=True)
-    os.chown(sd, t.uid, t.gid)
+    kernel = f"dnslab-{state.name}"
     etc, data = etc_dir(state), data_dir(state)
     etc.mkdir(mode=0o750, exist_ok=True)
     os.chown(etc, 0, t.gid)
     cfg = etc / "jupyter_server_config.json"
-    fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
     with os.fdopen(fd, "w") as f:
         json.dump(_config(state, t, secrets.token_urlsafe(24), kernel), f, indent=1)
     os.chown(cfg, 0, t.gid)
-    os.chmod(cfg, 0o640)
     spec = data / "kernels" / kernel
     spec.mkdir(parents=True, exist_ok=True)
     for d in (data, data / "kernels", spec):
         os.chmod(d, 0o755)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [confine.trainee_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [confine.trainee_python(), "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"DNS lab {state.name}", "language": "python", "interrupt_mode": "signal",
         "metadata": {"dnslab": {"instance": state.name}}}, indent=1))
-    for p in (log_path(state), forward_log(state)):
-        p.touch(mode=0o640)
-        os.chown(p, 0, t.gid)
     home = str(t.home)
     return {"JUPYTER_CONFIG_DIR": str(etc), "JUPYTER_DATA_DIR": str(data), "JUPYTER_PATH": str(data),
-            "JUPYTER_RUNTIME_DIR": str(confine.ipc_dir(state)),
+            "JUPYTER_RUNTIME_DIR": str(state.work_dir / RUNTIME),
             "JUPYTERLAB_SETTINGS_DIR": f"{home}/.jupyter/lab/user-settings",
             "JUPYTERLAB_WORKSPACES_DIR": f"{home}/.jupyter/lab/workspaces",
             "IPYTHONDIR": f"{home}/.ipython"}
 
 
+def _listen(bind: str, port: int) -> socket.socket:
+    """The forwarder's listening socket on the host, bound here (root), handed to the forwarder."""
+    s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((bind, port))
+        s.listen(128)
+    except OSError as exc:
+        s.close()
+        raise _error(f"cannot listen on {bind} port {port} for a JupyterLab: {exc.strerror}") from None
+    return s
+
+
 def _start_one(inst: Instance) -> None:
     from . import broker, confine
     state = inst.state
-    t = confine.setup(state)
+    t = confine.require_trainee(state)
     broker.ensure(state)
     env = _write_files(state, t)
-    try:
-        sock_path(state).unlink()
-    except FileNotFoundError:
-        pass
-    argv = confine.enter_argv(state, inst.default_vantage(), t,
-                              [confine.trainee_python(), "-m", "jupyterlab", "--no-browser"], env)
-    confine.spawn(state, "jupyter", argv, log_path(state), cwd=t.home)
+    client = inst.default_vantage()
+    python = confine.trainee_python()
+    confine.spawn(state, "jupyter", confine.enter_argv(state, client, t, [python, "-P", "-m", "jupyterlab",
+                                                                          "--no-browser"], env), log_path(state))
     j = state.data["jupyter"]
-    listen = (f"TCP6-LISTEN:{j['port']},bind=[{j['bind']}]" if ":" in j["bind"]
-              else f"TCP4-LISTEN:{j['port']},bind={j['bind']}")
-    socat = _which("socat", "socat")
-    confine.spawn(state, "forward", [socat, f"{listen},reuseaddr,fork", f"UNIX-CONNECT:{sock_path(state)}"],
-                  forward_log(state), cwd="/")
-
-
-def _which(tool: str, package: str) -> str:
-    import shutil
-    from .errors import EnvError
-    path = shutil.which(tool)
-    if path is None:
-        raise EnvError(f"{tool} is missing: apt-get install {package}")
-    return path
+    listener = _listen(j["bind"], j["port"])
+    try:
+        fd = listener.fileno()
+        argv = confine.enter_argv(state, client, t, [python, "-P", "-m", "dnslab.forward", "--fd", str(fd),
+                                                     str(sock_path(state))])
+        confine.spawn(state, "forward", argv, forward_log(state), pass_fds=(fd,))
+    finally:
+        listener.close()
 
 
 def _answers(state: State, token: str | None, with_token: bool = True) -> int | None:
@@ -331,7 +327,6 @@ def check_options(port_base: int, bind: str) -> None:
                          f"({getattr(exc, 'strerror', None) or exc})") from None
     finally:
         s.close()
-    _which("socat", "socat")
 
 
 def start(instances: Sequence[Instance], port_base: int = DEFAULT_PORT, bind: str = DEFAULT_BIND,

@@ -18,7 +18,7 @@ from .state import State, all_states, check_name
 if TYPE_CHECKING:  # imported where used: `down` needs neither pydantic, jinja2 nor dnspython
     import dns.message
 
-    from . import dnsquery, kinds, plan
+    from . import cgroups, dnsquery, kinds, plan
 
 READY_TIMEOUT = 30.0
 Progress = Callable[[str], None]
@@ -117,25 +117,53 @@ class Instance:
         return self.backend.exec(self.state, node, argv, capture=capture, timeout=timeout)
 
     def reload(self, node: str, wait: float = 5.0) -> None:
-        """SIGHUP the node's daemon (zones and config reread; a resolver's cache emptied),
-        then wait up to ``wait`` seconds until it answers again."""
-        import signal
+        """Make the node's daemon reread its config and zones through its control tool (a resolver
+        also drops its cache), run on the node with the lab owner's rights; then wait up to ``wait``
+        seconds until it answers again.
+
+        :raises BackendError: the control tool failed, or the daemon did not answer in time
+        """
         from . import dnsquery, kinds
-        self.backend.signal(self.state, self.node(node).name, signal.SIGHUP)
-        spec = kinds.KINDS[self.node(node).kind].probe(self.node(node))
+        plan = self.node(node)
+        kind = kinds.KINDS[plan.kind]
+        spec_dir = self.backend.node_path(self.state, node)
+        for argv in kind.reload(plan, spec_dir):
+            res = self.exec(node, argv, capture=True, timeout=30)
+            if res.returncode != 0:
+                raise BackendError(f"node {node}: `{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()}")
+        spec = kind.probe(plan)
         if spec is None or wait <= 0:
             return
-        time.sleep(0.05)  # the daemon rereads its files; answers before that come from the old data
         probe = self._probe(node, spec)
         try:
             if dnsquery.wait_all({node: probe}, lambda n: self.backend.running(self.state, n), time.monotonic() + wait):
                 raise BackendError(f"node {node} did not answer within {wait:.0f}s of its reload; its log ends with:\n"
-                                   f"{_tail(self.log_path(node))}")
+                                   f"{self.log_tail(node)}")
         finally:
             probe.sock.close()
 
     def log_path(self, node: str) -> Path:
         return self.backend.log_path(self.state, self.node(node).name)
+
+    def log_fd(self, node: str) -> int:
+        """A read descriptor of the node's daemon log. In a trainee's lab the log is in the
+        trainee's own area: opened without following any link, a regular file only."""
+        from . import safeio
+        path = self.log_path(node)
+        if self.state.owner is None:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return safeio.open_regular(self.state.work_dir, str(path.relative_to(self.state.work_dir)))
+
+    def log_tail(self, node: str, lines: int = 12) -> str:
+        """The last lines of the node's daemon log, indented, for error messages."""
+        from . import safeio
+        path = self.log_path(node)
+        try:
+            root, rel = self.state.work_dir, str(path.relative_to(self.state.work_dir))
+        except ValueError:
+            root, rel = path.parent, path.name
+        got = safeio.tail_lines(root, rel, lines)
+        return "\n".join("  " + ln for ln in got) if got else "  (no log)"
 
     def status(self, probe: bool = True) -> list[NodeStatus]:
         from . import dnsquery, kinds
@@ -163,15 +191,19 @@ class Instance:
 
 def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
        progress: Progress = lambda msg: None, meta: dict[str, dict] | None = None,
-       faults: Sequence[str] = (), before_ready: Callable[[list[Instance]], None] | None = None) -> list[Instance]:
-    """Bring up one instance per name, in parallel; all or nothing. ``before_ready`` (e.g. the
-    trainees' Jupyter servers) runs once every daemon answers; if it fails, everything is removed.
+       faults: Sequence[str] = (), before_ready: Callable[[list[Instance]], None] | None = None,
+       trainees: bool = False, limits: cgroups.Limits | None = None, home_size: int | None = None) -> list[Instance]:
+    """Bring up one instance per name, in parallel; all or nothing. With ``trainees``, each
+    instance gets its trainee first (user, cgroup with ``limits``, home of ``home_size`` bytes,
+    working area; :func:`dnslab.confine.setup`) and its daemons run as that trainee.
+    ``before_ready`` (e.g. the trainees' Jupyter servers) runs once every daemon answers; if it
+    fails, everything is removed.
 
     :raises InputError: bad lab or instance name (nothing created)
     :raises EnvError: the backend cannot run here (nothing created)
     :raises BackendError: a node failed; every instance of this call was removed
     """
-    from . import kinds
+    from . import confine, homes, kinds
     for n in names:
         check_name(n)
     if len(set(names)) != len(names):
@@ -184,6 +216,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     backend.preflight(lab)
     t0 = time.monotonic()
     made: list[Instance] = []
+    warnings: set[str] = set()
 
     def build(name: str) -> Instance:
         state = State.create(name, lab_dir, backend.name)
@@ -193,9 +226,11 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         state.data["meta"] = (meta or {}).get(name, {})
         state.data["faults"] = list(faults)
         state.set_phase("starting")
+        if trainees:
+            warnings.update(confine.setup(state, limits, home_size or homes.DEFAULT_SIZE))
         specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name))
                  for n in lab.nodes.values()}
-        _write_view(state, lab)
+        _write_view(state, lab, specs)
         backend.create(state, lab, specs)
         inst.__dict__["plan"] = lab
         return inst
@@ -203,6 +238,8 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     try:
         with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
             instances = list(pool.map(build, names))
+        for w in sorted(warnings):
+            progress(f"warning: {w}")
         progress(f"{len(instances)} instance(s) of {lab.name} started in {time.monotonic() - t0:.2f}s; "
                  "waiting for every daemon to answer")
         _wait_ready(instances, progress, t0)
@@ -216,14 +253,22 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     return instances
 
 
-def _write_view(state: State, lab: plan.LabPlan) -> None:
-    """``nodes.json``: the plan as a notebook sees it (read without pydantic, so attach() is quick)."""
+def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
+    """``nodes.json``: the lab as its trainee sees and drives it, read without pydantic (so
+    attach() is quick): nodes, zones, and per node its dir, namespace and control commands."""
     import json
-    view = {"lab": lab.name,
+    from .backends.netns import NETNS_DIR, node_ns
+    view = {"lab": lab.name, "backend": state.data["backend"],
+            "userns": str(state.userns_file) if state.owner else None,
             "nodes": {n.name: {"kind": n.kind, "role": n.role, "addresses": n.addresses, "hostname": n.hostname,
-                               "zones": list(n.zones), "resolver": n.resolver} for n in lab.nodes.values()},
+                               "zones": list(n.zones), "resolver": n.resolver, "dir": str(state.node_dir(n.name)),
+                               "netns": str(NETNS_DIR / node_ns(state.name, n.name)),
+                               "argv": specs[n.name].argv, "reload": specs[n.name].reload,
+                               "stop": specs[n.name].stop} for n in lab.nodes.values()},
             "zones": {z.name: {"file": z.filename, "servers": list(z.servers)} for z in lab.zones.values()}}
-    (state.dir / "nodes.json").write_text(json.dumps(view, indent=1))
+    fd = os.open(state.dir / "nodes.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        json.dump(view, f, indent=1)
 
 
 def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> None:
@@ -245,21 +290,15 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
         inst = instances[i]
         why = "exited" if not inst.backend.running(inst.state, node) else f"did not answer in {READY_TIMEOUT:.0f}s"
         raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) {why}; "
-                           f"its log ends with:\n{_tail(inst.log_path(node))}")
+                           f"its log ends with:\n{inst.log_tail(node)}")
     progress(f"all {len(probes)} daemons of {len(instances)} instance(s) answer, "
              f"{time.monotonic() - t0:.2f}s after start")
 
 
-def _tail(path: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join("  " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "  (no log)"
-
-
 def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
-    """Stop and remove instances, whatever phase they reached (with their helpers and trainee
-    users; ``purge_homes`` removes the trainees' homes too)."""
+    """Stop and remove instances, whatever phase they reached: helpers, daemons, namespaces,
+    then the trainees' leftover processes, cgroups, users and working areas (``purge_homes``:
+    their homes too)."""
     from . import confine
     by_backend: dict[str, list[State]] = {}
     for s in states:
@@ -271,7 +310,7 @@ def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
     confine.stop_recorded(states)  # broker, Jupyter servers, forwarders: by recorded PID
     for name, group in by_backend.items():
         backends.get(name).destroy(group)
-    confine.remove_users(states, purge_homes)
+    confine.teardown(states, purge_homes)
     for s in states:
         s.remove()
 
@@ -309,8 +348,13 @@ def gc(everything: bool = False) -> list[str]:
         if found:
             be.remove_leftovers(found)
             removed += found
-    from . import confine
-    removed += confine.gc_users({s.name for s in all_states()})
+    from . import accounts, cgroups, homes
+    live = {s.name for s in all_states()}
+    removed += accounts.gc(live)
+    for name in cgroups.leftovers(live):
+        cgroups.Group(name).remove()
+        removed.append(f"cgroup {name}")
+    removed += [f"home mount {m}" for m in homes.gc_mounts(live)]
     return removed
 
 

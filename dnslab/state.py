@@ -1,9 +1,12 @@
 """The instance state file: intent written before each side effect.
 
 One directory per instance under the run root (``/run/dnslab`` unless ``DNSLAB_RUN``
-says otherwise) holds ``state.json``, a copy of the lab folder and each node's files.
-``down`` and ``gc`` read it to remove exactly what an instance made, even when the
-``up`` that made it was killed half-way.
+says otherwise) holds ``state.json``, a copy of the lab folder (root only: its faults are
+the answers) and ``work/``, the lab's working area: each node's files, logs and sockets.
+When the instance has a trainee, ``work/`` is a size-capped tmpfs of the trainee's own,
+and everything in it is written and run with the trainee's rights; root reads from it
+only through :mod:`dnslab.safeio`. ``down`` and ``gc`` read the state to remove exactly
+what an instance made, even when the ``up`` that made it was killed half-way.
 """
 from __future__ import annotations
 
@@ -46,8 +49,24 @@ class State:
     def lab_dir(self) -> Path:
         return self.dir / "lab"
 
+    @property
+    def work_dir(self) -> Path:
+        """The lab's working area (the trainee's, when the instance has one)."""
+        return self.dir / "work"
+
     def node_dir(self, node: str) -> Path:
-        return self.dir / "nodes" / node
+        return self.work_dir / "nodes" / node
+
+    @property
+    def userns_file(self) -> Path:
+        """The user namespace of a trainee's lab (a bind mount; see :mod:`dnslab.userns`)."""
+        return self.dir / "userns"
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """(uid, gid) of the trainee whose lab this is: its daemons and files are theirs."""
+        o = self.data.get("owner")
+        return (o["uid"], o["gid"]) if o else None
 
     @classmethod
     def create(cls, instance: str, lab_dir: Path, backend: str) -> State:
@@ -65,6 +84,8 @@ class State:
                                 "lab": None, "resources": [], "nodes": {}})
         state.save()
         shutil.copytree(lab_dir, state.lab_dir, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+        os.chmod(state.lab_dir, 0o700)  # faults and checks: the instructor's, not the trainee's
+        state.work_dir.mkdir(mode=0o755)
         return state
 
     @classmethod
@@ -82,7 +103,9 @@ class State:
 
     def save(self) -> None:
         tmp = self.dir / "state.json.tmp"
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.data, indent=1, sort_keys=True))
         os.replace(tmp, self.dir / "state.json")
 
     def intend(self, kind: str, name: str) -> None:
@@ -112,6 +135,7 @@ class State:
     def remove(self) -> None:
         """Delete the instance dir. It is first renamed to a dot-name no listing matches, so a
         concurrent ``gc`` never sees a half-deleted instance (and writes its state back)."""
+        unmount_below(self.dir)  # never delete through a mount left behind (a trainee's tmpfs)
         gone = self.dir.with_name(f".removing-{self.dir.name}-{os.getpid()}-{time.monotonic_ns()}")
         try:
             os.rename(self.dir, gone)
@@ -120,6 +144,26 @@ class State:
         except OSError:
             gone = self.dir
         shutil.rmtree(gone, ignore_errors=True)
+
+
+def mounts_below(top: Path) -> list[Path]:
+    """Mount points at or below ``top``, deepest first."""
+    prefix = str(top).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == str(top) or point.startswith(prefix):
+                found.append(Path(point))
+    return sorted(set(found), key=lambda p: -len(p.parts))
+
+
+def unmount_below(top: Path) -> None:
+    """Detach every mount at or below ``top`` (lazily: nothing can hold it up)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in mounts_below(top):
+        libc.umount2(os.fsencode(point), 2)  # MNT_DETACH
 
 
 def all_states() -> list[State]:

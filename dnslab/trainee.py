@@ -1,10 +1,14 @@
 """The small API a notebook uses: ``lab = dnslab.attach()``.
 
 A trainee's kernel runs inside their own lab, on the client node, as their own unprivileged
-user. From there it can query any server of the lab (plain sockets: the kernel *is* in the
-lab), run commands on its own node, read and write its lab's zone files, and ask the
-instance's broker (a root-side helper that serves only this lab) to reload a daemon or run
-a check. Run as root (an instructor, the tests), the same API goes straight to the engine.
+user, and the lab is theirs: its daemons run as them, inside a user namespace they own. From
+the kernel they query any server (plain sockets: the kernel *is* in the lab), run commands on
+any node (``nsenter`` into the node, as root of their own lab and nothing more), read and
+write zone and daemon config files, reload or restart daemons with their own control tools
+(rndc, knotc, nsd-control, unbound-control). Only the checks go through the instance's
+broker, the root-side helper that judges the lab as the grader does. Run as root (an
+instructor, the tests), the same API goes straight to the engine. ``dnslab-node NODE``
+opens a shell on a node from a terminal.
 
 Errors are :class:`LabProblem`: one message a trainee can act on, shown without a traceback.
 """
@@ -18,6 +22,7 @@ import shlex
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -83,6 +88,7 @@ class Lab:
             self._instance = Instance.open(instance)
         else:
             self._instance = None
+        self._view = view
         self._zones: dict[str, dict] = view["zones"]
         self.nodes: dict[str, NodeInfo] = {
             name: NodeInfo(name, n["kind"], n["role"], tuple(n["addresses"]), n["hostname"] and n["hostname"].rstrip("."),
@@ -137,21 +143,104 @@ class Lab:
                                     f"{exc or type(exc).__name__}")) from None
 
     def exec(self, cmd: str | Sequence[str], node: str | None = None, timeout: float = 30) -> str:
-        """Run a command on your client node (or, as root, on any node); returns its output."""
+        """Run a command on a node of your lab (default: your client node); returns its output.
+        On a server node it runs as that node's root (of your lab only), from the node's dir."""
         node = node or self.client
         argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
-        if self._instance:
-            res = self._instance.exec(node, argv, capture=True, timeout=timeout)
-        elif node == self.client:
-            res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        else:
-            raise _shown(LabProblem(f"you can run commands on your own node {self.client!r} only; "
-                                    f"ask {node} over DNS instead: lab.dig(..., at={node!r})"))
+        self._node(node)
+        try:
+            if self._instance:
+                res = self._instance.exec(node, argv, capture=True, timeout=timeout)
+            else:
+                res = subprocess.run(argv if node == self.client else self.enter_argv(node) + argv,
+                                     capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise _shown(LabProblem(f"`{' '.join(argv)}` on {node} did not end within {timeout:.0f}s")) from None
+        except FileNotFoundError:
+            raise _shown(LabProblem(f"no program {argv[0]!r} on {node}")) from None
         out = res.stdout if isinstance(res.stdout, str) else (res.stdout or b"").decode(errors="replace")
         err = res.stderr if isinstance(res.stderr, str) else (res.stderr or b"").decode(errors="replace")
         if res.returncode != 0:
-            raise _shown(LabProblem(f"`{' '.join(argv)}` on {node} exited with {res.returncode}: {err.strip()}"))
+            raise _shown(LabProblem(f"`{' '.join(argv)}` on {node} exited with {res.returncode}: "
+                                    f"{(err or out).strip()}"))
         return out
+
+    def enter_argv(self, node: str) -> list[str]:
+        """The command prefix that enters ``node`` of your lab (uid 0 there, your own uid outside)."""
+        info = self._view["nodes"][self._node(node).name]
+        if not self._view.get("userns"):
+            raise _shown(LabProblem(f"this lab runs on the {self._view.get('backend', '?')} backend: you can run "
+                                    f"commands on your own node {self.client!r} only"))
+        return ["nsenter", f"--user={self._view['userns']}", f"--net={info['netns']}", "--",
+                "/bin/sh", "-c", 'cd "$1" 2>/dev/null; shift; exec "$@"', "sh", info["dir"]]
+
+    def reload(self, node: str, wait: float = 5.0) -> None:
+        """Make ``node``'s daemon reread its config and zones with its own control tool (a resolver
+        also drops its cache); returns once it answers again, serving the serials of its zone files."""
+        info = self._view["nodes"][self._node(node).name]
+        if not info["reload"]:
+            raise _shown(LabProblem(f"node {node} ({info['kind']}) runs no daemon to reload"))
+        if self._instance:
+            try:
+                self._instance.reload(node, wait)
+            except LabError as exc:
+                raise _shown(LabProblem(str(exc))) from None
+            return
+        for argv in info["reload"]:
+            self.exec(argv, node=node)
+        self._wait_serving(node, wait)
+
+    def restart(self, node: str, wait: float = 5.0) -> None:
+        """Stop ``node``'s daemon and start it again (after a change its reload does not take)."""
+        info = self._view["nodes"][self._node(node).name]
+        if not info["argv"]:
+            raise _shown(LabProblem(f"node {node} ({info['kind']}) runs no daemon"))
+        if self._instance or not self._view.get("userns"):
+            raise _shown(LabProblem("restart runs in a trainee's own lab, from its notebook or terminal"))
+        try:
+            self.exec(info["stop"], node=node)
+        except LabProblem:
+            pass  # already stopped
+        deadline = time.monotonic() + wait
+        while self._answers(node) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run = ["/bin/sh", "-c", 'exec "$@" >>daemon.log 2>&1', "sh", *info["argv"]]
+        subprocess.Popen(self.enter_argv(node) + run, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+        self._wait_serving(node, wait)
+
+    def _answers(self, node: str, serials: dict[str, int] | None = None) -> bool:
+        """Whether ``node`` answers its probe (from your client), serving ``serials`` if given."""
+        n = self.nodes[node]
+        zones = n.zones or (".",)
+        try:
+            for zone in (serials or {zones[0]: None}):
+                reply = dnsquery.query(socket.socket, n.address, dnsquery.make_query(zone, "SOA" if n.zones else "NS"),
+                                       timeout=0.3)
+                if n.zones and not reply.flags & 0x0400:  # AA
+                    return False
+                want = (serials or {}).get(zone)
+                if want is not None and not any(rr.serial == want for rrset in reply.answer for rr in rrset
+                                                if rrset.rdtype == 6):
+                    return False
+            return True
+        except Exception:
+            return False
+
+    def _wait_serving(self, node: str, wait: float) -> None:
+        serials = {}
+        for zone in self.nodes[node].zones:
+            m = re.search(r"\sSOA\s+\S+\s+\S+\s+\(?\s*(\d+)", self.read_zone(node, zone), re.I)
+            if m:
+                serials[zone] = int(m.group(1))
+        deadline = time.monotonic() + wait
+        while not self._answers(node, serials):
+            if time.monotonic() > deadline:
+                tail = self.exec(["tail", "-n", "12", "daemon.log"], node=node) if self._view.get("userns") else ""
+                what = f"serial {', '.join(map(str, serials.values()))}" if serials else "an answer"
+                raise _shown(LabProblem(f"node {node} did not serve {what} within {wait:.0f}s"
+                                        + (f"; its log ends with:\n{tail}" if tail else "")))
+            time.sleep(0.05)
 
     # -- zone files -------------------------------------------------------------------
     def zone_file(self, node: str, zone: str) -> Path:
@@ -160,7 +249,7 @@ class Lab:
         name = _zone_name(zone)
         if name not in info.zones:
             raise _shown(LabProblem(f"node {node} does not serve zone {zone} (it serves: {' '.join(info.zones) or 'none'})"))
-        return self._dir / "nodes" / node / "zones" / self._zones[name]["file"]
+        return Path(self._view["nodes"][node]["dir"]) / "zones" / self._zones[name]["file"]
 
     def read_zone(self, node: str, zone: str) -> str:
         """The zone file text as ``node`` serves it."""
@@ -189,17 +278,6 @@ class Lab:
             path.write_text(text)
         except PermissionError:
             raise _shown(LabProblem(f"you may not write {node}'s zone files")) from None
-
-    def reload(self, node: str) -> None:
-        """Make ``node``'s daemon reload its configuration and zones (a resolver also empties its cache)."""
-        self._node(node)
-        if self._instance:
-            try:
-                self._instance.reload(node)
-            except LabError as exc:
-                raise _shown(LabProblem(str(exc))) from None
-            return
-        self._broker("reload", node=node)
 
     # -- checks -----------------------------------------------------------------------
     def check(self, name: str):
@@ -253,3 +331,21 @@ def _shown(exc: LabProblem) -> LabProblem:
         ip.set_custom_exc((LabProblem,), handler)
         ip._dnslab_handler = True
     return exc
+
+
+def node_shell(argv: list[str] | None = None) -> int:
+    """``dnslab-node NODE [COMMAND...]``: a shell (or a command) on a node of your own lab."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: dnslab-node NODE [COMMAND...]   a shell (or a command) on a node of your lab")
+        return 0 if args else 2
+    try:
+        lab = Lab(os.environ.get("DNSLAB_INSTANCE", ""))
+        prefix = lab.enter_argv(args[0])
+    except LabProblem as exc:
+        print(f"dnslab-node: {exc}", file=sys.stderr)
+        return 2
+    rc = f"{lab._view['nodes'][args[0]]['dir']}/shell.rc"
+    command = args[1:] or (["bash", "--rcfile", rc, "-i"] if os.path.exists(rc) else ["bash", "-i"])
+    os.execvp(prefix[0], prefix + command)

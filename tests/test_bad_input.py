@@ -319,8 +319,8 @@ MISSING_BIND = BASE.replace("kind: unbound", "kind: bind9\n    role: resolver")
 
 
 @pytest.mark.parametrize("lab, have, missing, packages", [
-    ("mini", ["nsd", "dig", "delv", "kdig"], "named", "bind9"),
-    ("dns-basics", [], "delv, dig, kdig, knotd, named, nsd, unbound",
+    ("mini", ["nsd", "nsd-control", "dig", "delv", "kdig"], "named, rndc", "bind9"),
+    ("dns-basics", [], "delv, dig, kdig, knotc, knotd, named, nsd, nsd-control, rndc, unbound, unbound-control",
      "bind9 bind9-dnsutils knot knot-dnsutils nsd unbound"),
 ], ids=["named", "every-program"])
 def test_up_with_a_daemon_missing_names_the_package(lab, have, missing, packages, tmp_path, up):

@@ -432,10 +432,30 @@ def test_client_resolv_conf_points_at_its_resolver(basics):
 
 def test_every_kind_declares_its_debian_packages():
     assert set(kinds.KINDS) == {"bind9", "client", "knot", "nsd", "unbound"}
-    assert kinds.KINDS["bind9"].binaries == {"named": "bind9"}
-    assert kinds.KINDS["knot"].binaries == {"knotd": "knot"}
+    assert kinds.KINDS["bind9"].binaries == {"named": "bind9", "rndc": "bind9"}
+    assert kinds.KINDS["knot"].binaries == {"knotd": "knot", "knotc": "knot"}
     for k in kinds.KINDS.values():
         assert k.roles and k.binaries
+
+
+@pytest.mark.parametrize("kind", ["bind9", "knot", "nsd", "unbound"])
+def test_every_daemon_has_its_control_tool_on_a_local_channel(basics, kind):
+    """Reload and stop go through the daemon's own control tool (rndc, knotc, nsd-control,
+    unbound-control), on a channel inside the node: a Unix socket in the node dir, or rndc on
+    127.0.0.1 with a key of the node's own, made per instance (never on a command line)."""
+    node = next(n for n in basics.nodes.values() if n.kind == kind)
+    one, two = (kinds.KINDS[kind].spec(node, basics, "/n") for _ in range(2))
+    tool = next(b for b in kinds.KINDS[kind].binaries if b.endswith(("c", "control")))
+    assert one.reload and all(cmd[0] == tool for cmd in one.reload) and one.stop[0] == tool
+    assert one.reload[0][-1] == "reload" and one.stop[-1] == "stop"
+    assert f"alias {tool}=" in one.files["shell.rc"]
+    conf = "\n".join(one.files.values())
+    if kind == "bind9":
+        assert "inet 127.0.0.1 port 953" in conf and "rndc-key" in one.files["rndc.conf"]
+        assert one.files["rndc.conf"] != two.files["rndc.conf"]  # a new secret each time
+        assert not any("secret" in a for cmd in one.reload for a in cmd)
+    else:
+        assert any(f'"/n/{sock}"' in conf for sock in ("knot.sock", "nsd.ctl", "unbound.ctl")), conf
 
 
 # ------------------------------------------------------------------------------------ schema

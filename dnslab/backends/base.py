@@ -36,7 +36,8 @@ class Backend(Protocol):
 
     def create(self, state: State, lab: LabPlan, specs: dict[str, NodeSpec]) -> None:
         """Make one instance real: its networks, its nodes with their files, their daemons
-        started (not necessarily answering yet). Records what it makes before making it."""
+        started (not necessarily answering yet). Records what it makes before making it.
+        When the lab has a trainee (``state.owner``), the files and daemons are the trainee's."""
 
     def running(self, state: State, node: str) -> bool:
         """True while the node's daemon (or, for a node without one, the node) is alive."""
@@ -46,10 +47,8 @@ class Backend(Protocol):
 
     def exec(self, state: State, node: str, argv: Sequence[str], *,
              capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
-        """Run a command inside the node, as a shell there would."""
-
-    def signal(self, state: State, node: str, sig: int) -> None:
-        """Send a signal to the node's daemon (SIGHUP reloads every daemon kind)."""
+        """Run a command inside the node, as a shell there would: with the rights of the lab's
+        trainee when it has one (``state.owner``), as root otherwise."""
 
     def log_path(self, state: State, node: str) -> Path:
         """The file holding the daemon's output."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import signal as _signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -78,33 +77,40 @@ class DockerBackend(NetnsBackend):
         return NODE_DIR
 
     def create(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
+        self.write_files(state, specs)
         self.wire(state, lab, specs)
-        for node in lab.nodes:
-            (state.node_dir(node) / WIRED).touch()
+        from ..confine import unpack_as
+        unpack_as(state.owner, state.work_dir, {f"nodes/{node}/{WIRED}": "" for node in lab.nodes})
 
-    def make_nodes(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec], names: list[str]) -> None:
-        """Create and start one container per node, then attach its network namespace by name."""
+    def make_namespaces(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec], names: list[str]) -> None:
+        """The bridges' namespace, then one container per node whose network namespace is
+        attached by name. In a trainee's lab the containers run as the trainee (port 53 made
+        unprivileged in the container's own network namespace) inside the trainee's cgroup."""
+        _finish([(_ip([], ""), f"netns add {names[0]}\n")], "creating the bridge namespace")
         state.intend("containers", f"label={LABEL}={state.name}")
+        owned = {}
+        if state.owner:
+            owned = {"user": f"{state.owner[0]}:{state.owner[1]}"}
+            if state.resources("cgroup") and self.docker.info().get("CgroupDriver") == "cgroupfs":
+                owned["cgroup_parent"] = f"/dnslab/{state.name}/lab"
 
         def one(node: str):
             plan, spec = lab.nodes[node], specs[node]
-            d = state.node_dir(node)
-            d.mkdir(parents=True, exist_ok=True)
-            for rel, content in spec.files.items():
-                (d / rel).parent.mkdir(parents=True, exist_ok=True)
-                (d / rel).write_text(content)
             # a node without a daemon (a client) just stays up, and has no log, as under netns
             run = (" ".join(shlex.quote(a) for a in spec.argv) + f" >>{NODE_DIR}/daemon.log 2>&1"
                    if spec.argv else "sleep infinity")
             cmd = f"while [ ! -e {NODE_DIR}/{WIRED} ]; do sleep 0.01; done; exec {run}"
-            extra = {}
+            extra = dict(owned)
             if spec.resolv_conf is not None:
                 extra["dns"] = [a for a in lab.nodes[plan.resolver].addresses]
+            sysctls = {"net.ipv6.conf.all.disable_ipv6": "0"}
+            if state.owner:
+                sysctls["net.ipv4.ip_unprivileged_port_start"] = "0"
             c = self.docker.containers.create(
                 image(plan.kind), ["sh", "-c", cmd], name=f"dnslab-{state.name}-{node}",
                 hostname=node, labels={LABEL: state.name, "dnslab.node": node, "dnslab.lab": lab.name},
-                network_mode="none", init=True, volumes={str(d): {"bind": NODE_DIR, "mode": "rw"}},
-                working_dir=NODE_DIR, sysctls={"net.ipv6.conf.all.disable_ipv6": "0"}, **extra)
+                network_mode="none", init=True, volumes={str(state.node_dir(node)): {"bind": NODE_DIR, "mode": "rw"}},
+                working_dir=NODE_DIR, sysctls=sysctls, **extra)
             c.start()
             c.reload()
             pid = c.attrs["State"]["Pid"]
@@ -136,18 +142,14 @@ class DockerBackend(NetnsBackend):
         c = self._container(state, node)
         if c is None:
             raise BackendError(f"node {node} of instance {state.name} has no container")
-        res = c.exec_run(list(argv), demux=True, workdir=NODE_DIR)
+        res = c.exec_run(list(argv), demux=True, workdir=NODE_DIR,
+                         user=f"{state.owner[0]}:{state.owner[1]}" if state.owner else "")
         out, err = (b.decode(errors="replace") if b else "" for b in res.output)
         if not capture:
             sys.stdout.write(out)
             sys.stderr.write(err)
         return subprocess.CompletedProcess(list(argv), res.exit_code, out if capture else None,
                                            err if capture else None)
-
-    def signal(self, state: State, node: str, sig: int) -> None:
-        c = self._container(state, node)
-        if c is not None:
-            c.kill(signal=_signal.Signals(sig).name)
 
     def destroy(self, states: Sequence[State]) -> None:
         import docker.errors

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -82,12 +83,23 @@ class NetnsBackend:
 
     def create(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
         self.wire(state, lab, specs)
+        self.write_files(state, specs)
         for node, spec in specs.items():
             self.start(state, node, spec)
 
-    def make_nodes(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec], names: list[str]) -> None:
-        """Create the nodes' network namespaces, named ``names`` (docker attaches containers instead)."""
-        _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
+    def make_namespaces(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec], names: list[str]) -> None:
+        """Create the instance's network namespaces (the bridges' first, then one per node), inside
+        the trainee's own user namespace when the lab has a trainee (:mod:`dnslab.userns`)."""
+        if state.owner is None:
+            _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
+            return
+        state.intend("mount", str(state.userns_file))
+        uid, gid = state.owner
+        res = subprocess.run([sys.executable, "-I", "-m", "dnslab.userns", str(uid), str(gid), str(state.userns_file),
+                              *(str(NETNS_DIR / n) for n in names)], capture_output=True, text=True, cwd="/",
+                             stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        if res.returncode != 0:
+            raise BackendError(f"creating the trainee's namespaces failed: {res.stderr.strip()}")
 
     def wire(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
         """Namespaces, the instance's bridges, one veth per node interface, addresses."""
@@ -99,8 +111,7 @@ class NetnsBackend:
                                "`dnslab gc` removes what a crashed run left")
         for n in names:
             state.intend("netns", n)
-        _finish([(_ip([], ""), f"netns add {names[0]}\n")], "creating the bridge namespace")
-        self.make_nodes(state, lab, specs, names[1:])
+        self.make_namespaces(state, lab, specs, names)
         br = [f"link add br-{net} type bridge\nlink set br-{net} up\n" for net in lab.networks]
         for node in lab.nodes.values():
             for iface in node.interfaces:
@@ -120,26 +131,43 @@ class NetnsBackend:
             procs.append((_ip(["-n", node_ns(inst, node.name)], ""), "".join(cmds)))
         _finish(procs, "configuring node addresses")
 
-    def start(self, state: State, node: str, spec: kinds.NodeSpec) -> None:
-        """Write a node's files and start its daemon inside its namespace."""
-        d = state.node_dir(node)
-        d.mkdir(parents=True, exist_ok=True)
-        for rel, content in spec.files.items():
-            (d / rel).parent.mkdir(parents=True, exist_ok=True)
-            (d / rel).write_text(content)
+    def write_files(self, state: State, specs: dict[str, kinds.NodeSpec]) -> None:
+        """Every node's files, written with the rights of the lab's trainee (root's without one)."""
+        from ..confine import unpack_as
+        files = {f"nodes/{node}/{rel}": content for node, spec in specs.items() for rel, content in spec.files.items()}
+        files.update({f"nodes/{node}/daemon.log": "" for node, spec in specs.items() if spec.argv})
+        unpack_as(state.owner, state.work_dir, files)
+        for node, spec in specs.items():
+            if spec.resolv_conf is not None:
+                etc = ETC_NETNS / node_ns(state.name, node)
+                state.intend("etc", str(etc))
+                etc.mkdir(parents=True, exist_ok=True)
+                (etc / "resolv.conf").write_text(spec.resolv_conf)
+
+    def enter(self, state: State, node: str) -> list[str]:
+        """The argv prefix that runs a command as the lab's owner in ``node`` (a mount namespace
+        of its own with the node's resolv.conf, as ``ip netns exec`` makes), from the node's dir."""
         ns = node_ns(state.name, node)
-        if spec.resolv_conf is not None:
-            etc = ETC_NETNS / ns
-            state.intend("etc", str(etc))
-            etc.mkdir(parents=True, exist_ok=True)
-            (etc / "resolv.conf").write_text(spec.resolv_conf)
+        if not (NETNS_DIR / ns).exists():
+            raise BackendError(f"node {node} of instance {state.name} has no network namespace")
+        user = ["nsenter", f"--user={state.userns_file}", "--"] if state.owner else []
+        return ["ip", "netns", "exec", ns, *user, "/bin/sh", "-c", 'cd "$1" 2>/dev/null; shift; exec "$@"', "sh",
+                str(state.node_dir(node))]
+
+    def start(self, state: State, node: str, spec: kinds.NodeSpec) -> None:
+        """Start a node's daemon inside its namespace: as the lab's trainee (root inside the
+        trainee's user namespace) in the trainee's cgroup, or as root for a lab without one.
+        Its output goes to ``daemon.log`` in the node dir, opened with the daemon's own rights."""
+        from ..confine import join
         record = state.data["nodes"].setdefault(node, {})
         if spec.argv is None:
             return
-        with open(d / "daemon.log", "ab") as log:
-            proc = subprocess.Popen(["nsenter", f"--net={NETNS_DIR / ns}", "--", *spec.argv],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=d, start_new_session=True)
+        ns = NETNS_DIR / node_ns(state.name, node)
+        user = [f"--user={state.userns_file}"] if state.owner else []
+        run = ["/bin/sh", "-c", 'cd "$1" || exit 1; shift; exec "$@" >>daemon.log 2>&1', "sh", str(state.node_dir(node))]
+        proc = subprocess.Popen([*join(state, "lab"), "nsenter", *user, f"--net={ns}", "--", *run, *spec.argv],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd="/", start_new_session=True)
         record.update(pid=proc.pid, start=start_time(proc.pid))
         state.save()
 
@@ -147,7 +175,11 @@ class NetnsBackend:
         rec = state.data["nodes"].get(node, {})
         if "pid" not in rec:
             return (NETNS_DIR / node_ns(state.name, node)).exists()
-        return start_time(rec["pid"]) == rec.get("start")
+        if start_time(rec["pid"]) == rec.get("start"):
+            return True
+        # a trainee may restart her own daemon: then some process of hers runs in the node
+        inode = netns_inode(str(NETNS_DIR / node_ns(state.name, node))) if state.owner else None
+        return bool(inode and pids_in({inode}))
 
     def socket(self, state: State, node: str, family: int, type: int) -> socket.socket:
         path = NETNS_DIR / node_ns(state.name, node)
@@ -157,17 +189,9 @@ class NetnsBackend:
 
     def exec(self, state: State, node: str, argv: Sequence[str], *,
              capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
-        ns = node_ns(state.name, node)
-        if not (NETNS_DIR / ns).exists():
-            raise BackendError(f"node {node} of instance {state.name} has no network namespace")
-        return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=capture,
-                              text=capture, timeout=timeout, cwd=state.node_dir(node)
-                              if state.node_dir(node).is_dir() else "/")
-
-    def signal(self, state: State, node: str, sig: int) -> None:
-        rec = state.data["nodes"].get(node, {})
-        if "pid" in rec and self.running(state, node):
-            os.kill(rec["pid"], sig)
+        from ..confine import join
+        return subprocess.run([*join(state, "session"), *self.enter(state, node), *argv], capture_output=capture,
+                              text=capture, timeout=timeout, cwd="/")
 
     def log_path(self, state: State, node: str) -> Path:
         return state.node_dir(node) / "daemon.log"

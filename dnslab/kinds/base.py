@@ -1,10 +1,13 @@
-"""What every kind shares: render its templates, say how to start, how to tell it is ready.
+"""What every kind shares: render its templates, say how to start, how to tell it is ready,
+and how an operator controls it (its control tool: reload, stop).
 
 A kind *describes* a node as a :class:`NodeSpec` (files, command, readiness probe);
 a backend *runs* it. Neither imports the other.
 """
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -32,12 +35,14 @@ class Probe:
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """Everything a backend needs to make one node real; SIGHUP reloads every daemon kind."""
+    """Everything a backend needs to make one node real, and how an operator drives its daemon."""
 
     files: dict[str, str] = field(default_factory=dict)  # path relative to the node dir -> content
     argv: tuple[str, ...] | None = None                  # the daemon, in the foreground
     ready: Probe | None = None
     resolv_conf: str | None = None                       # /etc/resolv.conf as the node sees it
+    reload: tuple[tuple[str, ...], ...] = ()             # rereads config and zones (a resolver: and its cache)
+    stop: tuple[str, ...] | None = None                  # asks the daemon to exit
 
 
 class Kind:
@@ -51,6 +56,15 @@ class Kind:
     def argv(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
         """The daemon's command line, in the foreground; ``d`` is the node dir as the node sees it."""
         return None
+
+    def control(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
+        """The daemon's control tool with its config (rndc, knotc, ...), as typed on the node."""
+        return None
+
+    def reload(self, node: NodePlan, d: str) -> tuple[tuple[str, ...], ...]:
+        """Commands that make the daemon reread its config and zones (and a resolver drop its cache)."""
+        c = self.control(node, d)
+        return ((*c, "reload"),) if c else ()
 
     def probe(self, node: NodePlan) -> Probe | None:
         if node.role == "authoritative":
@@ -67,6 +81,7 @@ class Kind:
     def spec(self, node: NodePlan, lab: LabPlan, d: str) -> NodeSpec:
         """Render the node: its config files, zone files, root hints and command."""
         files = {}
+        secret = base64.b64encode(secrets.token_bytes(32)).decode()  # this node's control key, made per instance
         zones = [lab.zones[z] for z in node.zones]
         for z in zones:
             files[f"zones/{z.filename}"] = z.text
@@ -75,9 +90,14 @@ class Kind:
                 f". 3600000 IN NS {host}\n" + "".join(
                     f"{host} 3600000 IN {'AAAA' if ':' in a else 'A'} {a}\n" for a in addrs)
                 for host, addrs in lab.root_hints)
-        ctx = {"node": node, "lab": lab, "dir": d, "zones": zones,
+        ctx = {"node": node, "lab": lab, "dir": d, "zones": zones, "secret": secret,
                "lab_prefixes": [str(p) for n in lab.networks.values() for p in (n.ipv4, n.ipv6) if p],
                **self.context(node, lab, d)}
         for out, template in self.templates.items():
             files[out] = _TEMPLATES.get_template(template).render(ctx)
-        return NodeSpec(files=files, argv=self.argv(node, d), ready=self.probe(node))
+        control = self.control(node, d)
+        if control:  # a shell on the node (dnslab-node) types the tool's name alone
+            files["shell.rc"] = (f"cd {d}\nPS1='{node.name}:\\w# '\n"
+                                 f"alias {control[0]}='{' '.join(control)}'\n")
+        return NodeSpec(files=files, argv=self.argv(node, d), ready=self.probe(node), reload=self.reload(node, d),
+                        stop=(*control, "stop") if control else None)

@@ -1,4 +1,4 @@
-"""Unbound: recursive resolver only."""
+"""Unbound: recursive resolver only; unbound-control on a Unix socket in the node dir."""
 from __future__ import annotations
 
 from .base import Kind
@@ -7,11 +7,14 @@ from .base import Kind
 class Unbound(Kind):
     name = "unbound"
     roles = ("resolver",)
-    binaries = {"unbound": "unbound"}
+    binaries = {"unbound": "unbound", "unbound-control": "unbound"}
     templates = {"unbound.conf": "unbound.conf.j2"}
 
     def argv(self, node, d):
         return ("unbound", "-d", "-c", f"{d}/unbound.conf")
+
+    def control(self, node, d):
+        return ("unbound-control", "-c", f"{d}/unbound.conf")
 
     def context(self, node, lab, d):
         # Unbound answers special-use names (test., invalid., ...) itself unless told not to.
