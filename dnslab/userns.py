@@ -3,7 +3,8 @@
 ``python -I -m dnslab.userns UID GID USERNS_FILE NETNS_FILE...`` (root, stdlib only) makes a user
 namespace whose owner is UID and whose only mapping is ``0 -> UID``/``0 -> GID``, then, inside
 it, one network namespace per NETNS_FILE; each is bind-mounted at its file (as ``ip netns add``
-does under ``/run/netns``), the user namespace at USERNS_FILE.
+does under ``/run/netns``, which the caller has made a shared mount: :func:`dnslab.backends.nsutil.
+shared_netns_dir`), the user namespace at USERNS_FILE.
 
 What that gives the trainee (uid UID), and nothing more:
 - every capability *over her lab's namespaces* (the kernel grants the owner of a user
@@ -29,8 +30,7 @@ import sys
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP = 28, 1 << 2
-MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20
-NETNS_RUN = "/run/netns"
+MS_BIND = 4096
 
 
 def _check(ret: int, what: str) -> None:
@@ -43,18 +43,6 @@ def _mount(src: str | None, target: str, flags: int) -> None:
     _check(_libc.mount(src.encode() if src else None, target.encode(), None, flags, None), f"mount {target}")
 
 
-def _shared_netns_dir() -> None:
-    """As iproute2 does: /run/netns is a shared mount, so namespace mounts show in every mount namespace."""
-    os.makedirs(NETNS_RUN, mode=0o755, exist_ok=True)
-    try:
-        _mount(None, NETNS_RUN, MS_SHARED | MS_REC)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # EINVAL: not a mount point yet
-            raise
-        _mount(NETNS_RUN, NETNS_RUN, MS_BIND | MS_REC)
-        _mount(None, NETNS_RUN, MS_SHARED | MS_REC)
-
-
 def _bind(src: str, target: str) -> None:
     fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0)
     os.close(fd)
@@ -63,8 +51,6 @@ def _bind(src: str, target: str) -> None:
 
 def make(uid: int, gid: int, userns_file: str, netns_files: list[str]) -> None:
     """Create the user namespace and its network namespaces (see the module docstring)."""
-    if any(f.startswith(NETNS_RUN + "/") for f in netns_files):
-        _shared_netns_dir()
     to_child_r, to_child_w = os.pipe()
     to_parent_r, to_parent_w = os.pipe()
     pid = os.fork()
@@ -85,6 +71,7 @@ def make(uid: int, gid: int, userns_file: str, netns_files: list[str]) -> None:
                 _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
                 os.write(to_parent_w, b"n")
             else:
+                os.read(to_child_r, 1)  # stay alive until the parent has mounted the last one (then EOF)
                 code = 0
         except OSError as exc:
             os.write(2, f"dnslab.userns: {exc}\n".encode())

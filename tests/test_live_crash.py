@@ -226,7 +226,7 @@ def test_daemon_with_broken_config_fails_up(tmp_path, name):
     assert res.returncode == 3, livelab.explain(res)
     m = re.search(rf"instance {name}: node (b-root|sld-knot) \(knot\) exited; its log ends with:", res.stderr)
     assert m, res.stderr
-    assert f"{run_root() / name / 'nodes' / m[1] / 'knot.conf'}" in res.stderr
+    assert f"{run_root() / name / 'work' / 'nodes' / m[1] / 'knot.conf'}" in res.stderr
     assert "invalid item" in res.stderr and "no-such-option" in res.stderr
     assert livelab.leftovers(name) == []
 

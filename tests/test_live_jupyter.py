@@ -1,10 +1,10 @@
 """JupyterLab per trainee, for real: `dnslab up dns-basics --trainees roster.csv --jupyter`
 gives two trainees each a server inside their own client node, as their own Unix user,
-reached through a forwarder with a token. A kernel started through the server (REST +
-websocket), a terminal, and a kernel started by root from the kernelspec (as the grader
-does) all run as the trainee in the client namespace, resolve through the lab, reload
-their own daemons through the broker, and can read or reach nothing of the other trainee,
-the exercise sources or the host. `down --purge` leaves no process, user, socket or port."""
+reached through a forwarder (also theirs) with a token. A kernel started through the server
+(REST + websocket) and a terminal run as the trainee in the client namespace, resolve through
+the lab, drive their own daemons (reload, control tools, a shell on every node of their lab),
+and can read or reach nothing of the other trainee, the exercise sources or the host.
+`down --purge` leaves no process, user, home, cgroup, mount, socket or port."""
 from __future__ import annotations
 
 import csv
@@ -25,13 +25,15 @@ from pathlib import Path
 import pytest
 
 try:
-    from . import livelab
+    from . import livelab, traineeclient
 except ImportError:
     import livelab
+    import traineeclient
 
-from dnslab import broker, confine, jupyter
+from dnslab import accounts, broker, cgroups, confine, homes, jupyter
 from dnslab.backends.netns import node_ns
-from dnslab.state import State, run_root
+from dnslab.procs import start_time
+from dnslab.state import State, mounts_below, run_root
 
 pytestmark = pytest.mark.lab
 if os.geteuid() != 0:
@@ -61,6 +63,9 @@ class Class:
     def state(self, name: str) -> State:
         return State.open(name)
 
+    def trainee(self, name: str) -> traineeclient.Trainee:
+        return traineeclient.Trainee(jupyter.info(State.open(name))["url"])
+
 
 @pytest.fixture(scope="module")
 def klass(tmp_path_factory):
@@ -79,7 +84,7 @@ def klass(tmp_path_factory):
             try:
                 livelab.remove(n)
             finally:
-                confine.remove_trainee(n, purge_home=True)
+                accounts.remove(n, purge_home=True)
 
 
 def base_url(info: dict) -> str:
@@ -185,11 +190,24 @@ out["dig"] = subprocess.run(["dig", "+short", "www.example.test"], capture_outpu
 out["read"] = {k: attempt(lambda p=p: os.listdir(p) if os.path.isdir(p) else open(p).read(1)) for k, p in READ.items()}
 out["tmp"] = [l.split()[4] for l in open("/proc/self/mountinfo") if "dnslab-tmp" in l]
 out["zone_write"] = attempt(lambda: open(ZONE, "a").close())
-out["zone_rename"] = attempt(lambda: os.rename(ZONE, ZONE + ".moved"))
+out["zone_rename"] = attempt(lambda: (os.rename(ZONE, ZONE + ".moved"), os.rename(ZONE + ".moved", ZONE)))
 out["connect"] = {f"{h} {p}": conn(h, p) for h, p in CONNECT}
 out["unix"] = {p: unix(p) for p in UNIX}
+import dnslab
+lab = dnslab.attach()
+try:
+    lab.reload("sld-knot"); out["reload"] = "ok"
+except Exception as e:
+    out["reload"] = repr(e)
+out["node_uid"] = lab.exec("id -u", node="tld").strip()           # root of her own node
+out["own_node_file"] = lab.exec("ls", node="tld").split()
+def other_node(node):
+    r = subprocess.run(["nsenter", f"--user=/run/dnslab/{OTHER}/userns", f"--net=/run/netns/dnslab-{OTHER}-{node}",
+                        "id"], capture_output=True, text=True)
+    return r.returncode
+out["other_node"] = other_node("tld")
+out["host_net"] = subprocess.run(["nsenter", "--net=/proc/1/ns/net", "true"], capture_output=True).returncode
 from dnslab import broker
-out["reload"] = broker.call(None, "reload", node="sld-knot")
 out["check"] = broker.call(None, "check", name="www-via-unbound")
 try:
     out["other_broker"] = broker.call(OTHER, "status")
@@ -208,13 +226,15 @@ print("RESULT" + json.dumps(out))
 def probe_code(k: Class, me: str, other: str, ports: list[int]) -> str:
     st = k.state(me)
     zone = str(st.node_dir("sld-knot") / "zones" / "example.test.zone")
+    other_st = State.open(other)
     read = {
         "own_state": str(st.dir / "state.json"),
         "own_zone": zone,
         "other_home": str(confine.home_of(other)),
         "other_rundir": str(run_root() / other),
         "other_state": str(run_root() / other / "state.json"),
-        "other_zone": str(run_root() / other / "nodes" / "sld-knot" / "zones" / "example.test.zone"),
+        "other_zone": str(other_st.node_dir("sld-knot") / "zones" / "example.test.zone"),
+        "faults": str(st.lab_dir / "faults"),
         "course": str(COURSE),
         # the checkout as trainee processes see it (a bind mount of theirs: the real path may be
         # unreachable for them, or hidden under their private /tmp)
@@ -227,7 +247,7 @@ def probe_code(k: Class, me: str, other: str, ports: list[int]) -> str:
     }
     hosts = ["127.0.0.1"] + [a for a in livelab.host_addresses() if ":" not in a][:3]
     connect = [(h, p) for h in hosts for p in ports]
-    unix = [str(run_root() / other / "jupyter" / "jupyter.sock"), str(run_root() / other / "control.sock")]
+    unix = [str(jupyter.sock_path(other_st)), str(run_root() / other / "control.sock")]
     head = (f"READ = {json.dumps(read)}\nZONE = {zone!r}\nCONNECT = {json.dumps(connect)}\n"
             f"UNIX = {json.dumps(unix)}\nOTHER = {other!r}\n")
     return head + PROBE
@@ -246,9 +266,9 @@ def expect_confined(k: Class, me: str, other: str, r: dict, ports: list[int]) ->
     assert sorted(r["addrs"]) == sorted(inst_client), r["addrs"]
     assert r["dig"] == ["192.0.2.80"], r["dig"]
     reads = r["read"]
-    assert reads["own_state"] == "ok" and reads["own_zone"] == "ok", reads
-    for what in ("other_home", "other_rundir", "other_state", "other_zone", "exercises", "grader", "git",
-                 "root_home", "shadow"):
+    assert reads["own_zone"] == "ok", reads
+    for what in ("own_state", "faults", "other_home", "other_rundir", "other_state", "other_zone", "exercises",
+                 "grader", "git", "root_home", "shadow"):
         assert reads[what] in ("EACCES",), (what, reads)
     assert reads["exercises_real"] in ("EACCES", "ENOENT"), reads  # ENOENT: a checkout under /tmp
     if COURSE.exists():
@@ -256,11 +276,13 @@ def expect_confined(k: Class, me: str, other: str, r: dict, ports: list[int]) ->
     else:
         assert reads["course"] in ("EACCES", "ENOENT"), reads
     assert sorted(r["tmp"]) == ["/dev/shm", "/tmp", "/var/tmp"], r["tmp"]  # private temp dirs
-    assert r["zone_write"] == "ok" and r["zone_rename"] == "EPERM", r  # edit in place, never swap the file
+    assert r["zone_write"] == "ok" and r["zone_rename"] == "ok", r  # her lab's files are hers
     for target, result in r["connect"].items():  # its own loopback refuses; the host has no route
         assert result != "ok", (target, r["connect"])
     assert all(v == "EACCES" for v in r["unix"].values()), r["unix"]
-    assert r["reload"]["ok"] is True, r["reload"]
+    assert r["reload"] == "ok", r["reload"]
+    assert r["node_uid"] == "0" and "named.conf" in r["own_node_file"], r
+    assert r["other_node"] != 0 and r["host_net"] != 0, r
     assert r["check"]["ok"] is True and r["check"]["results"][0]["passed"] is True, r["check"]
     assert "not yours" in str(r["other_broker"]) or "EACCES" in str(r["other_broker"]), r["other_broker"]
     assert not [e for e in r["env"] if e.startswith(("SUDO", "SSH", "PYTEST", "XDG"))], r["env"]
@@ -307,7 +329,11 @@ def test_server_runs_in_the_client_namespace_as_the_trainee(klass):
         st = State.open(n)
         pid = st.data["procs"]["jupyter"]["pid"]
         t = confine.find_trainee(n)
-        assert confine._uids(str(pid)) == {t.uid}
+        assert accounts.uids_of(str(pid)) == {t.uid}
+        assert pid in cgroups.Group(n).pids("session")
+        fwd = st.data["procs"]["forward"]["pid"]
+        assert accounts.uids_of(str(fwd)) == {t.uid}  # the forwarder is hers too, in her client node
+        assert os.stat(f"/proc/{fwd}/ns/net").st_ino == os.stat(f"/run/netns/{node_ns(n, 'client')}").st_ino
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{node_ns(n, 'client')}").st_ino
         sock = jupyter.sock_path(st)
         assert sock.is_socket() and sock.stat().st_mode & 0o777 == 0o600 and sock.stat().st_uid == t.uid
@@ -328,7 +354,7 @@ def test_kernel_through_the_server_is_confined(klass, who):
     r = run_in_server_kernel(info, probe_code(klass, me, other, ports))
     expect_confined(klass, me, other, r, ports)
     assert r["conn"]["transport"] == "ipc", r["conn"]
-    assert r["conn"]["ip"].startswith(str(confine.ipc_dir(State.open(me))) + "/"), r["conn"]
+    assert r["conn"]["ip"].startswith(str(State.open(me).work_dir / jupyter.RUNTIME) + "/"), r["conn"]
 
 
 def test_kernelspecs_offered_and_planted_ones_refused(klass):
@@ -338,14 +364,11 @@ def test_kernelspecs_offered_and_planted_ones_refused(klass):
     t = confine.find_trainee(n)
     status, body = http(f"{base_url(info)}/api/kernelspecs?token={token_of(info)}")
     specs = json.loads(body)
-    assert status == 200 and set(specs["kernelspecs"]) == {confine.kernel_name(st)} and \
-        specs["default"] == confine.kernel_name(st)
+    assert status == 200 and set(specs["kernelspecs"]) == {f"dnslab-{n}"} and specs["default"] == f"dnslab-{n}"
     planted = t.home / ".local" / "share" / "jupyter" / "kernels" / "planted"
-    planted.mkdir(parents=True)
     marker = t.home / "planted-ran"
-    (planted / "kernel.json").write_text(json.dumps({"argv": ["/bin/sh", "-c", f"touch {marker}"],
-                                                     "display_name": "x", "language": "python"}))
-    confine._chown_tree(t.home / ".local", t.uid, t.gid)
+    confine.write_as(t, planted / "kernel.json", json.dumps({"argv": ["/bin/sh", "-c", f"touch {marker}"],
+                                                            "display_name": "x", "language": "python"}).encode())
     for name in ("planted", "python3"):
         status, body = http(f"{base_url(info)}/api/kernels?token={token_of(info)}", "POST", {"name": name})
         assert status >= 400, (name, status, body)
@@ -381,26 +404,6 @@ def test_terminal_lands_in_the_lab_as_the_trainee(klass):
     assert (int(m.group(1)), m.group(2), m.group(3)) == (t.uid, "198.51.100.8/24", "192.0.2.80"), text
 
 
-def test_kernel_from_the_kernelspec_started_by_root(klass, tmp_path):
-    """What the grader does: nbclient + KernelManager(kernel_name, transport ipc, ip in ipc_dir)."""
-    import nbformat
-    from jupyter_client import KernelManager
-    from jupyter_client.kernelspec import KernelSpecManager
-    from nbclient import NotebookClient
-    me, other = klass.names
-    st = State.open(me)
-    confine.write_kernelspec(st, tmp_path / "kernels")
-    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
-    ports = [jupyter.info(State.open(n))["port"] for n in klass.names]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe_code(klass, me, other, ports))])
-    km = KernelManager(kernel_name=confine.kernel_name(st), kernel_spec_manager=ksm, transport="ipc",
-                       ip=str(confine.ipc_dir(st) / f"grade-{uuid.uuid4().hex[:8]}"))
-    NotebookClient(nb, km=km, timeout=120, startup_timeout=120).execute(cwd=str(tmp_path))
-    text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
-    r = json.loads(text.split("RESULT", 1)[1])
-    expect_confined(klass, me, other, r, ports)
-
-
 def test_broker_refuses_another_uid_and_bad_requests(klass):
     a, b = klass.names
     ta, tb = confine.find_trainee(a), confine.find_trainee(b)
@@ -411,30 +414,34 @@ def test_broker_refuses_another_uid_and_bad_requests(klass):
     assert res.returncode == 0, res.stderr
     reply = json.loads(res.stdout)
     assert reply["ok"] is False and "may not use" in reply["error"], reply
-    assert broker.call(a, "reload", node="client") == {"ok": False, "error": "node client (client) runs no daemon "
-                                                                             "to reload"}
-    assert broker.call(a, "reload", node="nope")["ok"] is False
+    assert broker.call(a, "reload", node="tld") == {"ok": False, "error": "unknown op 'reload' (check, status)"}
     assert broker.call(a, "frobnicate")["ok"] is False
+    assert broker.call(a, "check", name=7)["ok"] is False
     assert broker.call(a, "status")["ok"] is True
 
 
 def test_a_broken_zone_reload_reports_the_log(klass):
-    """Reload through the broker after the trainee breaks its zone file: an answer naming the
-    problem (NSD refuses the zone and keeps the old one, or stops answering it)."""
+    """The trainee breaks her zone file (serial raised) and reloads: NSD keeps the old zone, and
+    her reload says so, with her daemon's log; fixed again, the reload waits for the new serial."""
     n = klass.names[1]
-    st = State.open(n)
-    zone = st.node_dir("sld-nsd") / "zones"
-    files = sorted(zone.glob("*"))
-    assert files, zone
-    path = files[0]
-    good = path.read_text()
-    try:
-        path.write_text(good + "\nbroken IN A not-an-address\n")
-        reply = broker.call(n, "reload", node="sld-nsd")
-        assert reply.get("log") or reply.get("error"), reply
-    finally:
-        path.write_text(good)
-        assert broker.call(n, "reload", node="sld-nsd")["ok"] is True
+    code = r"""
+import dnslab, json, re
+lab = dnslab.attach()
+good = lab.read_zone("sld-nsd", "lab.test")
+bump = lambda t, by: re.sub(r"(SOA\s+\S+\s+\S+\s+)(\d+)", lambda m: m.group(1) + str(int(m.group(2)) + by), t, count=1)
+lab.zone_file("sld-nsd", "lab.test").write_text(bump(good, 1) + "\nbroken IN A not-an-address\n")
+try:
+    lab.reload("sld-nsd", wait=2); out = "reloaded"
+except Exception as e:
+    out = str(e)
+lab.write_zone("sld-nsd", "lab.test", bump(good, 2))
+lab.reload("sld-nsd")
+serial = lab.dig("lab.test", "SOA", at="sld-nsd", rd=False).answer[0][0].serial
+print("RESULT" + json.dumps({"broken": out, "serial": serial, "want": int(re.search(r"SOA\s+\S+\s+\S+\s+(\d+)", good)[1]) + 2}))
+"""
+    r = klass.trainee(n).run(code)
+    assert "did not serve serial" in r["broken"] and "its log ends with" in r["broken"], r
+    assert r["serial"] == r["want"], r
 
 
 def test_zz_down_leaves_nothing(klass):
@@ -452,11 +459,15 @@ def test_zz_down_leaves_nothing(klass):
         assert not confine.home_of(n).exists()
         assert not (run_root() / n).exists()
     uids = {u.uid for u in users.values()}
-    left = [p for p in os.listdir("/proc") if p.isdigit() and confine._uids(p) & uids
+    left = [p for p in os.listdir("/proc") if p.isdigit() and accounts.uids_of(p) & uids
             and livelab.proc_stat(p) and livelab.proc_stat(p)[0] not in ("Z", "X")]
     assert left == [], left
     for pid in pids:
-        assert confine.start_time(pid) is None, pid
+        assert start_time(pid) is None, pid
+    for n in klass.names:
+        assert not homes.image_of(n).exists() and not homes.is_mounted(homes.home_of(n))
+        assert all(not d.exists() for d in cgroups.Group(n).dirs())
+        assert mounts_below(run_root() / n) == []
     for port in ports:
         s = socket.socket()
         try:
@@ -491,12 +502,12 @@ def test_failed_jupyter_rolls_the_whole_up_back():
 
     try:
         with pytest.raises(RuntimeError, match="injected"):
-            lab.up(livelab.DNS_BASICS, [name], before_ready=servers_then_fail)
+            lab.up(livelab.DNS_BASICS, [name], before_ready=servers_then_fail, trainees=True)
         assert len(seen["pids"]) == 3
         assert livelab.leftovers(name) == []
         assert confine.find_trainee(name) is None
-        assert all(confine.start_time(p) is None for p in seen["pids"])
-        assert not [p for p in os.listdir("/proc") if p.isdigit() and seen["uid"] in confine._uids(p)
+        assert all(start_time(p) is None for p in seen["pids"])
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and seen["uid"] in accounts.uids_of(p)
                     and livelab.proc_stat(p) and livelab.proc_stat(p)[0] not in ("Z", "X")]
         s = socket.socket()
         try:
@@ -505,7 +516,7 @@ def test_failed_jupyter_rolls_the_whole_up_back():
             s.close()
     finally:
         livelab.remove(name)
-        confine.remove_trainee(name, purge_home=True)
+        accounts.remove(name, purge_home=True)
 
 
 def test_up_killed_while_starting_jupyter_then_gc_leaves_nothing():
@@ -534,13 +545,13 @@ def test_up_killed_while_starting_jupyter_then_gc_leaves_nothing():
         assert f"instance {name}" in res.stdout, livelab.explain(res)
         assert livelab.leftovers(name) == []
         assert confine.find_trainee(name) is None
-        livelab.wait_for(lambda: all(confine.start_time(p) is None for p in pids), timeout=10,
+        livelab.wait_for(lambda: all(start_time(p) is None for p in pids), timeout=10,
                          what="the recorded helpers to be gone")
-        assert not [p for p in os.listdir("/proc") if p.isdigit() and uid in confine._uids(p)
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and uid in accounts.uids_of(p)
                     and livelab.proc_stat(p) and livelab.proc_stat(p)[0] not in ("Z", "X")]
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         livelab.remove(name)
-        confine.remove_trainee(name, purge_home=True)
+        accounts.remove(name, purge_home=True)

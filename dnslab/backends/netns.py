@@ -20,7 +20,7 @@ from ..errors import EnvError
 from ..procs import start_time, terminate
 from ..state import State
 from .base import BackendError
-from .nsutil import netns_inode, pids_in, socket_in
+from .nsutil import netns_inode, pids_in, shared_netns_dir, socket_in
 
 if TYPE_CHECKING:  # kinds (jinja2) and plan (pydantic) only where used: `down` needs neither
     from .. import kinds
@@ -94,6 +94,10 @@ class NetnsBackend:
             _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
             return
         state.intend("mount", str(state.userns_file))
+        from ..accounts import lock_file
+        from ..state import run_root
+        with lock_file(run_root() / ".netns.lock"):
+            shared_netns_dir(str(NETNS_DIR))
         uid, gid = state.owner
         res = subprocess.run([sys.executable, "-I", "-m", "dnslab.userns", str(uid), str(gid), str(state.userns_file),
                               *(str(NETNS_DIR / n) for n in names)], capture_output=True, text=True, cwd="/",

@@ -7,6 +7,7 @@ node and use it from anywhere, without spawning a process.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import socket
 
@@ -55,3 +56,26 @@ def pids_in(inodes: set[int]) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+_MS_BIND, _MS_REC, _MS_SHARED = 4096, 16384, 1 << 20
+
+
+def _mount(src: str | None, target: str, flags: int) -> None:
+    if _libc.mount(src.encode() if src else None, target.encode(), None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def shared_netns_dir(path: str = "/run/netns") -> None:
+    """Make ``path`` a shared mount, as ``ip netns add`` does the first time, so that namespace
+    mounts made there show in every mount namespace. Call it under a lock (a concurrent
+    ``ip netns add`` does the same; both are idempotent once done)."""
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    try:
+        _mount(None, path, _MS_SHARED | _MS_REC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: not a mount point yet
+            raise
+        _mount(path, path, _MS_BIND | _MS_REC)
+        _mount(None, path, _MS_SHARED | _MS_REC)
