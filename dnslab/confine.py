@@ -93,6 +93,7 @@ def setup(state: State, limits: cgroups.Limits | None = None, home_size: int = h
     else:
         warnings.append(f"{drv.problem}: memory, processes and CPU of trainees are not bounded")
     state.intend("home", state.name)
+    state.data["home_made"] = not homes.image_of(state.name).exists() and not homes.home_of(state.name).exists()
     try:
         warning = homes.mount(state.name, t.uid, t.gid, home_size)
     except OSError as exc:
@@ -140,15 +141,19 @@ def join(state: State, leaf: str) -> list[str]:
 
 def teardown(states: Sequence[State], purge_home: bool = False) -> list[str]:
     """After the lab is stopped: the trainees' leftover processes, cgroups, working areas,
-    users and (``purge_home``) homes. Returns the users removed."""
+    users and (``purge_home``) homes; a home that an ``up`` made and that never saw its lab
+    ready (the ``up`` failed or was killed) goes too. Returns the users removed."""
     removed = []
     for s in states:
+        purge = purge_home or (s.data.get("home_made", False) and not s.data.get("was_ready", False))
         if s.resources("cgroup"):
             cgroups.Group(s.name).remove()
-        if s.resources("user") and accounts.remove(s.name, purge_home):
+        if s.resources("user") and accounts.remove(s.name, purge):
             removed.append(user_name(s.name))
+        elif s.resources("home") and purge:
+            homes.purge(s.name, None)
         elif s.resources("home"):
-            (homes.purge(s.name, None) if purge_home else homes.unmount(s.name))
+            homes.unmount(s.name)
     return removed
 
 
@@ -200,14 +205,20 @@ def write_as(t: Trainee, path: Path, data: bytes, exclusive: bool = False) -> bo
 
 
 def unpack_as(owner: tuple[int, int] | None, dest: Path, files: dict[str, str | bytes], mode: int = 0o644) -> None:
-    """Write ``files`` (paths relative to ``dest``) as ``owner`` (uid, gid), through one ``tar``
-    run with their rights; as root when ``owner`` is None (a lab without a trainee)."""
+    """Write ``files`` (paths relative to ``dest``; a path ending in ``/`` is a directory) as
+    ``owner`` (uid, gid), through one ``tar`` run with their rights; as root when ``owner`` is
+    None (a lab without a trainee)."""
     buf, now = io.BytesIO(), time.time()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for rel, content in sorted(files.items()):
+            info = tarfile.TarInfo(rel.rstrip("/"))
+            info.mtime = now
+            if rel.endswith("/"):
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+                continue
             data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(rel)
-            info.size, info.mode, info.mtime = len(data), mode, now
+            info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     prefix = [] if owner is None else ["setpriv", f"--reuid={owner[0]}", f"--regid={owner[1]}", "--clear-groups",
                                        "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]

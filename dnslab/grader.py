@@ -267,9 +267,9 @@ def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, j
 
 
 def _exists_as(t, path: Path) -> bool:
-    """Whether the trainee sees a notebook at ``path`` (tested with their rights)."""
-    return subprocess.run([*confine.become(t), "test", "-e", str(path)], cwd="/", capture_output=True,
-                          env={"PATH": "/usr/bin:/bin"}).returncode == 0
+    """Whether the trainee has something at ``path``, a link included (tested with their rights)."""
+    return subprocess.run([*confine.become(t), "sh", "-c", '[ -e "$1" ] || [ -L "$1" ]', "sh", str(path)], cwd="/",
+                          capture_output=True, env={"PATH": "/usr/bin:/bin"}).returncode == 0
 
 
 def _deliver_feedback(course: Course, source: _exercise.Source, subs: Sequence[Submission], trainees: dict) -> None:

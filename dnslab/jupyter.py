@@ -188,7 +188,8 @@ def _config(state: State, t, token: str, kernel: str) -> dict:
             "sock": str(sock_path(state)), "sock_mode": "0600", "root_dir": str(t.home),
             "open_browser": False, "allow_remote_access": True,  # reached through the forwarder
             "kernel_spec_manager_class": "dnslab.jupyter.ConfinedKernelSpecManager",
-            "terminado_settings": {"shell_command": ["/bin/bash", "-l"]},
+            # not a login shell: /etc/profile would reset PATH (the lab tools, dnslab-node)
+            "terminado_settings": {"shell_command": ["/bin/bash", "-i"]},
             # nbgrader's server extensions are the instructor's (grading reads the homes from outside);
             # importing them takes seconds per server
             "jpserver_extensions": {f"nbgrader.server_extensions.{e}": False for e in

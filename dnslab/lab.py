@@ -249,6 +249,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         down_states([i.state for i in made])
         raise
     for inst in instances:
+        inst.state.data["was_ready"] = True
         inst.state.set_phase("ready")
     return instances
 

@@ -24,6 +24,7 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src d
 NO_RICH_OUTPUT = "[rich output not shown]"
 TRUNCATED = "\n[... output truncated]\n"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MARKER = re.compile(r"(BEGIN|END) (SOLUTION|HIDDEN TESTS)")  # nbgrader finds them anywhere in a line
 
 
 # --- the notebook's structure ------------------------------------------------------------------
@@ -90,7 +91,7 @@ def _adopted(cell: dict, src: NotebookNode, given: str | None, n: int, notes: li
     meta = src.metadata.nbgrader
     text, kind = _text(cell), cell.get("cell_type")
     if meta.get("solution") is True and not meta.get("locked") and kind == src.cell_type:
-        new.source = safe_markdown(text) if kind == "markdown" else text
+        new.source = safe_markdown(_defused(text)) if kind == "markdown" else _defused(text)
     elif text not in (src.source, given):
         why = f"was turned into {_shown(kind)}" if meta.get("solution") and kind != src.cell_type else "is locked"
         notes.append(f"cell {n} ({_shown(meta['grade_id'])}) {why}: the assignment's text was kept")
@@ -103,10 +104,10 @@ def _plain(cell, n: int, notes: list[str]) -> NotebookNode:
     """The trainee's text in a cell with no metadata: code stays code, anything else is markdown."""
     kind = cell.get("cell_type") if isinstance(cell, dict) else None
     if kind == "code":
-        return nbformat.v4.new_code_cell(_text(cell))
+        return nbformat.v4.new_code_cell(_defused(_text(cell)))
     if kind == "raw":
         notes.append(f"cell {n}, a raw cell, became a markdown cell")
-    return nbformat.v4.new_markdown_cell(safe_markdown(_text(cell)))
+    return nbformat.v4.new_markdown_cell(safe_markdown(_defused(_text(cell))))
 
 
 def _text(cell) -> str:
@@ -115,6 +116,12 @@ def _text(cell) -> str:
     if isinstance(source, list) and all(isinstance(s, str) for s in source):
         source = "".join(source)
     return _clean(source) if isinstance(source, str) else ""
+
+
+def _defused(text: str) -> str:
+    """A trainee's text with nbgrader's region markers broken (``BEGIN-HIDDEN-TESTS``): in a
+    trainee's cell they would make nbgrader refuse the notebook, or hide what follows them."""
+    return _MARKER.sub(lambda m: f"{m[1]}-{m[2].replace(' ', '-')}", text)
 
 
 def _unique_id(wanted, taken: set[str]) -> str:

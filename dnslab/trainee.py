@@ -243,13 +243,17 @@ class Lab:
             time.sleep(0.05)
 
     # -- zone files -------------------------------------------------------------------
+    def node_dir(self, node: str) -> Path:
+        """Where ``node`` keeps its files: its daemon's config, zones, keys and log (yours)."""
+        return Path(self._view["nodes"][self._node(node).name]["dir"])
+
     def zone_file(self, node: str, zone: str) -> Path:
         """Where ``node`` keeps its copy of ``zone``."""
         info = self._node(node)
         name = _zone_name(zone)
         if name not in info.zones:
             raise _shown(LabProblem(f"node {node} does not serve zone {zone} (it serves: {' '.join(info.zones) or 'none'})"))
-        return Path(self._view["nodes"][node]["dir"]) / "zones" / self._zones[name]["file"]
+        return self.node_dir(node) / "zones" / self._zones[name]["file"]
 
     def read_zone(self, node: str, zone: str) -> str:
         """The zone file text as ``node`` serves it."""

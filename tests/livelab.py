@@ -178,7 +178,9 @@ def remove(name: str) -> None:
     """Remove instance ``name`` whatever state it is in (best effort, for finalizers)."""
     states = [s for s in lab.instances() if s.name == name]  # a run dir without state.json too
     if states:
-        lab.down_states(states)
+        lab.down_states(states, purge_homes=True)
+    from dnslab import accounts
+    accounts.remove(name, purge_home=True)
     from dnslab.backends.netns import NetnsBackend
     mine = [n for n in NetnsBackend().leftovers(set()) if _is_ours(Path(n).name, name)]
     if mine:
@@ -266,9 +268,11 @@ def proc_stat(pid: int | str) -> tuple[str, int, str] | None:
 
 def leftovers(name: str, inodes: set[int] = frozenset()) -> list[str]:
     """Everything of instance ``name`` still on the machine: namespaces, /etc/netns dirs,
-    its run dir, its containers, live (non-zombie) processes whose command line names its
-    run dir or that sit in one of ``inodes`` (its namespaces, as seen while it was up)."""
+    its run dir, its containers, its trainee's user, home and cgroup, live (non-zombie)
+    processes whose command line names its run dir or that sit in one of ``inodes`` (its
+    namespaces, as seen while it was up)."""
     found = [f"container {c.name} ({c.status})" for c in containers(name)]
+    found += trainee_leftovers(re.compile(rf"^{re.escape(name)}$"))
     for d, what in ((NETNS_DIR, "namespace"), (ETC_NETNS, "/etc/netns dir")):
         if d.is_dir():
             found += [f"{what} {p.name}" for p in d.iterdir() if _is_ours(p.name, name)]
@@ -394,4 +398,21 @@ def leftovers_of_process(pid: int) -> list[str]:
             found += [f"{what} {p.name}" for p in d.iterdir() if p.name.startswith("dnslab-") and mine.match(p.name)]
     if run_root().is_dir():
         found += [f"run dir {p}" for p in run_root().iterdir() if mine.match(p.name)]
+    found += trainee_leftovers(mine)
+    return found
+
+
+def trainee_leftovers(mine: re.Pattern) -> list[str]:
+    """Trainee users, homes, home images and cgroups of instances whose names match ``mine``."""
+    import pwd
+    from dnslab import accounts, cgroups, homes
+    found = [f"user {pw.pw_name}" for pw in pwd.getpwall()
+             if pw.pw_gecos.startswith(accounts.MARKER) and mine.match(pw.pw_gecos[len(accounts.MARKER):])]
+    for d, what in ((homes.HOMES, "home"), (homes.DISKS, "home image")):
+        if d.is_dir():
+            found += [f"{what} {p}" for p in d.iterdir() if mine.match(p.name.split(".")[0])]
+    for mount in cgroups.driver().mounts.values():
+        top = mount / cgroups.TOP
+        if top.is_dir():
+            found += [f"cgroup {p}" for p in top.iterdir() if p.is_dir() and mine.match(p.name)]
     return found

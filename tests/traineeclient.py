@@ -4,6 +4,7 @@ contents) through her forwarded port and token. Nothing here uses root's view of
 from __future__ import annotations
 
 import base64
+from http.client import HTTPException
 import json
 import time
 import urllib.error
@@ -19,6 +20,8 @@ def http(url: str, method: str = "GET", body: dict | None = None, timeout: float
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+    except (urllib.error.URLError, OSError, HTTPException):  # refused, reset, closed
+        return 0, b""
 
 
 class Trainee:

@@ -138,7 +138,8 @@ class NetnsBackend:
     def write_files(self, state: State, specs: dict[str, kinds.NodeSpec]) -> None:
         """Every node's files, written with the rights of the lab's trainee (root's without one)."""
         from ..confine import unpack_as
-        files = {f"nodes/{node}/{rel}": content for node, spec in specs.items() for rel, content in spec.files.items()}
+        files: dict[str, str] = {f"nodes/{node}/": "" for node in specs}
+        files.update({f"nodes/{node}/{rel}": content for node, spec in specs.items() for rel, content in spec.files.items()})
         files.update({f"nodes/{node}/daemon.log": "" for node, spec in specs.items() if spec.argv})
         unpack_as(state.owner, state.work_dir, files)
         for node, spec in specs.items():
