@@ -8,7 +8,13 @@ list of read-only operations, nothing else:
 - ``{"op": "check", "name": "www-via-unbound"}`` (``name`` optional: every check;
   ``lang`` optional): ``{"ok": true, "results": [CheckResult.to_dict(), ...]}``, the very
   verdicts the grader will see;
-- ``{"op": "status"}``: the instance's nodes, processes and whether they answer.
+- ``{"op": "status"}``: the instance's nodes, processes and whether they answer;
+- only where the trainee cannot enter her nodes herself (the docker backend: containers are
+  reached through the engine, which takes root): ``{"op": "exec", "node": N, "argv": [...],
+  "seconds": s}`` runs a command on one of *her* nodes *with her rights* (at most
+  ``EXEC_ARGS`` arguments, ``EXEC_TIMEOUT`` seconds, ``EXEC_OUTPUT`` bytes of output back), and
+  ``{"op": "reload", "node": N}`` runs the node's reload commands the same way and waits until
+  it answers. On the netns backend both are refused: she does them herself.
 
 ``python -I -m dnslab.broker <instance>`` (isolated: no path of anyone else's on its
 ``sys.path``, working directory ``/``) listens on ``/run/dnslab/<instance>/control.sock``
@@ -38,6 +44,7 @@ from .state import State, run_root
 
 SOCKET_NAME = "control.sock"
 MAX_LINE = 64 * 1024
+EXEC_ARGS, EXEC_TIMEOUT, EXEC_OUTPUT = 64, 120.0, 1 << 20
 MAX_CLIENTS = 16
 IDLE_TIMEOUT = 120.0
 
@@ -236,9 +243,10 @@ class Broker:
 
     def dispatch(self, req: dict, uid: int) -> dict:
         op = req.get("op")
-        handler = {"check": self.op_check, "status": self.op_status}.get(op)
+        handler = {"check": self.op_check, "status": self.op_status, "exec": self.op_exec,
+                   "reload": self.op_reload}.get(op)
         if handler is None:
-            return {"ok": False, "error": f"unknown op {op!r} (check, status)"}
+            return {"ok": False, "error": f"unknown op {op!r} (check, status, exec, reload)"}
         try:
             return handler(req)
         except LabError as exc:
@@ -266,6 +274,36 @@ class Broker:
         lang = req.get("lang") if isinstance(req.get("lang"), str) else "en"
         results = checks.run(self.open_instance(), only=name)
         return {"ok": True, "results": [r.to_dict(lang) for r in results]}
+
+    def _her_node(self, req: dict):
+        """The instance, if its trainee cannot reach its nodes herself, and the node asked for."""
+        inst = self.open_instance()
+        if inst.state.owner is None or inst.state.userns_file.exists():
+            raise LabError("run it yourself: your lab's nodes are yours to enter (dnslab-node NODE)")
+        node = req.get("node")
+        if not isinstance(node, str):
+            raise LabError("which node?")
+        inst.node(node)
+        return inst, node
+
+    def op_exec(self, req: dict) -> dict:
+        inst, node = self._her_node(req)
+        argv, timeout = req.get("argv"), req.get("seconds", 30)
+        if not (isinstance(argv, list) and 0 < len(argv) <= EXEC_ARGS
+                and all(isinstance(a, str) and 0 < len(a) <= 4096 and "\0" not in a for a in argv)):
+            raise LabError(f"argv: a list of 1 to {EXEC_ARGS} strings")
+        if not isinstance(timeout, (int, float)) or not 0 < timeout <= EXEC_TIMEOUT:
+            raise LabError(f"seconds: 0 to {EXEC_TIMEOUT:.0f}")
+        # runs on her node with her rights (the backend's exec for a lab with a trainee); bounded there
+        bounded = ["timeout", "-s", "KILL", str(timeout), "sh", "-c",
+                   f'out=$("$@" 2>&1); rc=$?; printf "%s\\n" "$out" | head -c {EXEC_OUTPUT}; exit $rc', "sh", *argv]
+        res = inst.exec(node, bounded, capture=True, timeout=timeout + 5)
+        return {"ok": True, "rc": res.returncode, "output": res.stdout}
+
+    def op_reload(self, req: dict) -> dict:
+        inst, node = self._her_node(req)
+        inst.reload(node)
+        return {"ok": True, "node": node}
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dnslab.broker", description=__doc__.splitlines()[0])

@@ -230,7 +230,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
             warnings.update(confine.setup(state, limits, home_size or homes.DEFAULT_SIZE))
         specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name))
                  for n in lab.nodes.values()}
-        _write_view(state, lab, specs)
+        _write_view(state, lab, specs, backend.trainee_userns)
         backend.create(state, lab, specs)
         inst.__dict__["plan"] = lab
         return inst
@@ -254,13 +254,13 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     return instances
 
 
-def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
+def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec], userns: bool) -> None:
     """``nodes.json``: the lab as its trainee sees and drives it, read without pydantic (so
     attach() is quick): nodes, zones, and per node its dir, namespace and control commands."""
     import json
     from .backends.netns import NETNS_DIR, node_ns
     view = {"lab": lab.name, "backend": state.data["backend"],
-            "userns": str(state.userns_file) if state.owner else None,
+            "userns": str(state.userns_file) if state.owner and userns else None,
             "nodes": {n.name: {"kind": n.kind, "role": n.role, "addresses": n.addresses, "hostname": n.hostname,
                                "zones": list(n.zones), "resolver": n.resolver, "dir": str(state.node_dir(n.name)),
                                "netns": str(NETNS_DIR / node_ns(state.name, n.name)),

@@ -27,6 +27,7 @@ class BackendError(LabError):
 
 class Backend(Protocol):
     name: str
+    trainee_userns: bool  # a trainee's lab lives in a user namespace she owns: she enters its nodes herself
 
     def preflight(self, lab: LabPlan) -> None:
         """Raise :class:`~dnslab.errors.EnvError` when this machine cannot run ``lab``."""

@@ -50,6 +50,7 @@ def client():
 
 class DockerBackend(NetnsBackend):
     name = "docker"
+    trainee_userns = False  # containers are the engine's: a trainee reaches them through the broker
 
     def __init__(self) -> None:
         self._client = None

@@ -61,6 +61,7 @@ def _finish(procs: list[tuple[subprocess.Popen, str | None]], what: str) -> None
 
 class NetnsBackend:
     name = "netns"
+    trainee_userns = True
 
     def preflight(self, lab: LabPlan) -> None:
         from .. import kinds
@@ -90,7 +91,7 @@ class NetnsBackend:
     def make_namespaces(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec], names: list[str]) -> None:
         """Create the instance's network namespaces (the bridges' first, then one per node), inside
         the trainee's own user namespace when the lab has a trainee (:mod:`dnslab.userns`)."""
-        if state.owner is None:
+        if state.owner is None or not self.trainee_userns:
             _finish([(_ip([], ""), "".join(f"netns add {n}\n" for n in names))], "creating namespaces")
             return
         state.intend("mount", str(state.userns_file))
@@ -155,7 +156,7 @@ class NetnsBackend:
         ns = node_ns(state.name, node)
         if not (NETNS_DIR / ns).exists():
             raise BackendError(f"node {node} of instance {state.name} has no network namespace")
-        user = ["nsenter", f"--user={state.userns_file}", "--"] if state.owner else []
+        user = ["nsenter", f"--user={state.userns_file}", "--"] if state.owner and self.trainee_userns else []
         return ["ip", "netns", "exec", ns, *user, "/bin/sh", "-c", 'cd "$1" 2>/dev/null; shift; exec "$@"', "sh",
                 str(state.node_dir(node))]
 
@@ -168,7 +169,7 @@ class NetnsBackend:
         if spec.argv is None:
             return
         ns = NETNS_DIR / node_ns(state.name, node)
-        user = [f"--user={state.userns_file}"] if state.owner else []
+        user = [f"--user={state.userns_file}"] if state.owner and self.trainee_userns else []
         run = ["/bin/sh", "-c", 'cd "$1" || exit 1; shift; exec "$@" >>daemon.log 2>&1', "sh", str(state.node_dir(node))]
         proc = subprocess.Popen([*join(state, "lab"), "nsenter", *user, f"--net={ns}", "--", *run, *spec.argv],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -183,7 +184,7 @@ class NetnsBackend:
         if start_time(rec["pid"]) == rec.get("start"):
             return True
         # a trainee may restart her own daemon: then some process of hers runs in the node
-        inode = netns_inode(str(NETNS_DIR / node_ns(state.name, node))) if state.owner else None
+        inode = netns_inode(str(NETNS_DIR / node_ns(state.name, node))) if state.owner and self.trainee_userns else None
         return bool(inode and pids_in({inode}))
 
     def socket(self, state: State, node: str, family: int, type: int) -> socket.socket:
