@@ -21,7 +21,7 @@ for arg in "$@"; do
 done
 
 # Host tools, then every kind's packages (the same lists the Docker images use).
-HOST_PKGS="python3 python3-venv iproute2 util-linux procps graphviz tcpdump socat passwd"
+HOST_PKGS="python3 python3-venv iproute2 util-linux mount e2fsprogs tar procps graphviz tcpdump passwd"
 KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
 DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
 if [ -n "$docker" ]; then
@@ -89,9 +89,12 @@ printf 'trainee,lang\nDemo Trainee,en\n' > "$work/roster.csv"
 $dnslab up dns-basics --trainees "$work/roster.csv" --jupyter
 echo "==> the lab ships with the exercise's fault (a lame delegation): its checks fail"
 $dnslab check demo-trainee --only lab-delegation || true
-echo "==> the trainee hands in the reference solution; dnslab grade dns-basics"
-$dnslab exercise dns-basics --lang en -o /var/lib/dnslab/home/demo-trainee/dns-basics/dns-basics.ipynb
-$dnslab grade dns-basics --instances demo-trainee
+echo "==> the trainee hands in the reference solution (saved with her own rights); dnslab grade dns-basics"
+$dnslab exercise dns-basics --lang en -o "$work/solution.ipynb"
+trainee_uid=$(id -u dnslab-demo-trainee)
+setpriv --reuid="$trainee_uid" --regid="$trainee_uid" --clear-groups -- \
+  sh -c 'cat > /var/lib/dnslab/home/demo-trainee/dns-basics/dns-basics.ipynb' < "$work/solution.ipynb"
+$dnslab grade dns-basics --class roster
 echo "==> the graded notebook repaired the live lab: dnslab check demo-trainee"
 $dnslab check demo-trainee
 echo "==> dnslab down --purge demo-trainee"

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Grading benchmark: plain serial ``nbgrader autograde`` against ``dnslab grade``, same submissions, one run.
 
-    .venv/bin/python bench/grading.py [--classes 8,40] [--no-serial-labs] [--no-write]      (as root)
+    .venv/bin/python bench/grading.py [--classes 8,40] [--runs 2] [--no-write]      (as root)
 
 What it does, in this order:
 
-1. ``dnslab up dns-basics --instances N --name gb --fault lame-glue`` with N the largest class
-   (timed on its own: it is not part of grading), instances ``gb-1 .. gb-N``;
+1. a roster of N trainees named ``gb-1 .. gb-N`` (N the largest class; the instance of a trainee
+   is named after her, so the instances are ``gb-1 .. gb-N``), then
+   ``dnslab up dns-basics --trainees ROSTER --class gradingbench --fault lame-glue`` (timed on its
+   own: it is not part of grading): per instance a trainee user, cgroup, size-capped home and
+   working area, the lab's daemons running as the trainee in a user namespace she owns;
 2. the submissions: instance ``gb-i`` gets the reference solution when i is odd, the untouched
    student notebook when i is even. The solution is the released (student) notebook with each
    solution cell filled in with the source's solution code (what a trainee who solved it
@@ -20,23 +23,29 @@ What it does, in this order:
        serial, NOT inside the labs. That kernel cannot reach a lab (``dnslab.attach()`` fails), so
        every lab task scores zero there even for the solution: the scores are reported, not hidden;
    (b) ``dnslab grade dns-basics --instances gb-1,.. --from DIR`` (the CLI process, timed whole):
-       each notebook executed by a kernel inside its own instance as its trainee, in parallel, then
-       recorded by one nbgrader process. Its progress lines on stderr are timestamped to split
-       the wall time into phases (start-up, execute, record);
+       each notebook executed by ``dnslab.gradrun`` (an in-process IPython runner, no Jupyter
+       kernel) started as its trainee in her client node, in parallel, judged from outside on the
+       live lab, then recorded by one nbgrader process. Its progress lines on stderr
+       (``preparing the course``, ``executed i/n``, ``recorded n with nbgrader``) are timestamped
+       to split the wall time into phases (start-up, execute, record).
 
    Both course dirs are prepared (``dnslab.grader.Course.prepare``: source, release, gradebook)
    before timing, as they are in real use (``up --jupyter`` prepares the course); each is its own
-   dir under a root-only temp dir (``DNSLAB_COURSE`` points ``dnslab grade`` at its own);
-   (a2) unless ``--no-serial-labs``: **the same job done the nbgrader way**: for each trainee in
-       turn, one ``nbgrader autograde dns-basics-en --student <instance>`` with that trainee's
-       namespaced kernel (``--ExecutePreprocessor.kernel_name=dnslab-<instance>``, ZMQ over ipc:
-       TCP on 127.0.0.1 cannot cross namespaces). Its test cells show checks in the kernel; it
-       judges nothing on the live lab from outside, so its lab-task scores are those of the
-       kernel-side code (reported, not compared).
+   dir under a root-only temp dir (``DNSLAB_COURSE`` points ``dnslab grade`` at its own).
+
+There is no longer a peer "(a2)" (serial ``nbgrader autograde --student X`` with a kernel inside
+each trainee's lab). It needed a kernel that root launches inside the trainee's lab (a kernelspec
+running as her, ZMQ over ipc sockets in her namespace). dnslab no longer has root start kernels
+in a trainee's space: her lab's namespaces belong to a user namespace she owns, and anything
+root runs there would act on what is hers with root's hand, which is exactly what the trust
+boundary forbids (``dnslab grade`` instead starts its runner *as* her, in her cgroup, and reads
+its results as untrusted input). A fair (a2) would have to do that forbidden thing, so it is
+not measured; (a) stays as the plain-nbgrader baseline.
 
 Prints a Markdown table and writes bench/results/grading.md, with the machine's load (uptime)
 before and after, since other work may share the machine. Everything it brings up is removed
-in a finally block: ``dnslab down --purge gb-1 .. gb-N`` (by name), and the temp dir.
+in a finally block: ``dnslab down --purge gb-1 .. gb-N`` (by name: daemons, namespaces, trainee
+users, homes and their images), and the temp dir.
 """
 from __future__ import annotations
 
@@ -61,9 +70,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 DNSLAB = [str(BIN / "dnslab")]
 RESULTS = ROOT / "bench" / "results" / "grading.md"
+RUN = Path(os.environ.get("DNSLAB_RUN", "/run/dnslab"))   # instances' run dirs
+HOMES = Path("/var/lib/dnslab/home")                     # trainees' homes (dnslab.homes.HOMES)
 LAB = "dns-basics"
 LANG = "en"
 PREFIX = "gb"
+CLASS = "gradingbench"
 FAULT = "lame-glue"
 TEST_IDS = ("trace-answer", "fix-delegation", "fix-resolution", "explain-answer")
 
@@ -145,40 +157,6 @@ def peer(tmp: Path, n: int, notebooks: dict[str, bytes], run: int = 1) -> dict:
     return {"wall": res["wall"], "cpu": res["cpu"], "scores": gradebook_scores(course.root, aid, n)}
 
 
-def peer_in_labs(tmp: Path, n: int, notebooks: dict[str, bytes], run: int = 1) -> dict:
-    """(a2): serial nbgrader, one call per trainee, each with the kernel inside that trainee's lab."""
-    from dnslab import broker, confine, exercise, grader
-    from dnslab.state import State
-    course = grader.Course(tmp / f"course-a2-{n}-{run}")
-    course.prepare(exercise.find(LAB), [LANG])
-    aid = f"{LAB}-{LANG}"
-    specs = tmp / f"specs-{n}-{run}"
-    names = [f"{PREFIX}-{i}" for i in range(1, n + 1)]
-    for i, name in enumerate(names, 1):
-        d = course.root / "submitted" / name / aid
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"{LAB}.ipynb").write_bytes(notebooks[kind_of(i)])
-        (d / "timestamp.txt").write_text(datetime.datetime.now(datetime.timezone.utc)
-                                         .strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
-        state = State.open(name)
-        t = confine.setup(state)
-        broker.ensure(state)
-        confine.write_kernelspec(state, specs / "kernels", t)   # set up before timing, as (b) finds them
-    wall = cpu = 0.0
-    for name in names:
-        state = State.open(name)
-        res = run_timed([str(BIN / "nbgrader"), "autograde", aid, "--force", "--student", name,
-                         f"--ExecutePreprocessor.kernel_name={confine.kernel_name(state)}",
-                         "--KernelManager.transport=ipc", f"--KernelManager.ip={confine.ipc_dir(state) / 'ka2'}"],
-                        cwd=course.root, env=env_with_venv(JUPYTER_PATH=str(specs)))
-        if res["rc"] != 0:
-            err = "\n".join(line for _, line in res["stamps"])
-            raise SystemExit(f"nbgrader autograde --student {name} failed ({res['rc']}):\n{err[-3000:]}")
-        wall += res["wall"]
-        cpu += res["cpu"]
-    return {"wall": wall, "cpu": cpu, "scores": gradebook_scores(course.root, aid, n)}
-
-
 def gradebook_scores(root: Path, aid: str, n: int) -> dict[str, dict]:
     from nbgrader.api import Gradebook
     out = {}
@@ -210,12 +188,13 @@ def dnslab_grade(tmp: Path, n: int, notebooks: dict[str, bytes], run: int = 1) -
         raise SystemExit(f"dnslab grade failed ({res['rc']}):\n" + "\n".join(l for _, l in stamps)[-3000:])
     data = json.loads(res["stdout"])
     scores = {g["instance"]: {"score": g["score"], "max": g["max_score"], "tasks": g["tasks"],
-                              "note": g.get("kernel_error", "")} for g in data}
+                              "note": g.get("note", "")} for g in data}
 
     def first(pattern: str) -> float | None:
         return next((t for t, line in stamps if re.search(pattern, line)), None)
-    t_prep, t_rec = first(r"preparing the course"), first(r"recorded \d+ with nbgrader")
-    execs = [t for t, line in stamps if "executed " in line]
+    # dnslab/grader.py's progress(...) lines, "dnslab: " in front (cli._progress)
+    t_prep, t_rec = first(r"preparing the course for \d+ submission"), first(r"recorded \d+ with nbgrader")
+    execs = [t for t, line in stamps if re.search(r"executed \d+/\d+ in ", line)]
     phases = {"startup": t_prep, "collect": None, "execute": None, "record": None}
     if t_prep is not None and execs and t_rec is not None:
         phases["execute"] = execs[-1] - t_prep  # prepare (no-op: prepared) + collect + parallel execution
@@ -244,7 +223,7 @@ def tasks_line(scores: dict[str, dict], kind: str) -> str:
     return " ".join(f"{t}={'/'.join(f'{s:g}' for s in sorted(v))}" for t, v in sorted(sums.items()))
 
 
-def report(args, up_wall, up_n, runs, load_before, load_after, maxs, points) -> str:
+def report(args, up_wall, up_n, up_warnings, runs, load_before, load_after, maxs, points) -> str:
     host = f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
     lines = [
         "# Grading benchmark (bench/grading.py)",
@@ -255,8 +234,11 @@ def report(args, up_wall, up_n, runs, load_before, load_after, maxs, points) -> 
         "Other engineers' tests and benchmarks ran on this machine at the same time: the load above is",
         "theirs plus ours, and every figure below was measured under that load (noisy).",
         "",
-        f"Lab: {LAB} with fault {FAULT}; `dnslab up {LAB} --instances {up_n} --name {PREFIX} --fault {FAULT}`"
-        f" took **{up_wall:.1f} s** ({up_wall / up_n:.2f} s per instance; not part of grading).",
+        f"Lab: {LAB} with fault {FAULT}; `dnslab up {LAB} --trainees ROSTER --class {CLASS} --fault {FAULT}`"
+        f" (a roster of {up_n} trainees {PREFIX}-1 .. {PREFIX}-{up_n}, instances named after them; per instance a"
+        f" trainee user, cgroup, size-capped home, working area, daemons as the trainee in her user namespace)"
+        f" took **{up_wall:.1f} s** ({up_wall / up_n:.2f} s per instance; not part of grading)"
+        + (f"; it warned: {'; '.join(up_warnings)}." if up_warnings else "."),
         f"Submissions: odd instances the reference solution, even ones the untouched student notebook"
         f" (max {maxs} points: " + ", ".join(f"{t} {p}" for t, p in points.items()) + ").",
         "",
@@ -275,13 +257,8 @@ def report(args, up_wall, up_n, runs, load_before, load_after, maxs, points) -> 
         sb, ub = okB[0] if len(set(okB)) == 1 else ("differ across runs", "")
         lines.append(f"| {n} | (a) peer: serial `nbgrader autograde` (one call, own Execute, plain python3 kernel on "
                      f"the host, NOT in the labs) | {aw:.1f} | {aw / n:.2f} | 1.00 | {ac / n:.2f} | {sa} | {ua} |")
-        if all("a2" in r for r in rs):
-            a2w, a2c = med([r["a2"]["wall"] for r in rs]), med([r["a2"]["cpu"] for r in rs])
-            lines.append(f"| {n} | (a2) serial `nbgrader autograde --student X`, one call per trainee with the kernel"
-                         f" in that trainee's lab (the same job, the nbgrader way) | {a2w:.1f} | {a2w / n:.2f} |"
-                         f" {aw / a2w:.2f} (b: **{a2w / bw:.2f}x**) | {a2c / n:.2f} | (kernel-side) | (kernel-side) |")
-        lines.append(f"| {n} | (b) `dnslab grade --from DIR` (kernel in each trainee's lab, parallel, "
-                     f"recorded by one nbgrader process meanwhile) | {bw:.1f} | {bw / n:.2f} | **{aw / bw:.2f}x** | {bc / n:.2f} | {sb} | {ub} |")
+        lines.append(f"| {n} | (b) `dnslab grade --from DIR` (runner as each trainee in her own lab, "
+                     f"parallel, recorded by one nbgrader process meanwhile) | {bw:.1f} | {bw / n:.2f} | **{aw / bw:.2f}x** | {bc / n:.2f} | {sb} | {ub} |")
     lines += ["", f"Medians of {len(runs) // max(1, len({n for n, _ in runs}))} run(s) per class; every run"
               " (total s, (a) / (b), ratio, who went first):", ""]
     for i, (n, r) in enumerate(runs):
@@ -293,14 +270,22 @@ def report(args, up_wall, up_n, runs, load_before, load_after, maxs, points) -> 
         for g in ("a", "b"):
             for kind in ("solution", "untouched"):
                 lines.append(f"- class {n}, ({g}), {kind}: {tasks_line(r[g]['scores'], kind)}")
+    notes = defaultdict(int)
+    for n, r in runs:
+        for v in r["b"]["scores"].values():
+            if v["note"]:
+                notes[v["note"]] += 1
+    lines += ["", "Notes in `dnslab grade`'s rows (`note`: a notebook stopped, unreadable, not executed ...): "
+              + ("; ".join(f"{k!r} x{c}" for k, c in sorted(notes.items())) if notes else "none, in every run.")]
     lines += ["", "(a)'s kernel is a plain python3 kernel on the host: `dnslab.attach()` cannot find *its* lab"
               " (no `DNSLAB_INSTANCE`, many instances running), so every cell using `lab` raises and every"
               " task scores 0, the reference solution included. It also means (a) does *less* work per"
               " notebook than (b) (no DNS query, no zone rewrite, no reload, no check): its time is a"
               " lower bound for serial nbgrader executing this notebook for real.",
               "CPU s / submission: user+system CPU of the grading process and its waited-for descendants"
-              " (kernels included; the lab daemons' reload work and dnslab's per-instance broker are not"
-              " descendants and are not counted). On 2 cores, wall >= CPU / 2.", ""]
+              " ((a)'s kernel, (b)'s `dnslab.gradrun` runners, started as the trainees, included; the lab daemons'"
+              " reload work and dnslab's per-instance broker are not descendants and are not counted)."
+              " On 2 cores, wall >= CPU / 2.", ""]
     lines += ["## Where dnslab grade's time goes", "",
               "Phases of the `dnslab grade` CLI run, from its timestamped progress lines (seconds):", "",
               "| class | total | CLI start-up, load instances | collect + parallel execution + verdicts | "
@@ -327,7 +312,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--classes", default="8,40", help="class sizes (default 8,40)")
     ap.add_argument("--runs", type=int, default=2, help="runs per class size, order (a)/(b) alternating (default 2)")
-    ap.add_argument("--no-serial-labs", action="store_true", help="skip peer (a2), serial nbgrader in the labs")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -336,6 +320,11 @@ def main() -> int:
     sizes = sorted(int(x) for x in args.classes.split(","))
     n_max = sizes[-1]
     names = [f"{PREFIX}-{i}" for i in range(1, n_max + 1)]
+    taken = [n for n in names if (RUN / n).exists() or (HOMES / n).exists()]
+    if taken:   # `down --purge` at the end would remove them: never touch what this run did not make
+        print(f"bench/grading.py: already there (instances or kept homes): {', '.join(taken)}; "
+              "remove them first (dnslab down --purge ...)", file=sys.stderr)
+        return 1
     tmp = Path(tempfile.mkdtemp(prefix="dnslab-gradingbench-"))   # 0700: courses hold solutions and tests
     os.chmod(tmp, 0o700)
     load_before = uptime()
@@ -343,21 +332,23 @@ def main() -> int:
     try:
         solution, untouched, points, maxs = build_notebooks(tmp)
         notebooks = {"solution": solution, "untouched": untouched}
-        print(f"# up {n_max} instances ... ({load_before})", flush=True)
+        roster = tmp / f"{CLASS}.csv"
+        roster.write_text("trainee,lang\n" + "".join(f"{n},{LANG}\n" for n in names))
+        print(f"# up {n_max} trainee instances ... ({load_before})", flush=True)
         t0 = time.monotonic()
-        up = subprocess.run(DNSLAB + ["up", LAB, "--instances", str(n_max), "--name", PREFIX, "--fault", FAULT],
+        up = subprocess.run(DNSLAB + ["up", LAB, "--trainees", str(roster), "--class", CLASS, "--fault", FAULT],
                             capture_output=True, text=True, env=env_with_venv())
         up_wall = time.monotonic() - t0
         if up.returncode != 0:
             raise SystemExit(f"dnslab up failed ({up.returncode}):\n{up.stderr[-3000:]}")
-        print(f"# up: {up_wall:.1f}s", flush=True)
+        up_warnings = sorted({line.split("warning:", 1)[1].strip() for line in up.stderr.splitlines()
+                              if "warning:" in line})
+        print(f"# up: {up_wall:.1f}s" + "".join(f"\n# up warning: {w}" for w in up_warnings), flush=True)
         for run in range(1, args.runs + 1):
             for n in sizes:
-                order = ["a", "a2", "b"] if run % 2 == 1 else ["b", "a2", "a"]   # alternate who goes first
-                if args.no_serial_labs:
-                    order.remove("a2")
+                order = ["a", "b"] if run % 2 == 1 else ["b", "a"]   # alternate who goes first
                 res = {}
-                graders = {"a": peer, "a2": peer_in_labs, "b": dnslab_grade}
+                graders = {"a": peer, "b": dnslab_grade}
                 for g in order:
                     print(f"# run {run}, class {n}: ({g}) ...", flush=True)
                     res[g] = graders[g](tmp, n, notebooks, run)
@@ -366,7 +357,7 @@ def main() -> int:
                     print("#     " + line)
                 res["order"] = order
                 runs.append((n, res))
-        text = report(args, up_wall, n_max, runs, load_before, uptime(), maxs, points)
+        text = report(args, up_wall, n_max, up_warnings, runs, load_before, uptime(), maxs, points)
         print(text)
         if not args.no_write:
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -374,9 +365,12 @@ def main() -> int:
             print(f"wrote {RESULTS}")
         return 0
     finally:
-        d = subprocess.run(DNSLAB + ["down", "--purge", *names], capture_output=True, text=True, env=env_with_venv())
-        if d.returncode != 0:
-            print(f"dnslab down --purge failed ({d.returncode}): {d.stderr.strip()[-2000:]}", file=sys.stderr)
+        made = [n for n in names if (RUN / n).exists()]   # a failed `up` removed its own (all or nothing)
+        if made:
+            d = subprocess.run(DNSLAB + ["down", "--purge", *made], capture_output=True, text=True,
+                               env=env_with_venv())
+            if d.returncode != 0:
+                print(f"dnslab down --purge failed ({d.returncode}): {d.stderr.strip()[-2000:]}", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Start-up benchmark: dnslab (netns and docker backends) and docker-compose against bare bash floors, in one run.
+"""Start-up benchmark: dnslab (netns and docker backends, plain and trainee labs) and docker-compose against bare bash floors, in one run.
 
     .venv/bin/python bench/startup.py [--runs N] [--instances 10] [--no-docker] [--no-compose]
                                       [--start-engine] [--build-images] [--no-write]      (as root)
@@ -7,7 +7,11 @@
 Two labs, each on every system that can run it:
 
 - dns-basics (8 nodes): the floor ``bench/floor-dns-basics.sh up C``, ``dnslab up dns-basics``
-  (netns backend) and ``dnslab up dns-basics --backend docker``;
+  (netns backend), the same as trainee labs, ``dnslab up dns-basics --trainees ROSTER`` (a roster of
+  1 or N trainees ``benchtx`` / ``benchtr-1 ..``, no --jupyter: per instance a trainee Unix user, a
+  cgroup, a size-capped ext4 home on a loop device, a tmpfs working area, and the daemons run as
+  the trainee in a user namespace she owns; its ``down`` is ``dnslab down --purge``, which also
+  removes users, homes and their images), and ``dnslab up dns-basics --backend docker``;
 - floor5 (5 nodes, ``bench/labs/floor5``): the shared floor ``/work/shared/bench/floor-lab.sh up C 0``,
   dnslab on both backends, and the same lab as a docker-compose project (``bench/compose.py``:
   dnslab's rendered configs and images, one internal bridge network per copy on 198.18.C.0/24,
@@ -26,7 +30,9 @@ from run to run.
 
 The first answer is polled by this process itself, from a UDP socket opened inside the client's
 network namespace (setns(2) in one thread, no process spawned per query): a query every 10 ms
-from the moment the command is launched, any matching reply counts. Compose's client container
+from the moment the command is launched, any matching reply counts. Trainee labs are measured
+exactly as plain ones (same lab, same probe, same PSS sum over the instance's namespaces, which
+hold every daemon of the lab), so "trainees ÷ netns" is what the trainee machinery costs. Compose's client container
 is found through the engine's start events (its /proc/PID/ns/net as soon as it runs).
 
 Docker rows are skipped with a note when no engine answers (``--start-engine`` starts one with
@@ -363,7 +369,9 @@ class ComposeClients:
 
 
 # ---------------------------------------------------------------- the benchmark
-SYSTEMS = ("floor", "netns", "docker", "compose")
+SYSTEMS = ("floor", "netns", "trainees", "docker", "compose")   # trainees: dnslab netns, up --trainees
+TRAINEE_CLASS = "startupbench"
+HOMES, DISKS = Path("/var/lib/dnslab/home"), Path("/var/lib/dnslab/disks")   # dnslab.homes
 LABS = {"basics": "dns-basics", "floor5": str(FLOOR5_LAB)}
 
 
@@ -374,13 +382,15 @@ class Bench:
         self.n = n_inst
         self.docker, self.compose = docker, compose
         self.dnslab_made: set[str] = set()
+        self.trainee_made: set[str] = set()   # of those, brought up with --trainees (removed with --purge)
         self.floorb_made: set[int] = set()
         self.floor5_made: set[int] = set()
         self.compose_made: set[int] = set()
         self.waits: list[float] = []   # how long each quiesce() waited
         # dnslab instance names: (lab, backend) -> (single, prefix of the N)
         self.names = {("basics", "netns"): ("benchx", "bench"), ("floor5", "netns"): ("benchf5", "benchf5n"),
-                      ("basics", "docker"): ("benchdx", "benchd"), ("floor5", "docker"): ("benchd5", "benchd5n")}
+                      ("basics", "docker"): ("benchdx", "benchd"), ("floor5", "docker"): ("benchd5", "benchd5n"),
+                      ("basics", "trainees"): ("benchtx", "benchtr")}   # trainees named as their instances
 
     def many(self, lab: str, backend: str) -> list[str]:
         return [f"{self.names[(lab, backend)][1]}-{i}" for i in range(1, self.n + 1)]
@@ -400,6 +410,8 @@ class Bench:
         except BlockingIOError:
             sys.exit("startup.py: another run of this benchmark is going on")
         taken = [n for n in self.all_names() if (RUN_DNSLAB / n).exists() or (NETNS / f"dnslab-{n}").exists()]
+        taken += [f"kept home {n}" for n in self.all_names()   # down --purge would delete it
+                  if (HOMES / n).exists() or (DISKS / f"{n}.img").exists()]
         taken += [f"floorb-c{c}" for c in range(self.n) if floor_namespaces(f"floorb-c{c}-")]
         if self.compose:
             taken += [f"compose project benchc{c}" for c in range(self.n)
@@ -440,18 +452,25 @@ class Bench:
         res = next(n["addresses"][0] for n in json.loads(out.stdout)["nodes"].values() if n["kind"] == "unbound")
         return path, res
 
-    # -- dnslab, either backend
+    # -- dnslab, either backend, or netns with trainees ("trainees")
     def dnslab_up(self, lab: str, backend: str, many: bool) -> tuple[list[str], tuple[float, float]]:
         single, prefix = self.names[(lab, backend)]
         names = self.many(lab, backend) if many else [single]
         self.dnslab_made.update(names)
-        cmd = DNSLAB + ["up", LABS[lab], "--backend", backend]
-        cmd += ["--instances", str(self.n), "--name", prefix] if many else ["--name", single]
+        if backend == "trainees":
+            self.trainee_made.update(names)
+            roster = self.tmp / f"roster-{len(names)}.csv"
+            roster.write_text("trainee\n" + "".join(f"{n}\n" for n in names))
+            cmd = DNSLAB + ["up", LABS[lab], "--backend", "netns", "--trainees", str(roster), "--class", TRAINEE_CLASS]
+        else:
+            cmd = DNSLAB + ["up", LABS[lab], "--backend", backend]
+            cmd += ["--instances", str(self.n), "--name", prefix] if many else ["--name", single]
         return names, launch([cmd], [(f"dnslab-{n}-{self.clients[lab]}", self.res[lab]) for n in names])
 
-    def dnslab_down(self, names: list[str]) -> float:
-        took = timed([DNSLAB + ["down", *names]])
+    def dnslab_down(self, names: list[str], purge: bool = False) -> float:
+        took = timed([DNSLAB + ["down", *(["--purge"] if purge else []), *names]])
         self.dnslab_made.difference_update(names)
+        self.trainee_made.difference_update(names)
         return took
 
     # -- the floors
@@ -507,10 +526,10 @@ class Bench:
     def measure(self, lab: str, system: str, add: Callable[[str, float], None]) -> None:
         for many in (False, True):
             tag = "n" if many else "1"
-            if system in ("netns", "docker"):
+            if system in ("netns", "docker", "trainees"):
                 names, (up, ans) = self.dnslab_up(lab, system, many)
                 mem = sum(pss_kib(dnslab_namespaces(n)) for n in names) / len(names)
-                down = self.dnslab_down(names)
+                down = self.dnslab_down(names, purge=system == "trainees")
             elif system == "floor":
                 copies = (list(range(self.n)) if many else [0]) if lab == "basics" else \
                          (self.f5_copies if many else self.f5_copies[:1])
@@ -528,7 +547,7 @@ class Bench:
             self.waits.append(quiesce())
 
     def systems(self, lab: str) -> list[str]:
-        out = ["floor", "netns"] + (["docker"] if self.docker else [])
+        out = ["floor", "netns"] + (["trainees"] if lab == "basics" else []) + (["docker"] if self.docker else [])
         return out + (["compose"] if self.compose and lab == "floor5" else [])
 
     def one_run(self, r: dict[str, list[float]], run: int) -> None:
@@ -544,9 +563,9 @@ class Bench:
         """One untimed pass of each system on one instance, so binaries, libraries and images are in the page cache."""
         for lab in LABS:
             for system in self.systems(lab):
-                if system in ("netns", "docker"):
+                if system in ("netns", "docker", "trainees"):
                     names, _ = self.dnslab_up(lab, system, False)
-                    self.dnslab_down(names)
+                    self.dnslab_down(names, purge=system == "trainees")
                 elif system == "floor":
                     copies = [0] if lab == "basics" else self.f5_copies[:1]
                     self.floor_up(lab, copies)
@@ -563,9 +582,12 @@ class Bench:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        left = sorted(n for n in self.dnslab_made if (RUN_DNSLAB / n).exists())
+        left = sorted(n for n in self.dnslab_made - self.trainee_made if (RUN_DNSLAB / n).exists())
         if left:
             subprocess.run(DNSLAB + ["down", *left], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        left = sorted(n for n in self.trainee_made if (RUN_DNSLAB / n).exists())
+        if left:   # users, homes and their images too
+            subprocess.run(DNSLAB + ["down", "--purge", *left], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for c in sorted(self.floorb_made):
             subprocess.run(["bash", str(FLOOR_B), "down", str(c)], env=self.floorb_env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -607,17 +629,39 @@ def table(r: dict[str, list[float]], n: int) -> str:
     d = {k: ([x / 1024 for x in v] if ".mem" in k else v) for k, v in r.items()}   # KiB -> MiB
     for k in [k for k in d if k.endswith(".memn")]:
         d[k.replace(".memn", ".fit")] = [int(24 * 1024 // x) for x in d[k]]
-    out = ["| lab: figure | floor | dnslab netns | dnslab docker | docker-compose "
-           "| netns ÷ floor | docker ÷ floor | compose ÷ floor | docker ÷ netns | compose ÷ docker |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    pairs = (("netns", "floor"), ("trainees", "netns"), ("docker", "floor"), ("compose", "floor"),
+             ("docker", "netns"), ("compose", "docker"))
+    out = ["| lab: figure | floor | dnslab netns | dnslab netns, `--trainees` | dnslab docker | docker-compose "
+           "| netns ÷ floor | trainees ÷ netns | docker ÷ floor | compose ÷ floor | docker ÷ netns | compose ÷ docker |",
+           "| --- " * (1 + len(SYSTEMS) + len(pairs)) + "|"]
     for lab in LABS:
         for m, name, fmt in metrics:
             v = {s: d.get(f"{lab}.{s}.{m}") for s in SYSTEMS}
             out.append(f"| {lab_title[lab]}: {name} | " + " | ".join(cell(v[s], fmt) for s in SYSTEMS) + " | "
-                       + " | ".join(ratio(v[a], v[b]) for a, b in (("netns", "floor"), ("docker", "floor"),
-                                                                 ("compose", "floor"), ("docker", "netns"),
-                                                                 ("compose", "docker"))) + " |")
+                       + " | ".join(ratio(v[a], v[b]) for a, b in pairs) + " |")
     return "\n".join(out)
+
+
+def trainee_summary(r: dict[str, list[float]], n: int) -> str:
+    """One paragraph: what trainee labs cost against plain ones (dns-basics, same runs)."""
+    if not r.get("basics.trainees.ansn"):
+        return ""
+
+    def rr(m: str) -> str:
+        return ratio(r.get(f"basics.trainees.{m}"), r.get(f"basics.netns.{m}"))
+
+    def v(system: str, m: str) -> str:
+        xs = r.get(f"basics.{system}.{m}")
+        if not xs:
+            return "–"
+        return f"{med(xs) / 1024:.1f} MiB" if m.startswith("mem") else f"{med(xs):.2f} s"
+    return (f"Trainee labs, dns-basics (trainees ÷ plain, medians of the same runs): {n} at once with "
+            f"`--trainees` (a {n}-row roster, no --jupyter) reach the first answer in every one in "
+            f"{v('trainees', 'ansn')} against {v('netns', 'ansn')} with `--instances {n}`, **{rr('ansn')}**; "
+            f"one instance {v('trainees', 'ans1')} against {v('netns', 'ans1')}, {rr('ans1')}; "
+            f"`down --purge` of {n} {v('trainees', 'downn')} against `down` {v('netns', 'downn')}, {rr('downn')} "
+            f"(one: {v('trainees', 'down1')} against {v('netns', 'down1')}, {rr('down1')}); PSS per instance "
+            f"with {n} up {v('trainees', 'memn')} against {v('netns', 'memn')}, {rr('memn')}.")
 
 
 def machine() -> str:
@@ -660,7 +704,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
 
     notes, started_engine, engine = [], False, None
-    if not args.no_docker:
+    if args.no_docker:
+        notes.append("Docker and docker-compose rows skipped (--no-docker).")
+    else:
         engine = docker_engine()
         if engine is None and args.start_engine:
             subprocess.run(["bash", str(ENGINE_SCRIPT), "start"], check=False)
@@ -706,6 +752,7 @@ def main() -> int:
     took = time.monotonic() - t0
     text = "\n".join([
         table(r, args.instances), "",
+        *([trainee_summary(r, args.instances), ""] if trainee_summary(r, args.instances) else []),
         f"Median (min–max) of {args.runs} run(s), {started:%Y-%m-%d %H:%M} UTC, {took / 60:.0f} min. "
         f"Machine: {machine()}; {versions() if engine is not None else 'no Docker engine'}. "
         f"Load average (1/5/15 min) before and after each run: {'; '.join(loads)} "

@@ -71,6 +71,13 @@ def _users_lock() -> Iterator[None]:
         yield
 
 
+def _user(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
 def _ours(pw: pwd.struct_passwd, instance: str | None = None) -> bool:
     return pw.pw_gecos == MARKER + instance if instance is not None else pw.pw_gecos.startswith(MARKER)
 
@@ -95,10 +102,7 @@ def ensure(instance: str) -> Trainee:
     check_name(instance)
     name = user_name(instance)
     with _users_lock():
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
-            pw = None
+        pw = _user(name)
         if pw is not None and not _ours(pw, instance):
             raise EnvError(f"user {name} exists and was not made by dnslab for instance {instance} "
                            f"(GECOS {pw.pw_gecos!r}); remove it or choose another instance name")
@@ -145,9 +149,8 @@ def _free_id(instance: str) -> int:
 
 def find(instance: str) -> Trainee | None:
     """The trainee of ``instance`` if dnslab made one, without making it."""
-    try:
-        pw = pwd.getpwnam(user_name(instance))
-    except KeyError:
+    pw = _user(user_name(instance))
+    if pw is None:
         return None
     return Trainee(pw.pw_name, pw.pw_uid, pw.pw_gid, homes.home_of(instance)) if _ours(pw, instance) else None
 
@@ -157,10 +160,7 @@ def remove(instance: str, purge_home: bool = False) -> bool:
     ``purge_home``, its home; a kept home is only unmounted. Returns whether a user was removed."""
     name = user_name(instance)
     with _users_lock():
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
-            pw = None
+        pw = _user(name)
         if pw is not None and not _ours(pw, instance):
             return False  # not ours: leave it and its home alone
         uid = pw.pw_uid if pw else homes.recorded_uid(instance)

@@ -433,22 +433,23 @@ def _accepted(plan, answer: _exercise.Answer) -> set[str]:
     raise InputError(f"unknown answer kind {answer.accept!r}")
 
 
-_API = None  # a recorder process's nbgrader API, made on its first submission
+_APIS: dict[str, object] = {}  # a recorder process's nbgrader API per course, made on its first submission
 
 
 def _api(root: str):
-    global _API
-    if _API is None:
+    if root not in _APIS:
         from sqlalchemy.exc import SAWarning
         warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own session handling, harmless
         course = Course(Path(root))
-        _API = course.api(Autograde={"autograde_preprocessors": _replaying_preprocessors()},
-                          ReplayExecution={"executed_root": str(course.root / "executed")})
-    return _API
+        _APIS[root] = course.api(Autograde={"autograde_preprocessors": _replaying_preprocessors()},
+                                 ReplayExecution={"executed_root": str(course.root / "executed")})
+    return _APIS[root]
 
 
 def _warm() -> None:
-    """Run first in the recorder process: its imports overlap the notebooks' execution."""
+    """Run first in the recorder process: its imports overlap the notebooks' execution. It works
+    from ``/``, whatever directory the instructor started from (nothing relative is read there)."""
+    os.chdir("/")
 
 
 def _record_one(root: str, assignment: str, student: str, notebook: str) -> list[str]:

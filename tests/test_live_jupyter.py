@@ -16,19 +16,17 @@ import re
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
 try:
     from . import livelab, traineeclient
+    from .traineeclient import http
 except ImportError:
     import livelab
     import traineeclient
+    from traineeclient import http
 
 from dnslab import accounts, broker, cgroups, confine, homes, jupyter
 from dnslab.backends.netns import node_ns
@@ -87,70 +85,10 @@ def klass(tmp_path_factory):
                 accounts.remove(n, purge_home=True)
 
 
-def base_url(info: dict) -> str:
-    return f"http://127.0.0.1:{info['port']}"
-
-
-def http(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"} if body is not None else {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def token_of(info: dict) -> str:
-    return info["url"].split("token=", 1)[1]
-
-
 def status_json(k: Class) -> dict[str, dict]:
     res = livelab.cli("status", "--json", "--fast")
     assert res.returncode == 0, livelab.explain(res)
     return {d["instance"]: d for d in json.loads(res.stdout) if d["instance"] in k.names}
-
-
-# ---------------------------------------------------------------- talking to a kernel of the server
-
-def run_in_server_kernel(info: dict, code: str, kernel: str | None = None, timeout: float = 120) -> dict:
-    """Start a kernel through the server's REST API, run ``code`` over the websocket, return
-    the JSON it prints after RESULT."""
-    import websocket
-    from jupyter_client.session import Session
-    tok = token_of(info)
-    status, body = http(f"{base_url(info)}/api/kernels?token={tok}", "POST", {"name": kernel} if kernel else {})
-    assert status == 201, (status, body)
-    kid = json.loads(body)["id"]
-    try:
-        ws = websocket.create_connection(f"ws://127.0.0.1:{info['port']}/api/kernels/{kid}/channels?token={tok}",
-                                         timeout=timeout)
-        try:
-            msg = Session(username="test").msg("execute_request", {
-                "code": code, "silent": False, "store_history": False, "user_expressions": {},
-                "allow_stdin": False, "stop_on_error": True})
-            msg["channel"] = "shell"
-            ws.send(json.dumps(msg, default=str))
-            out, errors = [], []
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                reply = json.loads(ws.recv())
-                if reply.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
-                    continue
-                kind = reply["msg_type"]
-                if kind == "stream":
-                    out.append(reply["content"]["text"])
-                elif kind == "error":
-                    errors.append("\n".join(reply["content"]["traceback"]))
-                elif kind == "execute_reply":
-                    break
-        finally:
-            ws.close()
-    finally:
-        http(f"{base_url(info)}/api/kernels/{kid}?token={tok}", "DELETE")
-    text = "".join(out)
-    assert not errors and "RESULT" in text, f"kernel output:\n{text}\nerrors:\n{''.join(errors)}"
-    return json.loads(text.split("RESULT", 1)[1])
 
 
 PROBE = r'''
@@ -312,14 +250,14 @@ def test_up_prints_urls_and_status_lists_them(klass, tmp_path):
 
 def test_url_answers_with_token_only(klass):
     for n in klass.names:
-        info = jupyter.info(State.open(n))
-        assert http(f"{base_url(info)}/api/status?token={token_of(info)}")[0] == 200
-        assert http(f"{base_url(info)}/api/status")[0] == 403
-        assert http(f"{base_url(info)}/api/status?token=wrong{token_of(info)}")[0] == 403
-        status, body = http(info["url"])
+        t = klass.trainee(n)
+        assert t.api("/api/status")[0] == 200
+        assert http(f"{t.base}/api/status")[0] == 403
+        assert http(f"{t.base}/api/status?token=wrong{t.token}")[0] == 403
+        status, body = http(jupyter.info(State.open(n))["url"])
         assert status == 200 and b"JupyterLab" in body
-    a, b = (jupyter.info(State.open(n)) for n in klass.names)
-    assert http(f"{base_url(a)}/api/status?token={token_of(b)}")[0] == 403  # one trainee's token, not another's
+    a, b = (klass.trainee(n) for n in klass.names)
+    assert http(f"{a.base}/api/status?token={b.token}")[0] == 403  # one trainee's token, not another's
 
 
 def test_server_runs_in_the_client_namespace_as_the_trainee(klass):
@@ -349,9 +287,8 @@ def test_server_runs_in_the_client_namespace_as_the_trainee(klass):
 @pytest.mark.parametrize("who", [0, 1])
 def test_kernel_through_the_server_is_confined(klass, who):
     me, other = klass.names[who], klass.names[1 - who]
-    info = jupyter.info(State.open(me))
     ports = [jupyter.info(State.open(n))["port"] for n in klass.names]
-    r = run_in_server_kernel(info, probe_code(klass, me, other, ports))
+    r = klass.trainee(me).run(probe_code(klass, me, other, ports))
     expect_confined(klass, me, other, r, ports)
     assert r["conn"]["transport"] == "ipc", r["conn"]
     assert r["conn"]["ip"].startswith(str(State.open(me).work_dir / jupyter.RUNTIME) + "/"), r["conn"]
@@ -359,10 +296,9 @@ def test_kernel_through_the_server_is_confined(klass, who):
 
 def test_kernelspecs_offered_and_planted_ones_refused(klass):
     n = klass.names[0]
-    st = State.open(n)
-    info = jupyter.info(st)
     t = confine.find_trainee(n)
-    status, body = http(f"{base_url(info)}/api/kernelspecs?token={token_of(info)}")
+    trainee = klass.trainee(n)
+    status, body = trainee.api("/api/kernelspecs")
     specs = json.loads(body)
     assert status == 200 and set(specs["kernelspecs"]) == {f"dnslab-{n}"} and specs["default"] == f"dnslab-{n}"
     planted = t.home / ".local" / "share" / "jupyter" / "kernels" / "planted"
@@ -370,34 +306,15 @@ def test_kernelspecs_offered_and_planted_ones_refused(klass):
     confine.write_as(t, planted / "kernel.json", json.dumps({"argv": ["/bin/sh", "-c", f"touch {marker}"],
                                                             "display_name": "x", "language": "python"}).encode())
     for name in ("planted", "python3"):
-        status, body = http(f"{base_url(info)}/api/kernels?token={token_of(info)}", "POST", {"name": name})
+        status, body = trainee.api("/api/kernels", "POST", {"name": name})
         assert status >= 400, (name, status, body)
     assert not marker.exists()
 
 
 def test_terminal_lands_in_the_lab_as_the_trainee(klass):
-    import websocket
     n = klass.names[1]
-    info = jupyter.info(State.open(n))
-    tok = token_of(info)
-    status, body = http(f"{base_url(info)}/api/terminals?token={tok}", "POST", {})
-    assert status == 200, (status, body)
-    term = json.loads(body)["name"]
-    try:
-        ws = websocket.create_connection(f"ws://127.0.0.1:{info['port']}/terminals/websocket/{term}?token={tok}",
-                                         timeout=60)
-        try:
-            ws.send(json.dumps(["stdin", "echo U=$(id -u) A=$(ip -o -4 addr show scope global | awk '{print $4}') "
-                                         "D=$(dig +short www.example.test) END$((6*7))\r"]))
-            text, deadline = "", time.monotonic() + 60
-            while "END42" not in text and time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg[0] == "stdout":
-                    text += msg[1]
-        finally:
-            ws.close()
-    finally:
-        http(f"{base_url(info)}/api/terminals/{term}?token={tok}", "DELETE")
+    text = klass.trainee(n).terminal("echo U=$(id -u) A=$(ip -o -4 addr show scope global | awk '{print $4}') "
+                                     "D=$(dig +short www.example.test) END$((6*7))")
     m = re.search(r"U=(\d+) A=(\S+) D=(\S+) END42", text)
     assert m, text
     t = confine.find_trainee(n)
@@ -414,7 +331,10 @@ def test_broker_refuses_another_uid_and_bad_requests(klass):
     assert res.returncode == 0, res.stderr
     reply = json.loads(res.stdout)
     assert reply["ok"] is False and "may not use" in reply["error"], reply
-    assert broker.call(a, "reload", node="tld") == {"ok": False, "error": "unknown op 'reload' (check, status)"}
+    # exec and reload are the docker backend's (her nodes are the engine's there): here she does them herself
+    assert broker.call(a, "reload", node="tld") == {"ok": False, "error": "run it yourself: your lab's nodes are "
+                                                                          "yours to enter (dnslab-node NODE)"}
+    assert broker.call(a, "exec", node="tld", argv=["id"])["ok"] is False
     assert broker.call(a, "frobnicate")["ok"] is False
     assert broker.call(a, "check", name=7)["ok"] is False
     assert broker.call(a, "status")["ok"] is True

@@ -37,17 +37,19 @@ class Trainee:
         sep = "&" if "?" in path else "?"
         return http(f"{self.base}{path}{sep}token={self.token}", method, body, timeout)
 
+    def websocket(self, path: str, timeout: float):
+        import websocket
+        return websocket.create_connection(f"ws://{self.base.split('//')[1]}{path}?token={self.token}", timeout=timeout)
+
     # -- kernels
     def execute(self, code: str, timeout: float = 120) -> tuple[str, list[str]]:
         """Run ``code`` in a new kernel of hers; returns (stdout text, error tracebacks)."""
-        import websocket
         from jupyter_client.session import Session
         status, body = self.api("/api/kernels", "POST", {})
         assert status == 201, (status, body)
         kid = json.loads(body)["id"]
         try:
-            ws = websocket.create_connection(f"ws://{self.base.split('//')[1]}/api/kernels/{kid}/channels"
-                                             f"?token={self.token}", timeout=timeout)
+            ws = self.websocket(f"/api/kernels/{kid}/channels", timeout)
             try:
                 msg = Session(username="trainee").msg("execute_request", {
                     "code": code, "silent": False, "store_history": False, "user_expressions": {},
@@ -82,13 +84,11 @@ class Trainee:
     # -- terminals
     def terminal(self, command: str, timeout: float = 60) -> str:
         """Type ``command`` in a new terminal of hers; returns what it printed (until it ends)."""
-        import websocket
         status, body = self.api("/api/terminals", "POST", {})
         assert status == 200, (status, body)
         name = json.loads(body)["name"]
         try:
-            ws = websocket.create_connection(f"ws://{self.base.split('//')[1]}/terminals/websocket/{name}"
-                                             f"?token={self.token}", timeout=timeout)
+            ws = self.websocket(f"/terminals/websocket/{name}", timeout)
             try:
                 ws.send(json.dumps(["stdin", f"{command}; echo DONE$((6*7))\r"]))
                 text, deadline = "", time.monotonic() + timeout
