@@ -31,7 +31,11 @@ What it does, in this order:
 
    Both course dirs are prepared (``dnslab.grader.Course.prepare``: source, release, gradebook)
    before timing, as they are in real use (``up --jupyter`` prepares the course); each is its own
-   dir under a root-only temp dir (``DNSLAB_COURSE`` points ``dnslab grade`` at its own).
+   dir under a root-only temp dir (``DNSLAB_COURSE`` points ``dnslab grade`` at its own). Likewise
+   each instance's lab helper (``dnslab.broker``, which runs the checks that judge test cells) is
+   started right after ``up``, before any timing, as ``up --jupyter`` starts it; otherwise the
+   first ``dnslab grade`` of each trainee would start it and only the first run would pay for it.
+   The time to start them (one after another) is reported on its own.
 
 There is no longer a peer "(a2)" (serial ``nbgrader autograde --student X`` with a kernel inside
 each trainee's lab). It needed a kernel that root launches inside the trainee's lab (a kernelspec
@@ -223,7 +227,7 @@ def tasks_line(scores: dict[str, dict], kind: str) -> str:
     return " ".join(f"{t}={'/'.join(f'{s:g}' for s in sorted(v))}" for t, v in sorted(sums.items()))
 
 
-def report(args, up_wall, up_n, up_warnings, runs, load_before, load_after, maxs, points) -> str:
+def report(args, up_wall, up_n, up_warnings, brokers_wall, runs, load_before, load_after, maxs, points) -> str:
     host = f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
     lines = [
         "# Grading benchmark (bench/grading.py)",
@@ -231,14 +235,17 @@ def report(args, up_wall, up_n, up_warnings, runs, load_before, load_after, maxs
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {host}, nbgrader {_nbgrader_version()}.",
         f"Load before: `{load_before}`  ",
         f"Load after: `{load_after}`  ",
-        "Other engineers' tests and benchmarks ran on this machine at the same time: the load above is",
-        "theirs plus ours, and every figure below was measured under that load (noisy).",
+        "Other work may share this machine (other engineers' tests and benchmarks): the load above counts",
+        "it and ours, and every figure below was measured under that load.",
         "",
         f"Lab: {LAB} with fault {FAULT}; `dnslab up {LAB} --trainees ROSTER --class {CLASS} --fault {FAULT}`"
         f" (a roster of {up_n} trainees {PREFIX}-1 .. {PREFIX}-{up_n}, instances named after them; per instance a"
         f" trainee user, cgroup, size-capped home, working area, daemons as the trainee in her user namespace)"
         f" took **{up_wall:.1f} s** ({up_wall / up_n:.2f} s per instance; not part of grading)"
-        + (f"; it warned: {'; '.join(up_warnings)}." if up_warnings else "."),
+        + (f"; it warned: {'; '.join(up_warnings)}." if up_warnings else ".")
+        + f" Then each instance's lab helper (broker) was started, as `up --jupyter` does: {brokers_wall:.1f} s for"
+          f" {up_n}, one after another (not part of grading either; without it the first `dnslab grade` of each"
+          " trainee starts hers).",
         f"Submissions: odd instances the reference solution, even ones the untouched student notebook"
         f" (max {maxs} points: " + ", ".join(f"{t} {p}" for t, p in points.items()) + ").",
         "",
@@ -344,6 +351,13 @@ def main() -> int:
         up_warnings = sorted({line.split("warning:", 1)[1].strip() for line in up.stderr.splitlines()
                               if "warning:" in line})
         print(f"# up: {up_wall:.1f}s" + "".join(f"\n# up warning: {w}" for w in up_warnings), flush=True)
+        from dnslab import broker
+        from dnslab.state import State
+        t0 = time.monotonic()
+        for name in names:
+            broker.ensure(State.open(name))
+        brokers_wall = time.monotonic() - t0
+        print(f"# brokers: {brokers_wall:.1f}s", flush=True)
         for run in range(1, args.runs + 1):
             for n in sizes:
                 order = ["a", "b"] if run % 2 == 1 else ["b", "a"]   # alternate who goes first
@@ -355,9 +369,10 @@ def main() -> int:
                     print(f"#   ({g}) {res[g]['wall']:.1f}s", flush=True)
                 for line in res["b"]["stderr"]:
                     print("#     " + line)
+                sys.stdout.flush()
                 res["order"] = order
                 runs.append((n, res))
-        text = report(args, up_wall, n_max, up_warnings, runs, load_before, uptime(), maxs, points)
+        text = report(args, up_wall, n_max, up_warnings, brokers_wall, runs, load_before, uptime(), maxs, points)
         print(text)
         if not args.no_write:
             RESULTS.parent.mkdir(parents=True, exist_ok=True)

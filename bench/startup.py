@@ -30,10 +30,11 @@ from run to run.
 
 The first answer is polled by this process itself, from a UDP socket opened inside the client's
 network namespace (setns(2) in one thread, no process spawned per query): a query every 10 ms
-from the moment the command is launched, any matching reply counts. Trainee labs are measured
-exactly as plain ones (same lab, same probe, same PSS sum over the instance's namespaces, which
-hold every daemon of the lab), so "trainees ÷ netns" is what the trainee machinery costs. Compose's client container
-is found through the engine's start events (its /proc/PID/ns/net as soon as it runs).
+from the moment the command is launched, any matching reply counts. Compose's client container
+is found through the engine's start events (its /proc/PID/ns/net as soon as it runs). Trainee
+labs are measured exactly as plain ones (same lab, same probe, same PSS sum over the instance's
+namespaces, which hold every daemon of the lab), so "trainees ÷ netns" is what the trainee
+machinery costs at start-up; it is also summed up in a paragraph under the table.
 
 Docker rows are skipped with a note when no engine answers (``--start-engine`` starts one with
 scripts/docker-engine.sh and stops it at the end; an engine already running is left alone).
