@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import select
 import socket
 import time
@@ -105,3 +106,40 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
             if dead:
                 return dead
     return list(pending)
+
+
+_SOA_SERIAL = re.compile(r"\sSOA\s+\S+\s+\S+\s+\(?\s*(\d+)", re.I)
+
+
+def serial_in(zone_text: str) -> int | None:
+    """The SOA serial written in a zone file (the first SOA), None if there is none."""
+    m = _SOA_SERIAL.search(zone_text)
+    return int(m.group(1)) if m else None
+
+
+def serial_of(sockets: SocketFactory, server: str, zone: str, timeout: float = 0.3) -> int | None:
+    """The SOA serial ``server`` serves for ``zone`` with authority, None if it does not (yet)."""
+    try:
+        reply = query(sockets, server, make_query(zone, "SOA", rd=False), timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return None
+    if reply.rcode() != dns.rcode.NOERROR or not reply.flags & dns.flags.AA:
+        return None
+    return next((rr.serial for rrset in reply.answer if rrset.rdtype == dns.rdatatype.SOA for rr in rrset), None)
+
+
+def wait_serials(serial_at: Callable[[str, str], int | None], wanted: dict[tuple[str, str], int],
+                 deadline: float) -> dict[tuple[str, str], int | None]:
+    """Poll until each (server, zone) serves its wanted serial; returns those that do not, with
+    what they serve."""
+    pending = dict(wanted)
+    seen: dict[tuple[str, str], int | None] = {}
+    while pending:
+        for key in list(pending):
+            seen[key] = serial_at(*key)
+            if seen[key] == pending[key]:
+                del pending[key]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return {k: seen.get(k) for k in pending}
