@@ -156,7 +156,8 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         if roles.get(name) == "authoritative" and node.zones:
             first = topology.zone_name(node.zones[0])
             hostnames[name] = topology.zone_name(node.hostname or f"{name}.{first.rstrip('.')}")
-            if not any(zones.in_zone(hostnames[name], z) for z in zone_names):
+            home = zones.closest_zone(hostnames[name], zone_names)
+            if home is None or (home == "." and hostnames[name].count(".") > 1 and len(zone_names) > 1):
                 bad(("nodes", name, "hostname") if node.hostname else ("nodes", name),
                     f"name server name {hostnames[name]} is in no zone of the lab, so nothing can resolve its "
                     f"address: use a name inside one of the lab's zones ({', '.join(sorted(zone_names))})")

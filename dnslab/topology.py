@@ -149,7 +149,8 @@ def schema_problems(exc: ValidationError, src: yamlsrc.Source, model: type[BaseM
 def suggest(word: str, known: set[str]) -> str:
     """`` (did you mean 'x'?)`` for a near-miss of ``word`` among ``known``, else ``""``."""
     import difflib
-    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6) or sorted(
+        k for k in known if min(len(k), len(word)) >= 3 and (k.startswith(word) or word.startswith(k)))
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

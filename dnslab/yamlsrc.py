@@ -23,6 +23,8 @@ HINTS = {  # PyYAML's words, and what a lab author usually did to get them
     "mapping values are not allowed here": "check the indentation of this line and the one above, "
                                            "or quote a value that contains ': '",
     "could not find expected ':'": "a key needs ': ' after it; check the line above too",
+    "expected <block end>, but found '<block mapping start>'": "check the indentation of this line: it should "
+                                                               "line up with the keys around it",
     "found character '\\t' that cannot start any token": "indent with spaces, not tabs",
 }
 

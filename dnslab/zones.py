@@ -57,9 +57,11 @@ class _Source:
     places: list[str]         # places[i]: where line i+1 of text came from
 
 
-def in_zone(name: str, zone: str) -> bool:
-    """Whether ``name`` is ``zone`` or below it."""
-    return dns.name.from_text(name).is_subdomain(dns.name.from_text(zone))
+def closest_zone(name: str, all_zones) -> str | None:
+    """The deepest of ``all_zones`` that holds ``name`` (is it or an ancestor), None if none does."""
+    n = dns.name.from_text(name)
+    holders = [z for z in all_zones if n.is_subdomain(dns.name.from_text(z))]
+    return max(holders, key=lambda z: len(dns.name.from_text(z)), default=None)
 
 
 def parent_of(zone: str, all_zones) -> str | None:
@@ -176,6 +178,8 @@ def _fault_keys(zone: str, edits: faults.Applied) -> tuple[dict[tuple[str, str],
     added: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for record, place in edits.records.get(zone, []):
         parsed = _parse(zone, record)
+        if parsed is None:  # kept as written: named-checkzone says what is wrong, at the fault's line
+            added.setdefault(("", record), []).append((record, place))
         for name, node in (parsed.items() if parsed else []):
             for rds in node:
                 added.setdefault((name.to_text().lower(), dns.rdatatype.to_text(rds.rdtype)), []).append(
@@ -226,8 +230,20 @@ def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str]
                 continue
             out += [(f"{host} IN {rtype} {a}", place) for a in sorted(derived)]
     for key in sorted(added):
-        out += [(record, where) for record, where in added[key]]
+        out += [(_as_derived(zone, record), where) for record, where in added[key]]
+    soa = [r for r in out if " SOA " in r[0]]
+    rest = sorted((r for r in out if " SOA " not in r[0]), key=lambda r: (" IN NS " not in r[0], r[0].split()[0]))
+    out = soa + rest  # one order for derived and fault records alike
     return [r for r, _ in out], [w for _, w in out], refused
+
+
+def _as_derived(zone: str, record: str) -> str:
+    """A fault's record written as dnslab writes derived ones (absolute owner, no TTL): nothing in
+    the zone file tells it from them. Unparseable, it stays as written (named-checkzone reports it)."""
+    parsed = _parse(zone, record)
+    lines = [f"{name.to_text()} IN {dns.rdatatype.to_text(rds.rdtype)} {rr.to_text()}"
+             for name, node in (parsed.items() if parsed else []) for rds in node for rr in rds]
+    return lines[0] if len(lines) == 1 else record
 
 
 def _addresses_written(zone: str, author: _Source) -> dict[tuple[str, str], tuple[set[str], str]]:
