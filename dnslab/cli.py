@@ -230,6 +230,15 @@ def cmd_reload(args):
          "each serves the serial of its zone files (and its secondaries too)")
 
 
+def cmd_break(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    touched = inst.break_with(args.fault)
+    _out(args, {"instance": inst.name, "fault": args.fault, "faults": inst.state.data["faults"], "nodes": touched},
+         f"fault {args.fault} applied to {inst.name} ({', '.join(touched) or 'no node'}); "
+         f"faults now: {', '.join(inst.state.data['faults'])}")
+
+
 def cmd_flush(args):
     from . import lab
     inst = lab.Instance.open(args.instance)
@@ -466,6 +475,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("instance")
     p.add_argument("nodes", nargs="*", help="default: every node with a daemon")
     p.add_argument("--wait", type=float, default=10.0, metavar="SECONDS", help="how long to wait (10)")
+    p = add("break", cmd_break, "apply a fault of the lab to a running instance (break-and-fix drill)")
+    p.add_argument("instance")
+    p.add_argument("fault", help="a fault of the lab's faults/ folder")
     p = add("flush", cmd_flush, "empty resolvers' caches (a repaired delegation shows at once)")
     p.add_argument("instance")
     p.add_argument("nodes", nargs="*", help="default: every resolver")

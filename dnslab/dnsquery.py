@@ -68,8 +68,11 @@ class Probe:
     ready_at: float | None = None
 
 
-def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadline: float) -> list[object]:
+def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadline: float,
+             nudge: Callable[[object], None] | None = None, nudge_after: float = 1.5) -> list[object]:
     """Query every pending probe until it answers as wanted; returns the keys still not ready.
+    ``nudge`` is called for each key still pending ``nudge_after`` seconds in, and as often after
+    (a secondary told to transfer its zone again).
 
     Raises nothing: a dead process is reported by ``alive`` returning False, and its key
     is returned at once, so the caller can name it with its log.
@@ -77,7 +80,12 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
     pending = dict(probes)
     dead: list[object] = []
     last_alive_check = 0.0
+    next_nudge = time.monotonic() + nudge_after
     while pending and time.monotonic() < deadline:
+        if nudge is not None and time.monotonic() > next_nudge:
+            next_nudge = time.monotonic() + nudge_after
+            for key in list(pending):
+                nudge(key)
         for key, p in pending.items():
             try:
                 p.sock.send(make_query(p.qname, p.qtype, p.rdclass, rd=False).to_wire())
@@ -129,12 +137,18 @@ def serial_of(sockets: SocketFactory, server: str, zone: str, timeout: float = 0
 
 
 def wait_serials(serial_at: Callable[[str, str], int | None], wanted: dict[tuple[str, str], int],
-                 deadline: float) -> dict[tuple[str, str], int | None]:
+                 deadline: float, nudge: Callable[[tuple[str, str]], None] | None = None,
+                 nudge_after: float = 1.5) -> dict[tuple[str, str], int | None]:
     """Poll until each (server, zone) serves its wanted serial; returns those that do not, with
-    what they serve."""
+    what they serve. ``nudge`` as for :func:`wait_all`."""
     pending = dict(wanted)
     seen: dict[tuple[str, str], int | None] = {}
+    next_nudge = time.monotonic() + nudge_after
     while pending:
+        if nudge is not None and time.monotonic() > next_nudge:
+            next_nudge = time.monotonic() + nudge_after
+            for key in list(pending):
+                nudge(key)
         for key in list(pending):
             seen[key] = serial_at(*key)
             if seen[key] == pending[key]:

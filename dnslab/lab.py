@@ -117,10 +117,11 @@ class Instance:
         self.node(node)
         return self.backend.exec(self.state, node, argv, capture=capture, timeout=timeout)
 
-    def reload(self, node: str, wait: float = 5.0) -> None:
+    def reload(self, node: str, wait: float = 5.0, secondaries: bool = True) -> None:
         """Make the node's daemon reread its config and zones through its control tool (a resolver
         also drops its cache), run on the node with the lab owner's rights; return once it
-        answers again and serves the serial of each of its zone files, on its secondaries too.
+        answers again and serves the serial of each of its zone files (on its secondaries too,
+        unless ``secondaries`` is false).
 
         :raises BackendError: the control tool failed, or the node did not serve in ``wait`` seconds
         """
@@ -131,20 +132,21 @@ class Instance:
             res = self.exec(node, argv, capture=True, timeout=30)
             if res.returncode != 0:
                 raise BackendError(f"node {node}: `{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()}")
-        probe = self.probe(node) if wait > 0 else None
-        if probe is None:
+        probes = self.probes(node) if wait > 0 else {}
+        if not probes:
             return
         deadline = time.monotonic() + wait
         try:
-            if dnsquery.wait_all({node: probe}, lambda n: self.backend.running(self.state, n), deadline):
+            if dnsquery.wait_all(probes, lambda k: self.backend.running(self.state, k[0]), deadline):
                 raise BackendError(f"node {node} did not answer within {wait:.0f}s of its reload; its log ends with:\n"
                                    f"{self.log_tail(node)}")
         finally:
-            probe.sock.close()
-        wanted = self.served_serials(node)
+            for p in probes.values():
+                p.sock.close()
+        wanted = {k: v for k, v in self.served_serials(node).items() if secondaries or k[0] == node}
         left = dnsquery.wait_serials(
             lambda server, zone: dnsquery.serial_of(self.sockets(node), self.address_of(server), zone),
-            wanted, deadline)
+            wanted, deadline, nudge=lambda key: self.nudge(*key))
         if left:
             (server, zone), got = next(iter(left.items()))
             raise BackendError(f"{server} serves {zone} with serial {got if got is not None else 'none'}, not "
@@ -166,6 +168,17 @@ class Instance:
                     wanted[(server, zone)] = serial
         return wanted
 
+    def nudge(self, node: str, zone: str) -> None:
+        """Tell a secondary to transfer ``zone`` again now (nothing for any other node or zone)."""
+        from . import kinds
+        plan = self.node(node)
+        zplan = self.plan.zones.get(zone)
+        if zplan is None or node not in zplan.secondaries:
+            return
+        argv = kinds.KINDS[plan.kind].retransfer(plan, self.backend.node_path(self.state, node), zone)
+        if argv:
+            self.exec(node, argv, capture=True, timeout=10)
+
     def read_file(self, node: str, rel: str, limit: int = 1 << 20) -> str:
         """A file of a node's dir (in a trainee's lab: opened without following any link, bounded)."""
         from . import safeio
@@ -176,15 +189,57 @@ class Instance:
         except OSError:
             return ""
 
-    def apply_runtime_faults(self) -> None:
+    def apply_runtime_faults(self, only: set[str] | None = None) -> None:
         """What faults do to a running lab: traffic blocked inside nodes, daemons stopped."""
         from . import kinds
         for node in self.plan.nodes.values():
+            if only is not None and node.name not in only:
+                continue
             if node.block:
                 self.backend.block(self.state, node.name, node.block)
             stop = kinds.KINDS[node.kind].stop(node, self.backend.node_path(self.state, node.name))
             if node.stop and stop:
                 self.backend.stop_daemon(self.state, node.name, stop)
+
+    def break_with(self, fault: str) -> list[str]:
+        """Apply a fault of the lab to this running instance (a break-and-fix drill): the zones and
+        daemon configs it changes are rewritten from the lab file with the fault and reloaded (an
+        edit the trainee made to those files is replaced), then its blocks and stops apply.
+        Returns the nodes it touched.
+
+        :raises InputError: no such fault, or already applied
+        """
+        from . import kinds
+        from .confine import unpack_as
+        faults = list(self.state.data.get("faults", []))
+        if fault in faults:
+            raise InputError(f"fault {fault} is already applied to {self.name}")
+        old, new = self.plan, load_plan(self.state.lab_dir, [*faults, fault])
+        touched: list[str] = []
+        keys = self.state.data.get("tsig", {})
+        for z, zplan in new.zones.items():
+            if zplan.text == old.zones[z].text:
+                continue
+            for node in [n for n in zplan.servers if n not in zplan.secondaries]:
+                unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node}/zones/{zplan.filename}": zplan.text})
+                touched.append(node)
+        for name, node in new.nodes.items():
+            if node.options != old.nodes[name].options:
+                kind = kinds.KINDS[node.kind]
+                d = self.backend.node_path(self.state, name)
+                files = {f"nodes/{name}/{rel}": text for rel, text in kind.spec(node, new, d, keys).files.items()
+                         if not rel.startswith("zones/")}
+                unpack_as(self.state.owner, self.state.work_dir, files)
+                touched.append(name)
+        self.state.data["faults"] = [*faults, fault]
+        self.state.save()
+        self.__dict__["plan"] = new
+        for node in dict.fromkeys(touched):  # zones and config reread
+            self.reload(node, secondaries=False)
+        self.apply_runtime_faults(only={n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
+                                        or new.nodes[n].stop != old.nodes[n].stop})
+        return sorted(set(touched) | {n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
+                                      or new.nodes[n].stop != old.nodes[n].stop})
 
     def flush(self, node: str) -> None:
         """Empty a resolver's cache (its reload does that too, and rereads its config)."""
@@ -219,9 +274,9 @@ class Instance:
         out = []
         answers: dict[str, bool] = {}
         if probe and self.state.data["phase"] == "ready":
-            probes = {n: p for n in self.plan.nodes if (p := self.probe(n)) is not None}
-            not_ready = set(dnsquery.wait_all(probes, lambda n: True, time.monotonic() + 1.0))
-            answers = {n: n not in not_ready for n in probes}
+            probes = {k: p for n in self.plan.nodes for k, p in self.probes(n).items()}
+            not_ready = {k[0] for k in dnsquery.wait_all(probes, lambda k: True, time.monotonic() + 1.0)}
+            answers = {k[0]: k[0] not in not_ready for k in probes}
             for p in probes.values():
                 p.sock.close()
         for name, node in self.plan.nodes.items():
@@ -229,17 +284,17 @@ class Instance:
                                   self.backend.running(self.state, name), answers.get(name)))
         return out
 
-    def probe(self, node: str) -> dnsquery.Probe | None:
-        """The readiness probe of a node (its kind says what it must answer), on a socket opened
-        inside the node: the one place readiness is decided. None for a node without a daemon."""
+    def probes(self, node: str) -> dict[tuple[str, str], dnsquery.Probe]:
+        """The readiness probes of a node by (node, name asked) (its kind says what it must answer),
+        on sockets opened inside the node: the one place readiness is decided. {} without a daemon."""
         from . import dnsquery, kinds
-        spec = kinds.KINDS[self.node(node).kind].probe(self.node(node))
-        if spec is None:
-            return None
-        sock = self.backend.socket(self.state, node, dnsquery.family_of(spec.address), socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.connect((spec.address, 53))
-        return dnsquery.Probe(sock, spec.qname, spec.qtype, spec.rdclass, spec.authoritative)
+        out = {}
+        for spec in kinds.KINDS[self.node(node).kind].probes(self.node(node)):
+            sock = self.backend.socket(self.state, node, dnsquery.family_of(spec.address), socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.connect((spec.address, 53))
+            out[(node, spec.qname)] = dnsquery.Probe(sock, spec.qname, spec.qtype, spec.rdclass, spec.authoritative)
+        return out
 
 
 def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
@@ -278,7 +333,8 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         state.set_phase("starting")
         if trainees:
             warnings.update(confine.setup(state, limits, home_size or homes.DEFAULT_SIZE))
-        keys = kinds.tsig_keys(lab)  # per instance: each lab has its own transfer keys
+        keys = kinds.tsig_keys(lab)  # per instance: each lab has its own transfer keys, kept in its state
+        state.data["tsig"] = keys
         specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name), keys)
                  for n in lab.nodes.values()}
         _write_view(state, lab, specs, backend.trainee_userns)
@@ -327,27 +383,29 @@ def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec
 
 
 def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> None:
+    """Until every daemon answers what it serves; a secondary still without a zone is told to
+    transfer it again (its first try may have found its primary not yet listening)."""
     from . import dnsquery
-    probes: dict[tuple[int, str], dnsquery.Probe] = {}
+    probes: dict[tuple[int, str, str], dnsquery.Probe] = {}
     for i, inst in enumerate(instances):
         for name in inst.plan.nodes:
-            probe = inst.probe(name)
-            if probe is not None:
-                probes[(i, name)] = probe
+            probes.update({(i, *key): p for key, p in inst.probes(name).items()})
     try:
         left = dnsquery.wait_all(probes, lambda k: instances[k[0]].backend.running(instances[k[0]].state, k[1]),
-                                 time.monotonic() + READY_TIMEOUT)
+                                 time.monotonic() + READY_TIMEOUT, nudge=lambda k: instances[k[0]].nudge(k[1], k[2]),
+                                 nudge_after=1.0)
     finally:
         for p in probes.values():
             p.sock.close()
     if left:
-        i, node = left[0]
+        i, node, qname = left[0]
         inst = instances[i]
-        why = "exited" if not inst.backend.running(inst.state, node) else f"did not answer in {READY_TIMEOUT:.0f}s"
+        why = ("exited" if not inst.backend.running(inst.state, node) else
+               f"did not answer for {qname} in {READY_TIMEOUT:.0f}s")
         raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) {why}; "
                            f"its log ends with:\n{inst.log_tail(node)}")
-    progress(f"all {len(probes)} daemons of {len(instances)} instance(s) answer, "
-             f"{time.monotonic() - t0:.2f}s after start")
+    daemons = len({k[:2] for k in probes})
+    progress(f"all {daemons} daemons of {len(instances)} instance(s) answer, {time.monotonic() - t0:.2f}s after start")
 
 
 def down_states(states: Sequence[State], purge_homes: bool = False) -> None:

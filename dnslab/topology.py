@@ -103,7 +103,8 @@ class Zone(Strict):
     ttl: Annotated[int, Field(ge=0, le=2**31 - 1)] = 3600
     serial: Annotated[int, Field(ge=0, le=2**32 - 1)] = 1
     primary: str | None = Field(default=None, description="node that loads the zone; its other servers transfer it")
-    tsig: bool = Field(default=False, description="with a primary: transfers and NOTIFY signed with a key (TSIG)")
+    tsig: bool = Field(default=False, description="with a primary: transfers and NOTIFY signed with a key of the "
+                                                  "zone's own (TSIG); the key opens transfers from any address")
 
 
 class Topology(Strict):

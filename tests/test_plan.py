@@ -391,8 +391,8 @@ def test_authoritative_config_mentions_addresses_and_zone_files(basics, node):
         else:
             assert spec.files[f"zones/{zp.filename}"] == zp.text
     assert f"/x/{CONFIG[n.kind]}" in spec.argv
-    probe = kinds.KINDS[n.kind].probe(n)
-    assert probe is not None and probe.address == n.address and probe.qname == n.zones[0]
+    probes = kinds.KINDS[n.kind].probes(n)
+    assert [(p.address, p.qname, p.authoritative) for p in probes] == [(n.address, z, True) for z in n.zones]
     assert "root.hints" not in spec.files and spec.resolv_conf is None
 
 
@@ -418,8 +418,8 @@ def test_resolver_config_and_root_hints(basics, node):
     for prefix in ("198.51.100.0/24", "2001:db8:5100::/64"):
         assert prefix in conf   # who may ask: the lab's networks
     assert not any(f.startswith("zones/") for f in spec.files)
-    probe = kinds.KINDS[n.kind].probe(n)
-    assert probe is not None and probe.authoritative is False
+    (probe,) = kinds.KINDS[n.kind].probes(n)
+    assert probe.authoritative is False
 
 
 def test_unbound_answers_special_use_names_from_the_lab(basics):
@@ -441,7 +441,7 @@ def test_client_resolv_conf_points_at_its_resolver(basics):
     spec = kinds.KINDS["client"].spec(n, basics, "/x")
     assert n.resolver == "resolver-unbound"
     assert spec.resolv_conf == "nameserver 198.51.100.8\nnameserver 2001:db8:5100::8\n"
-    assert spec.argv is None and kinds.KINDS["client"].probe(n) is None and spec.files == {}
+    assert spec.argv is None and kinds.KINDS["client"].probes(n) == [] and spec.files == {}
 
 
 def test_every_kind_declares_its_debian_packages():

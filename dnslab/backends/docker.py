@@ -151,6 +151,7 @@ class DockerBackend:
             c.pause()
 
     def start_daemon(self, state: State, node: str, argv) -> None:
+        """Resume a container paused by :meth:`stop_daemon`."""
         c = self._container(state, node)
         if c is not None and c.status == "paused":
             c.unpause()
@@ -176,7 +177,8 @@ class DockerBackend:
         c = self._container(state, node)
         if c is None:
             raise BackendError(f"node {node} of instance {state.name} has no container")
-        res = c.exec_run(list(argv), demux=True, workdir=NODE_DIR,
+        # through sh: a missing program exits 127 (as in a shell), not the engine's 126
+        res = c.exec_run(["sh", "-c", 'exec "$@"', "sh", *argv], demux=True, workdir=NODE_DIR,
                          user=f"{state.owner[0]}:{state.owner[1]}" if state.owner else "")
         out, err = (b.decode(errors="replace") if b else "" for b in res.output)
         if not capture:

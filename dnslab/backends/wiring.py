@@ -116,7 +116,7 @@ def write_files(state: State, specs: dict[str, NodeSpec]) -> None:
     """Every node's files, written with the rights of the lab's trainee (root's without one),
     and the resolv.conf of the nodes that have one (``ip netns exec`` shows it in the node)."""
     from ..confine import unpack_as
-    files: dict[str, str] = {f"nodes/{node}/": "" for node in specs}
+    files: dict[str, str] = {f"nodes/{node}/{sub}": "" for node in specs for sub in ("", "zones/")}
     files.update({f"nodes/{node}/{rel}": content for node, spec in specs.items() for rel, content in spec.files.items()})
     files.update({f"nodes/{node}/daemon.log": "" for node, spec in specs.items() if spec.argv})
     unpack_as(state.owner, state.work_dir, files)

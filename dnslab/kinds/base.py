@@ -44,7 +44,8 @@ class Served:
     filename: str
     role: str                                   # "standalone", "primary" or "secondary"
     primary: str | None = None                  # a secondary's: the primary's address it can reach
-    secondaries: tuple[str, ...] = ()           # a primary's: the addresses of its secondaries
+    secondaries: tuple[str, ...] = ()           # a primary's: every address of its secondaries (who may transfer)
+    notify: tuple[str, ...] = ()                # a primary's: one address per secondary, the one it expects us from
     key: str | None = None                      # the TSIG key's name, when transfers are signed
 
 
@@ -57,8 +58,9 @@ def served(node: NodePlan, lab: LabPlan) -> list[Served]:
         if plan.primary is None:
             out.append(Served(z, plan.filename, "standalone"))
         elif plan.primary == node.name:
-            out.append(Served(z, plan.filename, "primary", key=key, secondaries=tuple(
-                a for s in plan.secondaries for a in node.reachable(lab.nodes[s]))))
+            reach = [node.reachable(lab.nodes[s]) for s in plan.secondaries]
+            out.append(Served(z, plan.filename, "primary", key=key, secondaries=tuple(a for r in reach for a in r),
+                              notify=tuple(r[0] for r in reach if r)))
         else:
             reach = node.reachable(lab.nodes[plan.primary])
             out.append(Served(z, plan.filename, "secondary", primary=reach[0] if reach else None, key=key))
@@ -97,6 +99,11 @@ class Kind:
         c = self.control(node, d)
         return ((*c, "reload"),) if c else ()
 
+    def retransfer(self, node: NodePlan, d: str, zone: str) -> tuple[str, ...] | None:
+        """The command that makes a secondary transfer ``zone`` again now (after a failed try,
+        BIND waits minutes before asking the same primary again)."""
+        return None
+
     def stop(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
         """The command that asks the daemon to exit."""
         c = self.control(node, d)
@@ -107,13 +114,15 @@ class Kind:
         c = self.control(node, d)
         return ((*c, "flush"),) if c and node.role == "resolver" else ()
 
-    def probe(self, node: NodePlan) -> Probe | None:
+    def probes(self, node: NodePlan) -> list[Probe]:
+        """What the node answers once it is ready: an authoritative server, each of its zones'
+        SOA with authority (a secondary: once transferred); a resolver, anything."""
         if node.role == "authoritative":
-            return Probe(node.address, node.zones[0])
+            return [Probe(node.address, z) for z in node.zones]
         if node.role == "resolver":
             # any reply will do; BIND rate-limits version.bind, so ask for the root's NS
-            return Probe(node.address, ".", "NS", authoritative=False)
-        return None
+            return [Probe(node.address, ".", "NS", authoritative=False)]
+        return []
 
     def context(self, node: NodePlan, lab: LabPlan, d: str) -> dict:
         """Extra template variables of this kind."""
