@@ -21,7 +21,7 @@ for arg in "$@"; do
 done
 
 # Host tools, then every kind's packages (the same lists the Docker images use).
-HOST_PKGS="python3 python3-venv iproute2 util-linux mount e2fsprogs tar procps graphviz tcpdump passwd"
+HOST_PKGS="python3 python3-venv iproute2 util-linux mount e2fsprogs tar nftables procps graphviz tcpdump passwd"
 KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
 DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
 if [ -n "$docker" ]; then

@@ -26,6 +26,7 @@ from typing import Iterator
 
 from . import homes
 from .errors import EnvError
+from .procs import start_time
 
 MARKER = "dnslab trainee "                    # GECOS of the users we make: MARKER + instance
 NOLOGIN = "/usr/sbin/nologin"
@@ -191,18 +192,13 @@ def uids_of(pid: str) -> set[int]:
     return set()
 
 
-def _live(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def kill_uid(uid: int, timeout: float = 5.0) -> None:
     """SIGKILL every process running as ``uid`` (a trainee we are removing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and uid in uids_of(p) and _live(int(p))]
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and uid in uids_of(p) and start_time(int(p)) is not None]
         if not pids:
             return
         for pid in pids:

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import procs, safeio
 from .errors import LabError
 from .state import State, run_root
 
@@ -114,32 +115,26 @@ def ensure(state: State, timeout: float = 10.0) -> int:
     :raises BrokerError: it exited or did not answer (with its log's tail)
     """
     from . import confine
-    if confine.proc_alive(state, "broker") and socket_path(state.name).exists():
+    if procs.recorded_alive(state, "broker") and socket_path(state.name).exists():
         return state.data["procs"]["broker"]["pid"]
     sock = socket_path(state.name)
-    proc = confine.spawn(state, "broker", [*confine.join(state, "broker"), sys.executable, "-I", "-m", "dnslab.broker",
+    proc = procs.spawn(state, "broker", [*confine.join(state, "broker"), sys.executable, "-I", "-m", "dnslab.broker",
                                            state.name, "--socket", str(sock)], log_path(state), cwd="/",
                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                               **{k: v for k, v in os.environ.items() if k in ("DNSLAB_RUN", "DNSLAB_LABS")}})
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise BrokerError(f"the broker of {state.name} exited ({proc.returncode}): {_tail(log_path(state))}")
+            raise BrokerError(f"the broker of {state.name} exited ({proc.returncode}): {safeio.tail(log_path(state))}")
         try:
             if sock.exists() and call(state.name, "status", timeout=2.0).get("ok"):
                 return proc.pid
         except (BrokerError, OSError, ValueError):
             pass
         if time.monotonic() > deadline:
-            raise BrokerError(f"the broker of {state.name} did not answer in {timeout:.0f}s: {_tail(log_path(state))}")
+            raise BrokerError(f"the broker of {state.name} did not answer in {timeout:.0f}s: {safeio.tail(log_path(state))}")
         time.sleep(0.02)
 
-
-def _tail(path: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # ---------------------------------------------------------------- server side

@@ -48,15 +48,22 @@ def cmd_list(args):
 
 
 def cmd_validate(args):
-    from . import checks, lab
+    from . import lab, labfolder
     d = lab.find_lab(args.lab)
-    p = lab.load_plan(d)
-    n_checks = len(checks.load(d / "checks.yaml", p)) if (d / "checks.yaml").is_file() else 0
+    f = labfolder.validate(d)
+    p = f.plan
     data = {"lab": p.name, "path": str(d), "nodes": {n.name: {"kind": n.kind, "role": n.role, "addresses": n.addresses}
                                                      for n in p.nodes.values()},
-            "zones": {z.name: {"servers": list(z.servers), "parent": z.parent} for z in p.zones.values()},
-            "checks": n_checks}
-    _out(args, data, f"{d / 'lab.yaml'}: ok, {len(p.nodes)} nodes, {len(p.zones)} zones, {n_checks} checks")
+            "zones": {z.name: {"servers": list(z.servers), "parent": z.parent, "primary": z.primary}
+                      for z in p.zones.values()},
+            "checks": len(f.checks), "faults": f.faults, "exercise": f.exercise.name if f.exercise else None,
+            "warnings": [str(w) for w in f.warnings]}
+    for w in f.warnings:
+        print(f"dnslab: warning: {w}", file=sys.stderr)
+    extra = [f"{len(f.faults)} faults" if f.faults else "", f"exercise {f.exercise.name} ({', '.join(f.exercise.languages)})"
+             if f.exercise else ""]
+    _out(args, data, f"{d / 'lab.yaml'}: ok, {len(p.nodes)} nodes, {len(p.zones)} zones, {len(f.checks)} checks"
+         + "".join(f", {e}" for e in extra if e))
 
 
 def cmd_schema(args):
@@ -122,7 +129,7 @@ def cmd_up(args):
             for i in insts]
     human = [f"{len(insts)} instance(s) of {insts[0].plan.name} up in {time.monotonic() - t0:.2f}s: "
              + ", ".join(i.name for i in insts),
-             f"try: dnslab exec {insts[0].name} {insts[0].default_vantage()} -- dig www.example.test",
+             f"try: dnslab exec {insts[0].name} {insts[0].default_vantage()} -- dig {_a_name(insts[0].plan)}",
              f"     dnslab status {insts[0].name}    dnslab check {insts[0].name}    dnslab down {insts[0].name}"]
     if args.jupyter:
         from . import jupyter
@@ -131,6 +138,19 @@ def cmd_up(args):
             human.append(f"JupyterLab of {row.get('trainee') or i.name}: {row['url']}")
         human.append("all URLs for the instructor: dnslab status --urls-csv urls.csv")
     _out(args, data, "\n".join(human))
+
+
+def _a_name(plan) -> str:
+    """A name worth asking in this lab: an address record of its deepest zone (not a name server's)."""
+    import dns.rdatatype
+    import dns.zone
+    hosts = {n.hostname for n in plan.nodes.values() if n.hostname}
+    for z in sorted(plan.zones.values(), key=lambda z: -z.name.count(".")):
+        zone = dns.zone.from_text(z.text, z.name, relativize=False, check_origin=False)
+        for name, node in zone.items():
+            if name.to_text() not in hosts and any(r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for r in node):
+                return name.to_text().rstrip(".")
+    return f"{next(iter(plan.zones))} SOA"
 
 
 def cmd_down(args):
@@ -151,12 +171,14 @@ def cmd_status(args):
         inst = lab.Instance.open(args.instance)
         nodes = inst.status()
         from . import jupyter
+        faults = inst.state.data.get("faults", [])
         data = {"instance": inst.name, "lab": inst.state.data["lab"], "phase": inst.state.data["phase"],
-                "backend": inst.backend.name, "meta": inst.state.data.get("meta", {}),
+                "backend": inst.backend.name, "meta": inst.state.data.get("meta", {}), "faults": faults,
                 "nodes": [vars(n) for n in nodes], "jupyter": jupyter.info(inst.state)}
         rows = [[n.name, n.kind, n.role, " ".join(n.addresses), "running" if n.running else "STOPPED",
                  {True: "answers", False: "NO ANSWER", None: "-"}[n.answers]] for n in nodes]
-        _out(args, data, f"instance {inst.name} (lab {data['lab']}, {data['phase']}, {inst.backend.name})\n"
+        _out(args, data, f"instance {inst.name} (lab {data['lab']}, {data['phase']}, {inst.backend.name}"
+             + (f", faults: {', '.join(faults)}" if faults else "") + ")\n"
              + _table(rows, ["NODE", "KIND", "ROLE", "ADDRESSES", "PROCESS", "DNS"])
              + (f"\nJupyterLab: {data['jupyter']['url']}" + ("" if data["jupyter"]["running"] else " (NOT RUNNING)")
                 if data["jupyter"] else ""))
@@ -176,7 +198,8 @@ def cmd_status(args):
         running = sum(n.running for n in nodes)
         answering = [n for n in nodes if n.answers is not None]
         data.append({"instance": st.name, "lab": st.data.get("lab"), "phase": st.data.get("phase"),
-                     "backend": st.data.get("backend"), "running": running, "nodes": len(nodes),
+                     "backend": st.data.get("backend"), "faults": st.data.get("faults", []),
+                     "running": running, "nodes": len(nodes),
                      "answering": sum(bool(n.answers) for n in answering), "daemons": len(answering),
                      "trainee": st.data.get("meta", {}).get("trainee"),
                      "url": jinfo["url"] if jinfo else None, "jupyter_running": jinfo["running"] if jinfo else None})
@@ -194,6 +217,35 @@ def cmd_exec(args):
         raise InputError("give a command after --, e.g. dnslab exec t1 client -- dig www.example.test")
     inst = lab.Instance.open(args.instance)
     return inst.exec(args.node, args.command).returncode
+
+
+def cmd_reload(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    t0 = time.monotonic()
+    nodes = args.nodes or [n.name for n in inst.plan.nodes.values() if n.role != "client"]
+    for node in nodes:
+        inst.reload(node, wait=args.wait)
+    _out(args, {"reloaded": nodes}, f"reloaded {', '.join(nodes)} in {time.monotonic() - t0:.2f}s: "
+         "each serves the serial of its zone files (and its secondaries too)")
+
+
+def cmd_break(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    touched = inst.break_with(args.fault)
+    _out(args, {"instance": inst.name, "fault": args.fault, "faults": inst.state.data["faults"], "nodes": touched},
+         f"fault {args.fault} applied to {inst.name} ({', '.join(touched) or 'no node'}); "
+         f"faults now: {', '.join(inst.state.data['faults'])}")
+
+
+def cmd_flush(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    nodes = args.nodes or [n.name for n in inst.plan.by_role("resolver")]
+    for node in nodes:
+        inst.flush(node)
+    _out(args, {"flushed": nodes}, f"flushed the caches of {', '.join(nodes) or 'no resolver'}")
 
 
 def cmd_logs(args):
@@ -320,7 +372,9 @@ def cmd_exercise(args):
 
 def cmd_graph(args):
     from . import graph, lab
-    p = lab.load_plan(lab.find_lab(args.lab))
+    from .state import all_states
+    running = {s.name for s in all_states()}
+    p = lab.Instance.open(args.lab).plan if args.lab in running else lab.load_plan(lab.find_lab(args.lab))
     out = Path(args.output or f"{p.name}.{args.format}")
     fmt = args.format if args.output is None else out.suffix.lstrip(".") or args.format
     graph.render(p, out, fmt)
@@ -382,7 +436,8 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--instances", type=int, metavar="N", help="N copies named <lab>-1 .. <lab>-N")
     g.add_argument("--trainees", metavar="ROSTER.csv", help="one copy per trainee (CSV with a 'trainee' column)")
-    p.add_argument("--name", help="instance name (default: the lab name)")
+    p.add_argument("--name", help="instance name (default: the lab name); with --instances, the prefix of the "
+                                  "names (NAME-1 .. NAME-N)")
     p.add_argument("--backend", default=os.environ.get("DNSLAB_BACKEND", "netns"), help="netns (default) or docker")
     p.add_argument("--no-exercise", action="store_true",
                    help="with --jupyter: do not release the lab's exercise (nor apply its faults)")
@@ -415,6 +470,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("instance")
     p.add_argument("node")
     p.add_argument("command", nargs=argparse.REMAINDER)
+    p = add("reload", cmd_reload, "reload daemons (config and zones; a resolver's cache emptied), "
+                                  "waiting until each serves its zone files' serials")
+    p.add_argument("instance")
+    p.add_argument("nodes", nargs="*", help="default: every node with a daemon")
+    p.add_argument("--wait", type=float, default=10.0, metavar="SECONDS", help="how long to wait (10)")
+    p = add("break", cmd_break, "apply a fault of the lab to a running instance (break-and-fix drill)")
+    p.add_argument("instance")
+    p.add_argument("fault", help="a fault of the lab's faults/ folder")
+    p = add("flush", cmd_flush, "empty resolvers' caches (a repaired delegation shows at once)")
+    p.add_argument("instance")
+    p.add_argument("nodes", nargs="*", help="default: every resolver")
     p = add("logs", cmd_logs, "a node's daemon log", json_flag=False)
     p.add_argument("instance")
     p.add_argument("node")
@@ -466,8 +532,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except LabError as exc:
-        print(f"dnslab: {exc}" if "\n" not in str(exc) else f"dnslab: {type(exc).__name__}:\n{exc}",
-              file=sys.stderr)
+        from .errors import InputProblems
+        if isinstance(exc, InputProblems) and len(exc.problems) > 1:
+            print(f"dnslab: {len(exc.problems)} problems:\n" + "\n".join(f"  {p}" for p in exc.problems),
+                  file=sys.stderr)
+        else:
+            print(f"dnslab: {exc}" if "\n" not in str(exc) else f"dnslab:\n{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dnslab: interrupted", file=sys.stderr)

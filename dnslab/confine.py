@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Sequence
 from . import accounts, cgroups, homes
 from .accounts import Trainee, user_name
 from .errors import EnvError
-from .procs import start_time, terminate
 
 if TYPE_CHECKING:
     from .state import State
@@ -273,73 +272,3 @@ def enter_argv(state: State, node: str, t: Trainee, argv: Sequence[str], env: di
     return [*join(state, leaf), ip, "netns", "exec", node_ns(state.name, node), sh, "-c", private, "sh",
             env_, "-i", *(f"{k}={v}" for k, v in clean_env(state, t, env).items()),
             prlimit, f"--nproc={NPROC}:{NPROC}", "--", *become(t, setpriv), *chdir, *argv]
-
-
-# ---------------------------------------------------------------- processes recorded in the state
-
-def spawn(state: State, key: str, argv: Sequence[str], log: Path, **popen) -> subprocess.Popen:
-    """Start a helper process (broker, Jupyter server, forwarder) recorded in the state:
-    intent first, then its PID and start time (also written by the child itself, before it
-    execs, into a root-only file: an ``up`` killed right after the fork leaves nothing unknown).
-    Its output goes to ``log``, a file of root's run dir, opened here."""
-    state.intend("proc", key)
-    _pid_dir(state).mkdir(mode=0o700, exist_ok=True)
-    pidfile = os.fsencode(_pid_dir(state) / f"{key}.pid")
-
-    def write_own_pid() -> None:  # in the child, before exec
-        fd = os.open(b"/proc/self/stat", os.O_RDONLY)
-        stat = os.read(fd, 4096)
-        os.close(fd)
-        started = stat.rsplit(b")", 1)[1].split()[19]
-        fd = os.open(pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        os.write(fd, b"%d %s" % (os.getpid(), started))
-        os.close(fd)
-
-    popen.setdefault("cwd", "/")
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    try:
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=write_own_pid, **popen)
-    finally:
-        os.close(fd)
-    state.data.setdefault("procs", {})[key] = {"pid": proc.pid, "start": start_time(proc.pid)}
-    state.save()
-    return proc
-
-
-def _pid_dir(state: State) -> Path:
-    return state.dir / "pids"
-
-
-def _self_recorded(state: State) -> set[int]:
-    """Live helpers that wrote their own PID and start time (see :func:`spawn`)."""
-    pids = set()
-    for f in _pid_dir(state).glob("*.pid") if _pid_dir(state).is_dir() else []:
-        try:
-            pid, started = map(int, f.read_text().split())
-        except (OSError, ValueError):
-            continue
-        if start_time(pid) == started:
-            pids.add(pid)
-    return pids
-
-
-def proc_alive(state: State, key: str) -> bool:
-    rec = state.data.get("procs", {}).get(key)
-    return bool(rec) and rec.get("start") is not None and start_time(rec["pid"]) == rec["start"]
-
-
-def stop_recorded(states: Sequence[State], grace: float = 2.0) -> None:
-    """SIGTERM the helper processes recorded in these states (PID and start time), then SIGKILL."""
-    pids = set()
-    for s in states:
-        for rec in s.data.get("procs", {}).values():
-            if rec.get("start") is not None and start_time(rec["pid"]) == rec["start"]:
-                pids.add(rec["pid"])
-        recorded = {rec["pid"] for rec in s.data.get("procs", {}).values()}
-        pids |= _self_recorded(s) - recorded
-    terminate(pids, grace, group=True)
-
-
-def gc_users(live_instances: set[str]) -> list[str]:
-    return accounts.gc(live_instances)

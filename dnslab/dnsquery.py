@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import select
 import socket
 import time
@@ -67,8 +68,11 @@ class Probe:
     ready_at: float | None = None
 
 
-def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadline: float) -> list[object]:
+def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadline: float,
+             nudge: Callable[[object], None] | None = None, nudge_after: float = 1.5) -> list[object]:
     """Query every pending probe until it answers as wanted; returns the keys still not ready.
+    ``nudge`` is called for each key still pending ``nudge_after`` seconds in, and as often after
+    (a secondary told to transfer its zone again).
 
     Raises nothing: a dead process is reported by ``alive`` returning False, and its key
     is returned at once, so the caller can name it with its log.
@@ -76,7 +80,12 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
     pending = dict(probes)
     dead: list[object] = []
     last_alive_check = 0.0
+    next_nudge = time.monotonic() + nudge_after
     while pending and time.monotonic() < deadline:
+        if nudge is not None and time.monotonic() > next_nudge:
+            next_nudge = time.monotonic() + nudge_after
+            for key in list(pending):
+                nudge(key)
         for key, p in pending.items():
             try:
                 p.sock.send(make_query(p.qname, p.qtype, p.rdclass, rd=False).to_wire())
@@ -105,3 +114,46 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
             if dead:
                 return dead
     return list(pending)
+
+
+_SOA_SERIAL = re.compile(r"\sSOA\s+\S+\s+\S+\s+\(?\s*(\d+)", re.I)
+
+
+def serial_in(zone_text: str) -> int | None:
+    """The SOA serial written in a zone file (the first SOA), None if there is none."""
+    m = _SOA_SERIAL.search(zone_text)
+    return int(m.group(1)) if m else None
+
+
+def serial_of(sockets: SocketFactory, server: str, zone: str, timeout: float = 0.3) -> int | None:
+    """The SOA serial ``server`` serves for ``zone`` with authority, None if it does not (yet)."""
+    try:
+        reply = query(sockets, server, make_query(zone, "SOA", rd=False), timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return None
+    if reply.rcode() != dns.rcode.NOERROR or not reply.flags & dns.flags.AA:
+        return None
+    return next((rr.serial for rrset in reply.answer if rrset.rdtype == dns.rdatatype.SOA for rr in rrset), None)
+
+
+def wait_serials(serial_at: Callable[[str, str], int | None], wanted: dict[tuple[str, str], int],
+                 deadline: float, nudge: Callable[[tuple[str, str]], None] | None = None,
+                 nudge_after: float = 1.5) -> dict[tuple[str, str], int | None]:
+    """Poll until each (server, zone) serves its wanted serial; returns those that do not, with
+    what they serve. ``nudge`` as for :func:`wait_all`."""
+    pending = dict(wanted)
+    seen: dict[tuple[str, str], int | None] = {}
+    next_nudge = time.monotonic() + nudge_after
+    while pending:
+        if nudge is not None and time.monotonic() > next_nudge:
+            next_nudge = time.monotonic() + nudge_after
+            for key in list(pending):
+                nudge(key)
+        for key in list(pending):
+            seen[key] = serial_at(*key)
+            if seen[key] == pending[key]:
+                del pending[key]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return {k: seen.get(k) for k in pending}

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import nbformat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import schema_problems
 
-ANSWER_KINDS = ("server-of",)
+ANSWER_TYPES = ("server-of",)
 
 
 class _Strict(BaseModel):
@@ -32,7 +31,7 @@ class Answer(_Strict):
     """A value the trainee reports in a variable, compared with what the live lab says."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    accept: Literal[ANSWER_KINDS]  # type: ignore[valid-type]
+    accept: Literal[ANSWER_TYPES]  # type: ignore[valid-type]
     zone: str
 
 
@@ -75,7 +74,7 @@ class Source:
     directory: Path
     exercise: Exercise
     catalogs: dict[str, dict[str, str]]
-
+    yaml: yamlsrc.Source            # exercise.yaml as read: where each value came from
     @property
     def name(self) -> str:
         return self.directory.name
@@ -105,8 +104,9 @@ class Source:
         """The nbgrader assignment of one language: ``<exercise>-<lang>``."""
         return f"{self.name}-{lang}"
 
-    def notebook(self, lang: str) -> nbformat.NotebookNode:
+    def notebook(self, lang: str):
         """The nbgrader *source* notebook in ``lang`` (solutions and hidden tests included)."""
+        import nbformat
         if lang not in self.catalogs:
             raise InputError(f"exercise {self.name} has no language {lang!r} (languages: {', '.join(self.languages)}); "
                              f"add exercises/{self.name}/i18n/{lang}.yaml")
@@ -145,7 +145,7 @@ def load(directory: Path) -> Source:
     try:
         exercise = Exercise.model_validate(src.data)
     except ValidationError as exc:
-        raise InputProblems(schema_problems(exc, src)) from None
+        raise InputProblems(schema_problems(exc, src, Exercise)) from None
     keys = {"test_note"} | {c.text for c in exercise.cells if isinstance(c, TextCell)}
     catalogs: dict[str, dict[str, str]] = {}
     problems: list[Problem] = []
@@ -166,7 +166,7 @@ def load(directory: Path) -> Source:
         problems.append(Problem(str(directory / "i18n"), "every exercise has English prose: i18n/en.yaml"))
     if problems:
         raise InputProblems(problems)
-    return Source(directory, exercise, catalogs)
+    return Source(directory, exercise, catalogs, src)
 
 
 def exercises_root() -> Path:
@@ -177,8 +177,7 @@ def find(name: str) -> Source:
     return load(exercises_root() / name)
 
 
-def _graded(cell: nbformat.NotebookNode, grade_id: str, *, solution: bool = False, locked: bool = False,
-            points: int | None = None) -> nbformat.NotebookNode:
+def _graded(cell, grade_id: str, *, solution: bool = False, locked: bool = False, points: int | None = None):
     meta = {"grade_id": grade_id, "schema_version": 3, "solution": solution, "locked": locked,
             "grade": points is not None, "task": False}
     if points is not None:
@@ -193,11 +192,11 @@ def _test_code(cell: TestCell, note: str, lang: str) -> str:
     live lab, outside the kernel; when grading, only :meth:`Source.grading_code` runs here."""
     lines = [f"# {note}"]
     if cell.checks:
-        lines += ["import dnslab.grading", f"dnslab.grading.show({cell.checks!r}, lang={lang!r})"]
+        lines += ["import dnslab.testcells", f"dnslab.testcells.show({cell.checks!r}, lang={lang!r})"]
     lines += ["### BEGIN HIDDEN TESTS", _answer_code(cell) if cell.answer else "pass", "### END HIDDEN TESTS"]
     return "\n".join(lines)
 
 
 def _answer_code(cell: TestCell) -> str:
     assert cell.answer is not None
-    return f"import dnslab.grading\ndnslab.grading.answer({cell.answer.name!r}, {cell.answer.name})"
+    return f"import dnslab.testcells\ndnslab.testcells.answer({cell.answer.name!r}, {cell.answer.name})"

@@ -1,34 +1,81 @@
-"""Faults for break-and-fix: small files under ``labs/<name>/faults/`` that an instance
-can be brought up with (``dnslab up <lab> --fault NAME``).
+"""Faults for break-and-fix: ``labs/<name>/faults/<fault>.yaml``, applied with ``dnslab up --fault NAME``.
 
-A fault adds records to zones of the lab, after the author's; an added record replaces the
-derived or authored RRset of the same owner and type, as any author record does. Each
-fault names the checks that see it, so a lab's tests can prove the fault is visible.
+A fault breaks what the lab serves or how its nodes behave, and names the checks that see it
+(``seen_by``: ids of the lab's ``checks.yaml``, checked by ``validate``):
+
+- ``zones.<zone>.records``: records added to the zone; an added record replaces the RRset of
+  the same owner and type, derived or authored (a delegation's glue, an address);
+- ``zones.<zone>.remove``: RRsets removed, as ``"<owner> <type>"`` (``"ns1.lab A"``);
+- ``zones.<zone>.serial``: the zone's SOA serial (rolled back below what secondaries hold);
+- ``nodes.<node>.options``: lines added to the daemon's main options, in its own syntax;
+- ``nodes.<node>.stop``: the node's daemon is stopped once the lab is up;
+- ``nodes.<node>.block``: traffic dropped inside the node: ``tcp/53``, ``udp/53``,
+  ``fragments`` (IP fragments), ``udp/53>1232`` (DNS over UDP larger than 1232 bytes).
+
+Zone edits are rendered among the derived records, with nothing that tells them apart; node
+edits become part of the node's plan (options) or are applied once the lab answers (stop,
+block). Every problem names the fault file and line.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import yamlsrc
 from .errors import InputError, InputProblems, Problem
-from .topology import DnsName, Topology, schema_problems, zone_name
+from .topology import DnsName, schema_problems, zone_name
+
+BLOCK = re.compile(r"^(?:(tcp|udp)/(\d{1,5})(?:>(\d{1,5}))?|fragments)$")
 
 
-class _ZoneEdit(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    records: Annotated[list[str], Field(min_length=1)]
 
 
-class Fault(BaseModel):
+class ZoneEdit(_Strict):
+    records: list[str] = Field(default_factory=list, description="records added (replacing the same owner and type)")
+    remove: list[Annotated[str, Field(pattern=r"^\S+\s+[A-Za-z0-9]+$")]] = Field(
+        default_factory=list, description='RRsets removed: "<owner> <type>"')
+    serial: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(default=None, description="the zone's serial")
+
+
+class NodeEdit(_Strict):
+    options: list[str] = Field(default_factory=list, description="lines added to the daemon's main options")
+    stop: bool = Field(default=False, description="stop the node's daemon once the lab is up")
+    block: list[str] = Field(default_factory=list,
+                             description="dropped inside the node: tcp/53, udp/53, fragments, udp/53>1232")
+
+    @field_validator("block")
+    @classmethod
+    def _blocks(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            m = BLOCK.match(rule)
+            if not m or (m.group(2) and not 0 < int(m.group(2)) < 65536):
+                raise ValueError(f"{rule!r}: write tcp/PORT, udp/PORT, udp/PORT>BYTES or fragments")
+        return rules
+
+
+class Fault(_Strict):
     """One fault file."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
     summary: str = Field(description="what it breaks, for the instructor")
     seen_by: Annotated[list[str], Field(min_length=1)] = Field(description="ids of checks that fail while it is there")
-    zones: Annotated[dict[DnsName, _ZoneEdit], Field(min_length=1)]
+    zones: dict[DnsName, ZoneEdit] = Field(default_factory=dict)
+    nodes: dict[str, NodeEdit] = Field(default_factory=dict)
+
+
+@dataclass
+class Applied:
+    """What a set of faults does to a lab, with the place each record came from."""
+
+    records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # zone -> [(record, file:line)]
+    remove: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # zone -> [(owner, type, place)]
+    serials: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, NodeEdit] = field(default_factory=dict)
 
 
 def available(lab_dir: Path) -> list[str]:
@@ -36,30 +83,53 @@ def available(lab_dir: Path) -> list[str]:
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
-def load(lab_dir: Path, name: str) -> Fault:
+def load(lab_dir: Path, name: str) -> tuple[Fault, yamlsrc.Source]:
+    """A fault file, parsed strictly; :class:`InputProblems` names its file and line."""
     path = lab_dir / "faults" / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available(lab_dir)) or "none"
         raise InputError(f"lab {lab_dir.name} has no fault {name!r} (faults: {known})")
     src = yamlsrc.load(path)
+    if not isinstance(src.data, dict):
+        raise InputProblems([Problem(src.where(()), "a fault is a mapping with summary, seen_by, zones or nodes")])
     try:
-        return Fault.model_validate(src.data)
+        return Fault.model_validate(src.data), src
     except ValidationError as exc:
-        raise InputProblems(schema_problems(exc, src)) from None
+        raise InputProblems(schema_problems(exc, src, Fault)) from None
 
 
-def apply(topo: Topology, lab_dir: Path, names: Sequence[str]) -> Topology:
-    """The topology with the named faults' records added to its zones."""
-    if not names:
-        return topo
-    zones = dict(topo.zones)
-    by_name = {zone_name(k): k for k in zones}
+def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str]) -> Applied:
+    """Load the named faults and check what they name exists in the lab (``zones`` canonical).
+
+    :raises InputProblems: every problem of every fault, each with its file and line
+    """
+    applied = Applied()
+    problems: list[Problem] = []
     for name in names:
-        fault = load(lab_dir, name)
+        try:
+            fault, src = load(lab_dir, name)
+        except InputProblems as exc:
+            problems += exc.problems
+            continue
         for z, edit in fault.zones.items():
-            key = by_name.get(zone_name(z))
-            if key is None:
-                raise InputProblems([Problem(str(lab_dir / "faults" / f"{name}.yaml"),
-                                             f"zones: no zone {zone_name(z)} in lab {topo.name}")])
-            zones[key] = zones[key].model_copy(update={"records": [*zones[key].records, *edit.records]})
-    return topo.model_copy(update={"zones": zones})
+            zone = zone_name(z)
+            if zone not in zones:
+                problems.append(Problem(src.where(("zones", z)), f"zones.{z}: no zone {zone} in the lab "
+                                                                  f"(zones: {', '.join(sorted(zones))})"))
+                continue
+            applied.records.setdefault(zone, []).extend(
+                (r, src.where(("zones", z, "records", i))) for i, r in enumerate(edit.records))
+            applied.remove.setdefault(zone, []).extend(
+                (*r.split(), src.where(("zones", z, "remove", i))) for i, r in enumerate(edit.remove))
+            if edit.serial is not None:
+                applied.serials[zone] = edit.serial
+        for n, edit in fault.nodes.items():
+            if n not in nodes:
+                problems.append(Problem(src.where(("nodes", n)), f"nodes.{n}: no node {n!r} in the lab"))
+                continue
+            prev = applied.nodes.get(n, NodeEdit())
+            applied.nodes[n] = NodeEdit(options=[*prev.options, *edit.options], stop=prev.stop or edit.stop,
+                                        block=[*prev.block, *edit.block])
+    if problems:
+        raise InputProblems(problems)
+    return applied

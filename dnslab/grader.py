@@ -55,7 +55,7 @@ from traitlets import Unicode
 
 from . import confine
 from . import exercise as _exercise
-from . import grading, sanitize
+from . import sanitize, testcells
 from .errors import InputError, LabError
 from .topology import zone_name
 
@@ -410,7 +410,7 @@ def _judge(test: _exercise.TestCell, cell, inst, lang: str) -> list:
             passed, message = False, str(exc)
         (lines if passed else failures).append(message)
     if test.answer:
-        given = grading.reported(cell.get("outputs", [])).get(test.answer.name)
+        given = testcells.reported(cell.get("outputs", [])).get(test.answer.name)
         if given is not None and _normal(given) in _accepted(inst.plan, test.answer):
             lines.append(f"{test.answer.name} = {given}")
         else:
@@ -430,7 +430,7 @@ def _accepted(plan, answer: _exercise.Answer) -> set[str]:
     if answer.accept == "server-of":
         nodes = plan.servers_of(zone_name(answer.zone))
         return {_normal(n.hostname) for n in nodes if n.hostname} | {a.lower() for n in nodes for a in n.addresses}
-    raise InputError(f"unknown answer kind {answer.accept!r}")
+    raise InputError(f"unknown answer type {answer.accept!r}")
 
 
 _APIS: dict[str, object] = {}  # a recorder process's nbgrader API per course, made on its first submission

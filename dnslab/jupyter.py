@@ -35,6 +35,8 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import default
 
+from . import procs, safeio
+
 if TYPE_CHECKING:
     from .lab import Instance
     from .state import State
@@ -121,7 +123,7 @@ def info(state: State) -> dict | None:
     token = _token(state)
     return {"url": f"http://{url_host(j['bind'])}:{j['port']}/lab?token={token}" if token else None,
             "port": j["port"], "bind": j["bind"], "trainee": confine.user_name(state.name),
-            "running": confine.proc_alive(state, "jupyter") and confine.proc_alive(state, "forward")}
+            "running": procs.recorded_alive(state, "jupyter") and procs.recorded_alive(state, "forward")}
 
 
 def write_urls_csv(states: Sequence[State], path: Path) -> int:
@@ -253,7 +255,7 @@ def _start_one(inst: Instance) -> None:
     env = _write_files(state, t)
     client = inst.default_vantage()
     python = confine.trainee_python()
-    confine.spawn(state, "jupyter", confine.enter_argv(state, client, t, [python, "-P", "-m", "jupyterlab",
+    procs.spawn(state, "jupyter", confine.enter_argv(state, client, t, [python, "-P", "-m", "jupyterlab",
                                                                           "--no-browser"], env), log_path(state))
     j = state.data["jupyter"]
     listener = _listen(j["bind"], j["port"])
@@ -261,7 +263,7 @@ def _start_one(inst: Instance) -> None:
         fd = listener.fileno()
         argv = confine.enter_argv(state, client, t, [python, "-P", "-m", "dnslab.forward", "--fd", str(fd),
                                                      str(sock_path(state))])
-        confine.spawn(state, "forward", argv, forward_log(state), pass_fds=(fd,))
+        procs.spawn(state, "forward", argv, forward_log(state), pass_fds=(fd,))
     finally:
         listener.close()
 
@@ -279,19 +281,12 @@ def _answers(state: State, token: str | None, with_token: bool = True) -> int | 
         conn.close()
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join("  " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "  (no log)"
-
 
 def wait_ready(states: Sequence[State], timeout: float = READY_TIMEOUT) -> None:
     """Until every server answers 200 through its forwarder (no fixed sleep).
 
     :raises BackendError: a server or forwarder exited, or none answered in time (log tail)
     """
-    from . import confine
     pending = {s.name: s for s in states}
     tokens = {s.name: _token(s) for s in states}
     deadline = time.monotonic() + timeout
@@ -301,13 +296,13 @@ def wait_ready(states: Sequence[State], timeout: float = READY_TIMEOUT) -> None:
                 del pending[name]
                 continue
             for key, log in (("jupyter", log_path(s)), ("forward", forward_log(s))):
-                if not confine.proc_alive(s, key):
+                if not procs.recorded_alive(s, key):
                     what = "JupyterLab" if key == "jupyter" else f"the forwarder on port {s.data['jupyter']['port']}"
-                    raise _error(f"instance {name}: {what} exited; its log ends with:\n{_tail(log)}")
+                    raise _error(f"instance {name}: {what} exited; its log ends with:\n{safeio.tail(log)}")
         if pending and time.monotonic() > deadline:
             s = next(iter(pending.values()))
             raise _error(f"instance {s.name}: JupyterLab did not answer in {timeout:.0f}s; "
-                         f"its log ends with:\n{_tail(log_path(s))}")
+                         f"its log ends with:\n{safeio.tail(log_path(s))}")
         if pending:
             time.sleep(0.1)
 

@@ -32,6 +32,8 @@ def labs_root() -> Path:
 def find_lab(name_or_path: str) -> Path:
     """A lab folder from a shipped lab name or a path to a folder or lab.yaml."""
     p = Path(name_or_path)
+    if p.name == "lab.yaml" and p.is_dir():
+        raise InputError(f"{p} is a directory: a lab file is a file named lab.yaml, in its lab folder")
     if p.is_file():
         if p.name != "lab.yaml":  # an instance copies the folder and reloads <folder>/lab.yaml
             raise InputError(f"{p}: a lab file is named lab.yaml, in its lab folder; give that folder")
@@ -100,8 +102,7 @@ class Instance:
         return self.node(server).address if server in self.plan.nodes else server
 
     def default_vantage(self) -> str:
-        clients = self.plan.by_role("client")
-        return clients[0].name if clients else next(iter(self.plan.nodes))
+        return self.plan.default_vantage()
 
     def query(self, qname: str, qtype: str = "A", *, server: str, source: str | None = None,
               rd: bool = True, dnssec: bool = False, rdclass: str = "IN", timeout: float = 2.0,
@@ -116,31 +117,140 @@ class Instance:
         self.node(node)
         return self.backend.exec(self.state, node, argv, capture=capture, timeout=timeout)
 
-    def reload(self, node: str, wait: float = 5.0) -> None:
+    def reload(self, node: str, wait: float = 5.0, secondaries: bool = True) -> None:
         """Make the node's daemon reread its config and zones through its control tool (a resolver
-        also drops its cache), run on the node with the lab owner's rights; then wait up to ``wait``
-        seconds until it answers again.
+        also drops its cache), run on the node with the lab owner's rights; return once it
+        answers again and serves the serial of each of its zone files (on its secondaries too,
+        unless ``secondaries`` is false).
 
-        :raises BackendError: the control tool failed, or the daemon did not answer in time
+        :raises BackendError: the control tool failed, or the node did not serve in ``wait`` seconds
         """
         from . import dnsquery, kinds
         plan = self.node(node)
         kind = kinds.KINDS[plan.kind]
-        spec_dir = self.backend.node_path(self.state, node)
-        for argv in kind.reload(plan, spec_dir):
+        for argv in kind.reload(plan, self.backend.node_path(self.state, node)):
             res = self.exec(node, argv, capture=True, timeout=30)
             if res.returncode != 0:
                 raise BackendError(f"node {node}: `{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()}")
-        spec = kind.probe(plan)
-        if spec is None or wait <= 0:
+        probes = self.probes(node) if wait > 0 else {}
+        if not probes:
             return
-        probe = self._probe(node, spec)
+        deadline = time.monotonic() + wait
         try:
-            if dnsquery.wait_all({node: probe}, lambda n: self.backend.running(self.state, n), time.monotonic() + wait):
+            if dnsquery.wait_all(probes, lambda k: self.backend.running(self.state, k[0]), deadline):
                 raise BackendError(f"node {node} did not answer within {wait:.0f}s of its reload; its log ends with:\n"
                                    f"{self.log_tail(node)}")
         finally:
-            probe.sock.close()
+            for p in probes.values():
+                p.sock.close()
+        wanted = {k: v for k, v in self.served_serials(node).items() if secondaries or k[0] == node}
+        left = dnsquery.wait_serials(
+            lambda server, zone: dnsquery.serial_of(self.sockets(node), self.address_of(server), zone),
+            wanted, deadline, nudge=lambda key: self.nudge(*key))
+        if left:
+            (server, zone), got = next(iter(left.items()))
+            raise BackendError(f"{server} serves {zone} with serial {got if got is not None else 'none'}, not "
+                               f"{wanted[(server, zone)]} (the zone file of {node}), {wait:.0f}s after the reload; "
+                               f"the log of {server} ends with:\n{self.log_tail(server)}")
+
+    def served_serials(self, node: str) -> dict[tuple[str, str], int]:
+        """(server, zone) -> the serial of ``node``'s zone file: for each zone it loads from a file,
+        on itself and, when it is the zone's primary, on its secondaries."""
+        from . import dnsquery
+        wanted = {}
+        for zone in self.node(node).zones:
+            zplan = self.plan.zones[zone]
+            if zplan.primary not in (None, node):
+                continue  # a secondary's copy comes from its primary
+            serial = dnsquery.serial_in(self.read_file(node, f"zones/{zplan.filename}"))
+            if serial is not None:
+                for server in (node, *zplan.secondaries):
+                    wanted[(server, zone)] = serial
+        return wanted
+
+    def nudge(self, node: str, zone: str) -> None:
+        """Tell a secondary to transfer ``zone`` again now (nothing for any other node or zone)."""
+        from . import kinds
+        plan = self.node(node)
+        zplan = self.plan.zones.get(zone)
+        if zplan is None or node not in zplan.secondaries:
+            return
+        argv = kinds.KINDS[plan.kind].retransfer(plan, self.backend.node_path(self.state, node), zone)
+        if argv:
+            self.exec(node, argv, capture=True, timeout=10)
+
+    def read_file(self, node: str, rel: str, limit: int = 1 << 20) -> str:
+        """A file of a node's dir (in a trainee's lab: opened without following any link, bounded)."""
+        from . import safeio
+        path = self.state.node_dir(node) / rel
+        try:
+            return safeio.read_bytes(self.state.work_dir, str(path.relative_to(self.state.work_dir)),
+                                     limit).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def apply_runtime_faults(self, only: set[str] | None = None) -> None:
+        """What faults do to a running lab: traffic blocked inside nodes, daemons stopped."""
+        from . import kinds
+        for node in self.plan.nodes.values():
+            if only is not None and node.name not in only:
+                continue
+            if node.block:
+                self.backend.block(self.state, node.name, node.block)
+            stop = kinds.KINDS[node.kind].stop(node, self.backend.node_path(self.state, node.name))
+            if node.stop and stop:
+                self.backend.stop_daemon(self.state, node.name, stop)
+
+    def break_with(self, fault: str) -> list[str]:
+        """Apply a fault of the lab to this running instance (a break-and-fix drill): the zones and
+        daemon configs it changes are rewritten from the lab file with the fault and reloaded (an
+        edit the trainee made to those files is replaced), then its blocks and stops apply.
+        Returns the nodes it touched.
+
+        :raises InputError: no such fault, or already applied
+        """
+        from . import kinds
+        from .confine import unpack_as
+        faults = list(self.state.data.get("faults", []))
+        if fault in faults:
+            raise InputError(f"fault {fault} is already applied to {self.name}")
+        old, new = self.plan, load_plan(self.state.lab_dir, [*faults, fault])
+        touched: list[str] = []
+        keys = self.state.data.get("tsig", {})
+        for z, zplan in new.zones.items():
+            if zplan.text == old.zones[z].text:
+                continue
+            for node in [n for n in zplan.servers if n not in zplan.secondaries]:
+                unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node}/zones/{zplan.filename}": zplan.text})
+                touched.append(node)
+        for name, node in new.nodes.items():
+            if node.options != old.nodes[name].options:
+                kind = kinds.KINDS[node.kind]
+                d = self.backend.node_path(self.state, name)
+                files = {f"nodes/{name}/{rel}": text for rel, text in kind.spec(node, new, d, keys).files.items()
+                         if not rel.startswith("zones/")}
+                unpack_as(self.state.owner, self.state.work_dir, files)
+                touched.append(name)
+        self.state.data["faults"] = [*faults, fault]
+        self.state.save()
+        self.__dict__["plan"] = new
+        for node in dict.fromkeys(touched):  # zones and config reread
+            self.reload(node, secondaries=False)
+        self.apply_runtime_faults(only={n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
+                                        or new.nodes[n].stop != old.nodes[n].stop})
+        return sorted(set(touched) | {n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
+                                      or new.nodes[n].stop != old.nodes[n].stop})
+
+    def flush(self, node: str) -> None:
+        """Empty a resolver's cache (its reload does that too, and rereads its config)."""
+        from . import kinds
+        plan = self.node(node)
+        if plan.role != "resolver":
+            raise InputError(f"node {node} is a {plan.role}, not a resolver: nothing to flush")
+        for argv in kinds.KINDS[plan.kind].flush(plan, self.backend.node_path(self.state, node)):
+            res = self.exec(node, argv, capture=True, timeout=30)
+            if res.returncode != 0:
+                raise BackendError(f"node {node}: `{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()}")
 
     def log_path(self, node: str) -> Path:
         return self.backend.log_path(self.state, self.node(node).name)
@@ -157,23 +267,16 @@ class Instance:
     def log_tail(self, node: str, lines: int = 12) -> str:
         """The last lines of the node's daemon log, indented, for error messages."""
         from . import safeio
-        path = self.log_path(node)
-        try:
-            root, rel = self.state.work_dir, str(path.relative_to(self.state.work_dir))
-        except ValueError:
-            root, rel = path.parent, path.name
-        got = safeio.tail_lines(root, rel, lines)
-        return "\n".join("  " + ln for ln in got) if got else "  (no log)"
+        return safeio.tail(self.log_path(node), lines)
 
     def status(self, probe: bool = True) -> list[NodeStatus]:
-        from . import dnsquery, kinds
+        from . import dnsquery
         out = []
-        specs = {n: kinds.KINDS[p.kind].probe(p) for n, p in self.plan.nodes.items()}
         answers: dict[str, bool] = {}
         if probe and self.state.data["phase"] == "ready":
-            probes = {n: self._probe(n, s) for n, s in specs.items() if s is not None}
-            not_ready = set(dnsquery.wait_all(probes, lambda n: True, time.monotonic() + 1.0))
-            answers = {n: n not in not_ready for n in probes}
+            probes = {k: p for n in self.plan.nodes for k, p in self.probes(n).items()}
+            not_ready = {k[0] for k in dnsquery.wait_all(probes, lambda k: True, time.monotonic() + 1.0)}
+            answers = {k[0]: k[0] not in not_ready for k in probes}
             for p in probes.values():
                 p.sock.close()
         for name, node in self.plan.nodes.items():
@@ -181,12 +284,17 @@ class Instance:
                                   self.backend.running(self.state, name), answers.get(name)))
         return out
 
-    def _probe(self, node: str, spec: kinds.Probe) -> dnsquery.Probe:
-        from . import dnsquery
-        sock = self.backend.socket(self.state, node, dnsquery.family_of(spec.address), socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.connect((spec.address, 53))
-        return dnsquery.Probe(sock, spec.qname, spec.qtype, spec.rdclass, spec.authoritative)
+    def probes(self, node: str) -> dict[tuple[str, str], dnsquery.Probe]:
+        """The readiness probes of a node by (node, name asked) (its kind says what it must answer),
+        on sockets opened inside the node: the one place readiness is decided. {} without a daemon."""
+        from . import dnsquery, kinds
+        out = {}
+        for spec in kinds.KINDS[self.node(node).kind].probes(self.node(node)):
+            sock = self.backend.socket(self.state, node, dnsquery.family_of(spec.address), socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.connect((spec.address, 53))
+            out[(node, spec.qname)] = dnsquery.Probe(sock, spec.qname, spec.qtype, spec.rdclass, spec.authoritative)
+        return out
 
 
 def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
@@ -203,17 +311,14 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     :raises EnvError: the backend cannot run here (nothing created)
     :raises BackendError: a node failed; every instance of this call was removed
     """
-    from . import confine, homes, kinds
+    from . import confine, homes, kinds, labfolder
     for n in names:
         check_name(n)
     if len(set(names)) != len(names):
         raise InputError("instance names must be unique")
-    lab = load_plan(lab_dir, faults)
-    if (lab_dir / "checks.yaml").is_file():  # a lab `validate` rejects is not brought up
-        from . import checks
-        checks.load(lab_dir / "checks.yaml", lab)
+    lab = labfolder.validate(lab_dir, tuple(faults)).plan  # a lab `validate` rejects is not brought up
     backend = backends.get(backend_name)
-    backend.preflight(lab)
+    backend.preflight(lab, {exe: pkg for n in lab.nodes.values() for exe, pkg in kinds.KINDS[n.kind].binaries.items()})
     t0 = time.monotonic()
     made: list[Instance] = []
     warnings: set[str] = set()
@@ -228,7 +333,9 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         state.set_phase("starting")
         if trainees:
             warnings.update(confine.setup(state, limits, home_size or homes.DEFAULT_SIZE))
-        specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name))
+        keys = kinds.tsig_keys(lab)  # per instance: each lab has its own transfer keys, kept in its state
+        state.data["tsig"] = keys
+        specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name), keys)
                  for n in lab.nodes.values()}
         _write_view(state, lab, specs, backend.trainee_userns)
         backend.create(state, lab, specs)
@@ -243,6 +350,8 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         progress(f"{len(instances)} instance(s) of {lab.name} started in {time.monotonic() - t0:.2f}s; "
                  "waiting for every daemon to answer")
         _wait_ready(instances, progress, t0)
+        for inst in instances:
+            inst.apply_runtime_faults()
         if before_ready is not None:
             before_ready(instances)
     except BaseException:
@@ -266,41 +375,44 @@ def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec
                                "netns": str(NETNS_DIR / node_ns(state.name, n.name)),
                                "argv": specs[n.name].argv, "reload": specs[n.name].reload,
                                "stop": specs[n.name].stop} for n in lab.nodes.values()},
-            "zones": {z.name: {"file": z.filename, "servers": list(z.servers)} for z in lab.zones.values()}}
+            "zones": {z.name: {"file": z.filename, "servers": list(z.servers), "primary": z.primary,
+                               "secondaries": list(z.secondaries)} for z in lab.zones.values()}}
     fd = os.open(state.dir / "nodes.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     with os.fdopen(fd, "w") as f:
         json.dump(view, f, indent=1)
 
 
 def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> None:
-    from . import dnsquery, kinds
-    probes: dict[tuple[int, str], dnsquery.Probe] = {}
+    """Until every daemon answers what it serves; a secondary still without a zone is told to
+    transfer it again (its first try may have found its primary not yet listening)."""
+    from . import dnsquery
+    probes: dict[tuple[int, str, str], dnsquery.Probe] = {}
     for i, inst in enumerate(instances):
-        for name, node in inst.plan.nodes.items():
-            spec = kinds.KINDS[node.kind].probe(node)
-            if spec is not None:
-                probes[(i, name)] = inst._probe(name, spec)
+        for name in inst.plan.nodes:
+            probes.update({(i, *key): p for key, p in inst.probes(name).items()})
     try:
         left = dnsquery.wait_all(probes, lambda k: instances[k[0]].backend.running(instances[k[0]].state, k[1]),
-                                 time.monotonic() + READY_TIMEOUT)
+                                 time.monotonic() + READY_TIMEOUT, nudge=lambda k: instances[k[0]].nudge(k[1], k[2]),
+                                 nudge_after=1.0)
     finally:
         for p in probes.values():
             p.sock.close()
     if left:
-        i, node = left[0]
+        i, node, qname = left[0]
         inst = instances[i]
-        why = "exited" if not inst.backend.running(inst.state, node) else f"did not answer in {READY_TIMEOUT:.0f}s"
+        why = ("exited" if not inst.backend.running(inst.state, node) else
+               f"did not answer for {qname} in {READY_TIMEOUT:.0f}s")
         raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) {why}; "
                            f"its log ends with:\n{inst.log_tail(node)}")
-    progress(f"all {len(probes)} daemons of {len(instances)} instance(s) answer, "
-             f"{time.monotonic() - t0:.2f}s after start")
+    daemons = len({k[:2] for k in probes})
+    progress(f"all {daemons} daemons of {len(instances)} instance(s) answer, {time.monotonic() - t0:.2f}s after start")
 
 
 def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
     """Stop and remove instances, whatever phase they reached: helpers, daemons, namespaces,
     then the trainees' leftover processes, cgroups, users and working areas (``purge_homes``:
     their homes too)."""
-    from . import confine
+    from . import confine, procs
     by_backend: dict[str, list[State]] = {}
     for s in states:
         s.data["phase"] = "stopping"
@@ -308,7 +420,7 @@ def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
         if s.dir.exists():
             s.save()
         by_backend.setdefault(s.data["backend"], []).append(s)
-    confine.stop_recorded(states)  # broker, Jupyter servers, forwarders: by recorded PID
+    procs.stop_recorded(states)  # broker, Jupyter servers, forwarders: by recorded PID
     for name, group in by_backend.items():
         backends.get(name).destroy(group)
     confine.teardown(states, purge_homes)

@@ -9,8 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from typing import TYPE_CHECKING
+
 from . import kinds, topology, yamlsrc, zones
 from .errors import InputProblems, Problem
+
+if TYPE_CHECKING:
+    from . import faults as _faults
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,19 @@ class NodePlan:
     zones: tuple[str, ...] = ()
     hostname: str | None = None
     resolver: str | None = None
+    options: tuple[str, ...] = ()     # lines a fault adds to the daemon's main options
+    stop: bool = False                # a fault stops its daemon once the lab is up
+    block: tuple[str, ...] = ()       # traffic a fault drops inside the node (tcp/53, fragments, ...)
+
+    def networks(self) -> set[tuple[str, int]]:
+        """(network, IP version) pairs the node has an address on."""
+        return {(i.network, v) for i in self.interfaces for v, a in ((4, i.ipv4), (6, i.ipv6)) if a is not None}
+
+    def reachable(self, other: NodePlan) -> list[str]:
+        """``other``'s addresses on a network and family this node also has an address on."""
+        mine = self.networks()
+        return [str(a.ip) for i in other.interfaces for v, a in ((4, i.ipv4), (6, i.ipv6))
+                if a is not None and (i.network, v) in mine]
 
     @property
     def addresses(self) -> list[str]:
@@ -66,6 +84,7 @@ class LabPlan:
     nodes: dict[str, NodePlan]
     zones: dict[str, zones.ZonePlan]
     root_hints: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    warnings: tuple[Problem, ...] = ()   # what a registry would refuse at delegation, and the like
 
     def servers_of(self, zone: str) -> list[NodePlan]:
         return [self.nodes[n] for n in self.zones[zone].servers]
@@ -73,17 +92,25 @@ class LabPlan:
     def by_role(self, role: str) -> list[NodePlan]:
         return [n for n in self.nodes.values() if n.role == role]
 
+    def default_vantage(self) -> str:
+        """Where queries come from unless said otherwise: the (first) client, or the first node."""
+        clients = self.by_role("client")
+        return clients[0].name if clients else next(iter(self.nodes))
+
 
 def load(path: Path, faults: Sequence[str] = ()) -> LabPlan:
-    """Load ``lab.yaml`` (or its folder), add the named faults (``faults/<name>.yaml``) and
+    """Load ``lab.yaml`` (or its folder), with the named faults (``faults/<name>.yaml``), and
     derive the plan; raises :class:`InputProblems`."""
     from . import faults as _faults
     path = path / "lab.yaml" if path.is_dir() else path
     topo, src = topology.load(path)
-    return derive(_faults.apply(topo, path.parent, faults), src)
+    edits = _faults.collect(path.parent, faults, {topology.zone_name(z) for z in topo.zones}, set(topo.nodes))
+    return derive(topo, src, edits)
 
 
-def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
+def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied | None = None) -> LabPlan:
+    from . import faults as _faults
+    edits = edits or _faults.Applied()
     problems: list[Problem] = []
 
     def bad(loc: tuple, msg: str) -> None:
@@ -98,7 +125,8 @@ def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
     for name, node in topo.nodes.items():
         for i, z in enumerate(node.zones):
             if topology.zone_name(z) not in served:
-                bad(("nodes", name, "zones", i), f"zone {topology.zone_name(z)} is not defined under zones:")
+                bad(("nodes", name, "zones", i), f"zone {topology.zone_name(z)} is not defined under zones"
+                    + topology.suggest(topology.zone_name(z), set(served)))
             else:
                 served[topology.zone_name(z)].append(name)
         if node.zones and name in roles and roles[name] != "authoritative":  # unknown kind: reported
@@ -111,11 +139,28 @@ def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
             how = f"delegated from {parent}" if parent else "defined"
             bad(("zones", original), f"zone {z} is {how} but served by no node: add it to a node's zones")
 
+    for z, original in zone_names.items():
+        zone = topo.zones[original]
+        if zone.primary is not None and zone.primary not in served[z]:
+            bad(("zones", original, "primary"), f"the primary of {z} must be one of its servers "
+                                                f"({', '.join(served[z]) or 'none'})" + topology.suggest(
+                                                    zone.primary, set(served[z])))
+        elif zone.primary is not None and len(served[z]) < 2:
+            bad(("zones", original, "primary"), f"{z} has no other server to be a secondary: add it to another "
+                                                "node's zones, or drop primary")
+        if zone.tsig and zone.primary is None:
+            bad(("zones", original, "tsig"), "tsig signs zone transfers: give the zone a primary first")
+
     hostnames: dict[str, str] = {}
     for name, node in topo.nodes.items():
         if roles.get(name) == "authoritative" and node.zones:
             first = topology.zone_name(node.zones[0])
             hostnames[name] = topology.zone_name(node.hostname or f"{name}.{first.rstrip('.')}")
+            home = zones.closest_zone(hostnames[name], zone_names)
+            if home is None or (home == "." and hostnames[name].count(".") > 1 and len(zone_names) > 1):
+                bad(("nodes", name, "hostname") if node.hostname else ("nodes", name),
+                    f"name server name {hostnames[name]} is in no zone of the lab, so nothing can resolve its "
+                    f"address: use a name inside one of the lab's zones ({', '.join(sorted(zone_names))})")
     resolvers = [n for n in topo.nodes if roles.get(n) == "resolver"]
     if resolvers and "." not in served:
         for n in resolvers:
@@ -130,25 +175,49 @@ def derive(topo: topology.Topology, src: yamlsrc.Source) -> LabPlan:
                 if len(roles) == len(topo.nodes):  # else a node of unknown kind or role was reported
                     bad(("nodes", name), "a client needs a resolver node in the lab")
             elif roles.get(target) != "resolver":
-                bad(("nodes", name, "resolver"), f"{target!r} is not a resolver node of this lab")
+                bad(("nodes", name, "resolver"), f"{target!r} is not a resolver node of this lab"
+                    + topology.suggest(target, set(resolvers)))
             else:
                 client_resolver[name] = target
     if problems:
         raise InputProblems(problems)
 
+    no_edit = _faults.NodeEdit()
     nodes = {
         name: NodePlan(name=name, kind=node.kind, role=roles[name], interfaces=nodes_ifaces[name],
                        zones=tuple(topology.zone_name(z) for z in node.zones),
-                       hostname=hostnames.get(name), resolver=client_resolver.get(name))
+                       hostname=hostnames.get(name), resolver=client_resolver.get(name),
+                       options=tuple(edits.nodes.get(name, no_edit).options), stop=edits.nodes.get(name, no_edit).stop,
+                       block=tuple(edits.nodes.get(name, no_edit).block))
         for name, node in topo.nodes.items()
     }
+    _reachability(nodes, served, bad)
+    if problems:
+        raise InputProblems(problems)
     addrs = {hostnames[n]: tuple(nodes[n].addresses) for n in hostnames}
     zone_plans = zones.render_all(
         {z: topo.zones[orig] for z, orig in zone_names.items()}, served, hostnames,
-        addrs, src, directory=src.path.parent)
+        addrs, src, directory=src.path.parent, edits=edits, owners={h: n for n, h in hostnames.items()})
+    problems += zones.glue_problems(zone_plans)
+    if problems:
+        raise InputProblems(problems)
     root_hints = tuple((hostnames[n], addrs[hostnames[n]]) for n in served.get(".", []))
     networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
-    return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints)
+    return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints,
+                   tuple(zones.delegation_warnings(zone_plans, addrs)))
+
+
+def _reachability(nodes: dict[str, NodePlan], served: dict[str, list[str]], bad) -> None:
+    """Every resolver reaches a root server, every client its resolver, every secondary its
+    primary: on a network and IP family both have an address on (labs have no routes)."""
+    roots = [nodes[n] for n in served.get(".", [])]
+    for node in nodes.values():
+        if node.role == "resolver" and roots and not any(node.reachable(r) for r in roots):
+            bad(("nodes", node.name), f"resolver {node.name} shares no network (and IP family) with a root server "
+                                      f"({', '.join(r.name for r in roots)}): it could not resolve anything")
+        if node.role == "client" and node.resolver and not node.reachable(nodes[node.resolver]):
+            bad(("nodes", node.name, "resolver"), f"client {node.name} shares no network (and IP family) with its "
+                                                  f"resolver {node.resolver}")
 
 
 def _roles(topo: topology.Topology, bad) -> dict[str, str]:
@@ -156,7 +225,8 @@ def _roles(topo: topology.Topology, bad) -> dict[str, str]:
     for name, node in topo.nodes.items():
         kind = kinds.KINDS.get(node.kind)
         if kind is None:
-            bad(("nodes", name, "kind"), f"unknown kind {node.kind!r} (known: {', '.join(sorted(kinds.KINDS))})")
+            bad(("nodes", name, "kind"), f"unknown kind {node.kind!r}" + topology.suggest(node.kind, set(kinds.KINDS))
+                + f" (known: {', '.join(sorted(kinds.KINDS))})")
             continue
         role = node.role or (kind.roles[0] if len(kind.roles) == 1 or not node.zones else "authoritative")
         if node.role is None and len(kind.roles) > 1 and not node.zones:
@@ -178,7 +248,8 @@ def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, .
     for name, node in topo.nodes.items():
         if node.interfaces is None:
             if len(topo.networks) != 1:
-                bad(("nodes", name), "with several networks, list the node's interfaces:")
+                bad(("nodes", name), f"the lab has several networks: say which this node attaches to, under "
+                                     f"interfaces ({', '.join(topo.networks)})")
                 attach[name] = {}
                 continue
             attach[name] = {next(iter(topo.networks)): topology.Interface()}
@@ -186,7 +257,8 @@ def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, .
             attach[name] = dict(node.interfaces)
             for net in node.interfaces:
                 if net not in topo.networks:
-                    bad(("nodes", name, "interfaces", net), f"no network {net!r} in networks:")
+                    bad(("nodes", name, "interfaces", net), f"no network {net!r} in the lab's networks"
+                        + topology.suggest(net, set(topo.networks)))
     taken: dict[tuple[str, int], dict[str, str]] = {}
     for name, ifaces in attach.items():
         for net_name, iface in ifaces.items():

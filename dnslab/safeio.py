@@ -106,3 +106,10 @@ def tail_lines(root: str | Path, rel: str, lines: int = 12, limit: int = 64 << 1
     except OSError:
         return []
     return data.decode(errors="replace").splitlines()[-lines:]
+
+
+def tail(path: Path, lines: int = 12) -> str:
+    """The last lines of a log, indented, for a message ("  (no log)" when it cannot be read);
+    read beneath its own directory, as any log in a trainee's area must be."""
+    got = tail_lines(path.parent, path.name, lines)
+    return "\n".join("  " + ln for ln in got) if got else "  (no log)"

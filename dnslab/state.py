@@ -123,14 +123,9 @@ class State:
         self.save()
 
     def owner_alive(self) -> bool:
+        from .procs import start_time
         pid = self.data.get("owner_pid") or 0
-        if pid <= 0 or pid == os.getpid():
-            return False
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a killed, unreaped owner is dead
+        return pid > 0 and pid != os.getpid() and start_time(pid) is not None  # a killed, unreaped owner is dead
 
     def remove(self) -> None:
         """Delete the instance dir. It is first renamed to a dot-name no listing matches, so a

@@ -90,16 +90,21 @@ class Node(Strict):
 
 
 class Zone(Strict):
-    """A zone's content: a zone file beside lab.yaml, or a short record list.
+    """A zone's content: a zone file beside lab.yaml, or a short record list; and how its
+    servers get it: each loads its own copy, or, with ``primary``, the others are secondaries
+    that transfer it from that node (AXFR/IXFR after NOTIFY, signed with TSIG if ``tsig``).
 
     NS records at the apex, delegations to child zones of the lab and their glue are
     derived from which node serves which zone; a lab author writes neither.
     """
 
-    file: str | None = Field(default=None, description="zone file, relative to lab.yaml")
-    records: list[str] = Field(default_factory=list, description="records in zone-file syntax")
+    file: str | None = Field(default=None, description="zone file, relative to lab.yaml, inside its folder")
+    records: list[str] = Field(default_factory=list, description="records in zone-file syntax", max_length=10_000)
     ttl: Annotated[int, Field(ge=0, le=2**31 - 1)] = 3600
     serial: Annotated[int, Field(ge=0, le=2**32 - 1)] = 1
+    primary: str | None = Field(default=None, description="node that loads the zone; its other servers transfer it")
+    tsig: bool = Field(default=False, description="with a primary: transfers and NOTIFY signed with a key of the "
+                                                  "zone's own (TSIG); the key opens transfers from any address")
 
 
 class Topology(Strict):
@@ -121,20 +126,53 @@ def load(path: Path) -> tuple[Topology, yamlsrc.Source]:
     try:
         return Topology.model_validate(src.data), src
     except ValidationError as exc:
-        raise InputProblems(schema_problems(exc, src)) from None
+        raise InputProblems(schema_problems(exc, src, Topology)) from None
 
 
-def schema_problems(exc: ValidationError, src: yamlsrc.Source) -> list[Problem]:
-    """Turn pydantic errors into problems naming ``file:line:col`` and the field path."""
+def schema_problems(exc: ValidationError, src: yamlsrc.Source, model: type[BaseModel] | None = None) -> list[Problem]:
+    """Turn pydantic errors into problems naming ``file:line:col`` and the field path, with a
+    suggestion for a near-miss (an unknown field or tag close to a known one of ``model``)."""
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not _is_internal(p))
         path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+            msg = "unknown field" + suggest(str(loc[-1]), field_names(model) if model else set())
+        elif err["type"] == "union_tag_invalid":
+            tag, known = err["ctx"]["tag"], re.findall(r"'([^']+)'", err["ctx"]["expected_tags"])
+            msg = f"unknown {err['ctx']['discriminator'].strip(chr(39))} {tag!r}" + suggest(tag, set(known)) + \
+                f" (known: {', '.join(known)})"
         problems.append(Problem(src.where(loc), f"{path}: {msg}" if path else msg))
     return problems
+
+
+def suggest(word: str, known: set[str]) -> str:
+    """`` (did you mean 'x'?)`` for a near-miss of ``word`` among ``known``, else ``""``."""
+    import difflib
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6) or sorted(
+        k for k in known if min(len(k), len(word)) >= 3 and (k.startswith(word) or word.startswith(k)))
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def field_names(model: type[BaseModel]) -> set[str]:
+    """Every field name (and alias) of ``model`` and of the models it contains."""
+    import typing
+    seen, names, todo = set(), set(), [model]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        for name, f in m.model_fields.items():
+            names |= {name} | ({f.alias} if f.alias else set())
+            stack = [f.annotation]
+            while stack:
+                t = stack.pop()
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    todo.append(t)
+                stack += list(typing.get_args(t))
+    return names
 
 
 def _is_internal(part: Any) -> bool:

@@ -213,45 +213,53 @@ class Lab:
         except LabProblem:
             pass  # already stopped
         deadline = time.monotonic() + wait
-        while self._answers(node) and time.monotonic() < deadline:
+        while self._answers(node) and time.monotonic() < deadline:  # the old one is gone
             time.sleep(0.05)
         run = ["/bin/sh", "-c", 'exec "$@" >>daemon.log 2>&1', "sh", *info["argv"]]
         subprocess.Popen(self.enter_argv(node) + run, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
         self._wait_serving(node, wait)
 
-    def _answers(self, node: str, serials: dict[str, int] | None = None) -> bool:
-        """Whether ``node`` answers its probe (from your client), serving ``serials`` if given."""
+    def _answers(self, node: str) -> bool:
+        """Whether ``node`` answers its probe (from your client)."""
         n = self.nodes[node]
-        zones = n.zones or (".",)
         try:
-            for zone in (serials or {zones[0]: None}):
-                reply = dnsquery.query(socket.socket, n.address, dnsquery.make_query(zone, "SOA" if n.zones else "NS"),
-                                       timeout=0.3)
-                if n.zones and not reply.flags & 0x0400:  # AA
-                    return False
-                want = (serials or {}).get(zone)
-                if want is not None and not any(rr.serial == want for rrset in reply.answer for rr in rrset
-                                                if rrset.rdtype == 6):
-                    return False
-            return True
+            reply = dnsquery.query(socket.socket, n.address, dnsquery.make_query(n.zones[0] if n.zones else ".",
+                                                                                "SOA" if n.zones else "NS"),
+                                   timeout=0.3)
         except Exception:
             return False
+        return bool(reply.flags & 0x0400) or not n.zones  # AA, for an authoritative server
 
     def _wait_serving(self, node: str, wait: float) -> None:
-        serials = {}
-        for zone in self.nodes[node].zones:
-            m = re.search(r"\sSOA\s+\S+\s+\S+\s+\(?\s*(\d+)", self.read_zone(node, zone), re.I)
-            if m:
-                serials[zone] = int(m.group(1))
+        """Until ``node`` answers and serves the serial of each zone file it loads, and so do its
+        secondaries when it is a zone's primary (asked from your client)."""
         deadline = time.monotonic() + wait
-        while not self._answers(node, serials):
+        while not self._answers(node):
             if time.monotonic() > deadline:
-                tail = self.exec(["tail", "-n", "12", "daemon.log"], node=node)
-                what = f"serial {', '.join(map(str, serials.values()))}" if serials else "an answer"
-                raise _shown(LabProblem(f"node {node} did not serve {what} within {wait:.0f}s"
-                                        + (f"; its log ends with:\n{tail}" if tail else "")))
+                raise _shown(LabProblem(f"node {node} did not answer within {wait:.0f}s{self._log_of(node)}"))
             time.sleep(0.05)
+        wanted = {}
+        for zone in self.nodes[node].zones:
+            z = self._zones[zone]
+            if z.get("primary") not in (None, node):
+                continue
+            serial = dnsquery.serial_in(self.read_zone(node, zone))
+            for server in ([node, *z.get("secondaries", [])] if serial is not None else []):
+                wanted[(server, zone)] = serial
+        left = dnsquery.wait_serials(
+            lambda server, zone: dnsquery.serial_of(socket.socket, self.nodes[server].address, zone), wanted, deadline)
+        if left:
+            (server, zone), got = next(iter(left.items()))
+            raise _shown(LabProblem(f"{server} serves {zone} with serial {got if got is not None else 'none'}, not "
+                                    f"{wanted[(server, zone)]} (the zone file of {node}), {wait:.0f}s after the "
+                                    f"reload{self._log_of(server)}"))
+
+    def _log_of(self, node: str) -> str:
+        try:
+            return "; its log ends with:\n" + self.exec(["tail", "-n", "12", "daemon.log"], node=node)
+        except LabProblem:
+            return ""
 
     # -- zone files -------------------------------------------------------------------
     def node_dir(self, node: str) -> Path:

@@ -1,9 +1,16 @@
-"""Zone files: an author's records plus what dnslab derives (SOA, apex NS,
-delegations, glue), checked by ``named-checkzone`` with errors mapped back to the
-author's file or YAML line.
+"""Zone files: an author's records plus what dnslab derives (SOA, apex NS, delegations,
+glue, name servers' addresses) and what faults change, checked by ``named-checkzone`` with
+errors mapped back to the author's file or YAML line, or to the fault's.
+
+Author NS records merge with the derived ones (a zone's servers are always its name
+servers); an author's address for a name server that differs from the node's address is
+refused (breaking one is a fault's job). Fault records replace the RRset of the same owner
+and type; they are written among the derived records, with nothing that marks them. A fault
+that replaces or removes an author's RRset makes the zone be written in canonical form.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -14,12 +21,15 @@ from pathlib import Path
 
 import dns.exception
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from . import yamlsrc
+from . import faults, yamlsrc
+from .errors import EnvError, InputProblems, Problem
 from .topology import zone_name
-from .errors import EnvError, InputProblems, Problem, not_utf8
+
+MAX_ZONE_BYTES = 512 << 10  # a lab's zone is small; the check of one this size takes well under a second
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,13 @@ class ZonePlan:
     servers: tuple[str, ...]          # node names serving it
     nameservers: tuple[str, ...]      # their host names (apex NS)
     parent: str | None
-    text: str                          # the zone file every server loads
+    text: str                          # the zone file every server loads (the primary's, with a primary)
+    primary: str | None = None         # the node the others transfer it from (None: each loads its copy)
+    tsig: bool = False                 # transfers and NOTIFY signed with a key of the zone's own
+
+    @property
+    def secondaries(self) -> tuple[str, ...]:
+        return tuple(s for s in self.servers if self.primary and s != self.primary)
 
     @property
     def filename(self) -> str:
@@ -39,6 +55,13 @@ class ZonePlan:
 class _Source:
     text: str                 # the author's part, without our header
     places: list[str]         # places[i]: where line i+1 of text came from
+
+
+def closest_zone(name: str, all_zones) -> str | None:
+    """The deepest of ``all_zones`` that holds ``name`` (is it or an ancestor), None if none does."""
+    n = dns.name.from_text(name)
+    holders = [z for z in all_zones if n.is_subdomain(dns.name.from_text(z))]
+    return max(holders, key=lambda z: len(dns.name.from_text(z)), default=None)
 
 
 def parent_of(zone: str, all_zones) -> str | None:
@@ -53,12 +76,15 @@ def parent_of(zone: str, all_zones) -> str | None:
 
 
 def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, str],
-               addrs: dict[str, tuple[str, ...]], src: yamlsrc.Source, directory: Path) -> dict[str, ZonePlan]:
+               addrs: dict[str, tuple[str, ...]], src: yamlsrc.Source, directory: Path,
+               edits: faults.Applied | None = None, owners: dict[str, str] | None = None) -> dict[str, ZonePlan]:
     """Render and check every zone; all problems are raised together.
 
     ``served`` maps a zone to the nodes serving it, ``hostnames`` a node to its name
-    server name, ``addrs`` a name server name to its addresses.
+    server name, ``addrs`` a name server name to its addresses, ``owners`` a name server name
+    to its node; ``edits`` are the faults' changes.
     """
+    edits = edits or faults.Applied()
     servers = {z: [hostnames[n] for n in nodes] for z, nodes in served.items()}
     problems: list[Problem] = []
     sources: dict[str, _Source] = {}
@@ -69,22 +95,28 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
             problems.extend(exc.problems)
     if problems:
         raise InputProblems(problems)
-    plans = {}
+    plans, places = {}, {}
     for z, spec in specs.items():
         parent = parent_of(z, specs)
         children = [c for c in specs if parent_of(c, specs) == z]
-        header, derived = _derived(z, spec, servers, children, addrs, sources[z].text)
-        text = header + derived + sources[z].text
-        plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text)
+        key = next(k for k in src.data.get("zones", {}) if zone_name(k) == z)
+        lines, where, refused = _derived(z, spec, servers, children, addrs, sources[z], edits, owners or {})
+        problems += [Problem(place, f"zones.{key}: {msg}") for place, msg in refused]
+        header = f"$ORIGIN {z}\n$TTL {spec.ttl}\n"
+        text = header + "".join(ln + "\n" for ln in lines) + sources[z].text
+        places[z] = [f"zone {z}", f"zone {z}"] + where + sources[z].places
+        plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text,
+                            spec.primary, bool(spec.primary and spec.tsig))
     with ThreadPoolExecutor(max_workers=4) as pool:
         for z, found in zip(plans, pool.map(lambda z: check(z, plans[z].text), plans)):
-            offset = plans[z].text.count("\n") - sources[z].text.count("\n")
             for line, msg in found:
-                i = line - offset - 1
-                where = sources[z].places[i] if 0 <= i < len(sources[z].places) else f"zone {z} (derived records)"
+                where = places[z][line - 1] if 0 < line <= len(places[z]) else f"zone {z}"
                 problems.append(Problem(where, f"zone {z}: {msg}"))
     if problems:
         raise InputProblems(problems)
+    for z in plans:  # a fault that changes an author's RRset: the zone in canonical form
+        if _touches_author(z, sources[z].text, edits):
+            plans[z] = dataclasses.replace(plans[z], text=_canonical(z, plans[z].text, edits))
     return plans
 
 
@@ -93,14 +125,8 @@ def _author_source(zone: str, spec, src: yamlsrc.Source, directory: Path) -> _So
     lines: list[str] = []
     places: list[str] = []
     if spec.file:
-        path = directory / spec.file
-        try:
-            content = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise InputProblems([Problem(src.where(("zones", key, "file")),
-                                         f"zones.{key}.file: cannot read {path}: {exc.strerror}")]) from None
-        except UnicodeDecodeError:
-            raise InputProblems([not_utf8(path)]) from None
+        path = inside(directory, spec.file, src.where(("zones", key, "file")), f"zones.{key}.file")
+        content = yamlsrc.read_text(path, MAX_ZONE_BYTES).splitlines()
         lines += content
         places += [f"{path}:{i + 1}" for i in range(len(content))]
     for i, record in enumerate(spec.records):
@@ -109,31 +135,81 @@ def _author_source(zone: str, spec, src: yamlsrc.Source, directory: Path) -> _So
     return _Source("".join(line + "\n" for line in lines), places)
 
 
+def inside(directory: Path, rel: str, where: str, field: str) -> Path:
+    """``directory/rel`` if it is a file of the lab folder (no absolute path, no ``..``, no link
+    out of it); :class:`InputProblems` otherwise, without reading anything."""
+    path = directory / rel
+    try:
+        ok = not Path(rel).is_absolute() and ".." not in Path(rel).parts and \
+            path.resolve().is_relative_to(directory.resolve())
+    except OSError:
+        ok = False
+    if not ok:
+        raise InputProblems([Problem(where, f"{field}: {rel!r} is not a file of the lab folder "
+                                            "(give a path relative to lab.yaml, inside its folder)")])
+    if not path.is_file():
+        raise InputProblems([Problem(where, f"{field}: no file {rel} beside lab.yaml")])
+    return path
+
+
+def _parse(zone: str, text: str) -> dns.zone.Zone | None:
+    try:
+        return dns.zone.from_text("$TTL 3600\n" + text, zone, relativize=False, check_origin=False)
+    except (dns.exception.DNSException, ValueError):
+        return None
+
+
 def _owners(zone: str, text: str) -> dict[str, set[str]]:
     """Owner name -> record types the author wrote (best effort: a broken file yields {})."""
-    try:
-        parsed = dns.zone.from_text("$TTL 3600\n" + text, zone, relativize=False, check_origin=False)
-    except (dns.exception.DNSException, ValueError):
+    parsed = _parse(zone, text)
+    if parsed is None:
         return {}
     return {n.to_text().lower(): {dns.rdatatype.to_text(r.rdtype) for r in node} for n, node in parsed.items()}
 
 
+def _key(zone: str, owner: str, rtype: str) -> tuple[str, str]:
+    """(absolute lower-case owner, TYPE) of a record written relative to ``zone``."""
+    name = dns.name.from_text(owner, origin=dns.name.from_text(zone))
+    return name.to_text().lower(), rtype.upper()
+
+
+def _fault_keys(zone: str, edits: faults.Applied) -> tuple[dict[tuple[str, str], list[tuple[str, str]]], set]:
+    """The faults' records of a zone by (owner, type), and the (owner, type) they remove."""
+    added: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for record, place in edits.records.get(zone, []):
+        parsed = _parse(zone, record)
+        if parsed is None:  # kept as written: named-checkzone says what is wrong, at the fault's line
+            added.setdefault(("", record), []).append((record, place))
+        for name, node in (parsed.items() if parsed else []):
+            for rds in node:
+                added.setdefault((name.to_text().lower(), dns.rdatatype.to_text(rds.rdtype)), []).append(
+                    (record, place))
+    removed = {_key(zone, owner, rtype) for owner, rtype, _ in edits.remove.get(zone, [])}
+    return added, removed
+
+
 def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str],
-             addrs: dict[str, tuple[str, ...]], author: str) -> tuple[str, str]:
-    owners = _owners(zone, author)
+             addrs: dict[str, tuple[str, ...]], author: _Source, edits: faults.Applied,
+             owners: dict[str, str]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """The derived records of ``zone`` with the faults' changes: (lines, their places,
+    refused author records as (place, reason))."""
+    written = _owners(zone, author.text)
+    added, removed = _fault_keys(zone, edits)
+    replaced = set(added) | removed
     ns = servers[zone]
-    header = f"$ORIGIN {zone}\n$TTL {spec.ttl}\n"
-    out = []
-    if "SOA" not in owners.get(zone, set()):
+    out: list[tuple[str, str]] = []
+    place = f"zone {zone} (derived records)"
+    if "SOA" not in written.get(zone, set()) and (zone, "SOA") not in replaced:
         mailbox = f"hostmaster.{zone}" if zone != "." else "hostmaster."
-        out.append(f"{zone} {spec.ttl} IN SOA {ns[0] if ns else zone} {mailbox} {spec.serial} 3600 600 86400 60")
-    if "NS" not in owners.get(zone, set()):
-        out += [f"{zone} IN NS {h}" for h in ns]
-    cuts = [c for c in children if "NS" not in owners.get(c, set())]
-    for child in cuts:
-        out += [f"{child} IN NS {h}" for h in servers[child]]
+        serial = edits.serials.get(zone, spec.serial)
+        out.append((f"{zone} {spec.ttl} IN SOA {ns[0] if ns else zone} {mailbox} {serial} 3600 600 86400 60", place))
+    for owner, hosts in [(zone, ns)] + [(c, servers[c]) for c in children]:
+        if (owner, "NS") not in replaced:  # merged with any NS the author wrote
+            out += [(f"{owner} IN NS {h}", place) for h in hosts]
     targets = set(ns) | {h for c in children for h in servers[c]}
     zname = dns.name.from_text(zone)
+    refused = []
+    mine = _addresses_written(zone, author)
     for host in sorted(addrs):
         hname = dns.name.from_text(host)
         if not hname.is_subdomain(zname):
@@ -141,13 +217,77 @@ def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str]
         below_cut = any(hname.is_subdomain(dns.name.from_text(c)) for c in children)
         if below_cut and host not in targets:
             continue
-        have = owners.get(host, set())
-        for a in addrs[host]:
-            rtype = "AAAA" if ":" in a else "A"
-            if rtype not in have:
-                out.append(f"{host} IN {rtype} {a}")
-    derived = "; derived by dnslab: SOA, apex NS, delegations and glue\n" + "".join(r + "\n" for r in out)
-    return header, derived + "; from the lab author\n"
+        for rtype in ("A", "AAAA"):
+            derived = {a for a in addrs[host] if (":" in a) == (rtype == "AAAA")}
+            if (host, rtype) in replaced or not derived:
+                continue
+            if (host, rtype) in mine:
+                wrote, where = mine[(host, rtype)]
+                if wrote != derived:
+                    refused.append((where, f"{host} {rtype} {', '.join(sorted(wrote))} differs from the address of "
+                                           f"node {owners.get(host, '?')} ({', '.join(sorted(derived))}), which dnslab "
+                                           "writes itself: remove this record (to break it on purpose, use a fault)"))
+                continue
+            out += [(f"{host} IN {rtype} {a}", place) for a in sorted(derived)]
+    for key in sorted(added):
+        out += [(_as_derived(zone, record), where) for record, where in added[key]]
+    soa = [r for r in out if " SOA " in r[0]]
+    rest = sorted((r for r in out if " SOA " not in r[0]), key=lambda r: (" IN NS " not in r[0], r[0].split()[0]))
+    out = soa + rest  # one order for derived and fault records alike
+    return [r for r, _ in out], [w for _, w in out], refused
+
+
+def _as_derived(zone: str, record: str) -> str:
+    """A fault's record written as dnslab writes derived ones (absolute owner, no TTL): nothing in
+    the zone file tells it from them. Unparseable, it stays as written (named-checkzone reports it)."""
+    parsed = _parse(zone, record)
+    lines = [f"{name.to_text()} IN {dns.rdatatype.to_text(rds.rdtype)} {rr.to_text()}"
+             for name, node in (parsed.items() if parsed else []) for rds in node for rr in rds]
+    return lines[0] if len(lines) == 1 else record
+
+
+def _addresses_written(zone: str, author: _Source) -> dict[tuple[str, str], tuple[set[str], str]]:
+    """(owner, A|AAAA) -> (addresses, place of the first line) the author wrote."""
+    parsed = _parse(zone, author.text)
+    found: dict[tuple[str, str], tuple[set[str], str]] = {}
+    for name, node in (parsed.items() if parsed else []):
+        for rds in node:
+            if rds.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                owner = name.to_text().lower()
+                where = next((author.places[i] for i, line in enumerate(author.text.splitlines())
+                              if _mentions(line, owner, zone)), author.places[0] if author.places else f"zone {zone}")
+                found[(owner, dns.rdatatype.to_text(rds.rdtype))] = ({rr.to_text() for rr in rds}, where)
+    return found
+
+
+def _mentions(line: str, owner: str, zone: str) -> bool:
+    first = line.split(";", 1)[0].split()
+    if not first or first[0].startswith("$"):
+        return False
+    try:
+        return dns.name.from_text(first[0], origin=dns.name.from_text(zone)).to_text().lower() == owner
+    except dns.exception.DNSException:
+        return False
+
+
+def _touches_author(zone: str, author_text: str, edits: faults.Applied) -> bool:
+    added, removed = _fault_keys(zone, edits)
+    written = _owners(zone, author_text)
+    return any(rtype in written.get(owner, set()) for owner, rtype in set(added) | removed)
+
+
+def _canonical(zone: str, text: str, edits: faults.Applied) -> str:
+    """The zone with the faults' RRsets replacing the author's, in canonical form."""
+    parsed = dns.zone.from_text(text, zone, relativize=False, check_origin=False)
+    added, removed = _fault_keys(zone, edits)
+    for owner, rtype in removed:
+        parsed.delete_rdataset(owner, rtype)
+    for (owner, rtype), records in added.items():
+        parsed.delete_rdataset(owner, rtype)
+        extra = dns.zone.from_text("$TTL 3600\n" + "".join(r + "\n" for r, _ in records), zone, relativize=False,
+                                   check_origin=False)
+        parsed.replace_rdataset(owner, extra.find_rdataset(owner, rtype))
+    return parsed.to_text(relativize=False)
 
 
 _CHECK_LINE = re.compile(r"^(?:dns_\w+: )?zone\.db:(\d+): (.*)$")
@@ -175,3 +315,42 @@ def check(zone: str, text: str) -> list[tuple[int, str]]:
                 if ln and "not loaded" not in ln and "loading from master file" not in ln]
         found = [(0, "; ".join(msgs) or "rejected by named-checkzone")]
     return found
+
+
+def glue_problems(plans: dict[str, ZonePlan]) -> list[Problem]:
+    """Delegations to a name server inside the delegated zone with no address in the parent:
+    a resolver could never reach it (the rendered zones, faults included, are read)."""
+    problems = []
+    for z, plan in plans.items():
+        parsed = _parse(z, plan.text)
+        if parsed is None:
+            continue
+        for name, node in parsed.items():
+            ns = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)
+            if ns is None or name == parsed.origin:
+                continue
+            for rr in ns:
+                target = rr.target
+                if target.is_subdomain(name) and not any(
+                        parsed.get_rdataset(target, t) for t in (dns.rdatatype.A, dns.rdatatype.AAAA)):
+                    problems.append(Problem(f"zone {z}", f"the delegation of {name} names {target}, inside {name}, "
+                                                         f"with no address (glue) in {z}: nobody could reach it"))
+    return problems
+
+
+def delegation_warnings(plans: dict[str, ZonePlan], addrs: dict[str, tuple[str, ...]]) -> list[Problem]:
+    """What a registry's pre-delegation test would refuse: a delegation with fewer than two
+    name servers, or whose name servers do not have distinct addresses."""
+    warnings = []
+    for z, plan in plans.items():
+        if plan.parent is None:
+            continue
+        hosts = plan.nameservers
+        addresses = [a for h in hosts for a in addrs.get(h, ())]
+        if len(hosts) < 2:
+            warnings.append(Problem(f"zone {z}", f"delegated with {len(hosts)} name server: registries require "
+                                                 "at least two (serve it on a second node)"))
+        elif len(set(addresses)) < len(addresses):
+            warnings.append(Problem(f"zone {z}", "its name servers share an address: registries require distinct "
+                                                 "ones"))
+    return warnings

@@ -190,15 +190,15 @@ def remove(name: str) -> None:
 
 
 @contextmanager
-def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS,
-              backend: str = "netns") -> Iterator[list[lab.Instance]]:
+def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS, backend: str = "netns",
+              faults: Sequence[str] = ()) -> Iterator[list[lab.Instance]]:
     """Bring instances up in this process on ``backend``; always take them down, then check
     nothing is left (namespaces, files, run dirs, processes in their namespaces, containers)."""
     for n in names:  # a name with our PID in it can only be a leftover of a dead process
         remove(n)
     inodes: set[int] = set()
     try:
-        insts = lab.up(lab_dir, list(names), backend)
+        insts = lab.up(lab_dir, list(names), backend, faults=faults)
         for n in names:
             inodes |= ns_inodes(n)
         yield insts
@@ -217,8 +217,9 @@ def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS,
 
 
 @contextmanager
-def instance(name: str, lab_dir: Path = DNS_BASICS, backend: str = "netns") -> Iterator[lab.Instance]:
-    with instances([name], lab_dir, backend) as insts:
+def instance(name: str, lab_dir: Path = DNS_BASICS, backend: str = "netns",
+             faults: Sequence[str] = ()) -> Iterator[lab.Instance]:
+    with instances([name], lab_dir, backend, faults) as insts:
         yield insts[0]
 
 

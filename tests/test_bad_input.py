@@ -67,7 +67,7 @@ def _cases() -> list[Case]:
     c.append(Case("yaml-unclosed", t, ["{lab}/lab.yaml:6:6:", "YAML syntax error"]))
     t = edit("kind: bind9", "kind: bind8")
     c.append(Case("unknown-kind", t, [f"{{lab}}/lab.yaml:{line_of(t, 'bind8')}:5: nodes.tld.kind: unknown kind "
-                                      "'bind8' (known: bind9, client, knot, nsd, unbound)"]))
+                                      "'bind8' (did you mean 'bind9'?) (known: bind9, client, knot, nsd, unbound)"]))
     t = edit("    kind: client\n", "    kind: clinet\n    resolver: res\n")
     c.append(Case("unknown-kind-with-resolver", t, ["{lab}/lab.yaml:12:5: nodes.client.kind: unknown kind 'clinet'"]))
     t = edit("  tld:\n", "  root:\n")
@@ -98,7 +98,7 @@ def _cases() -> list[Case]:
                                                "but served by no node"]))
     t = edit("zones: [test]", "zones: [test, lab.test]")
     c.append(Case("zone-not-defined", t, [f"{{lab}}/lab.yaml:{line_of(t, 'lab.test')}:19: nodes.tld.zones[1]: "
-                                          "zone lab.test. is not defined under zones:"]))
+                                          "zone lab.test. is not defined under zones"]))
     t = edit("zones: [.]", "zones: [test]").replace("  .: {}\n", "")
     c.append(Case("resolver-without-root", t, ["{lab}/lab.yaml:9:3: nodes.res: a resolver needs a root to start "
                                                "from: no node serves the root zone '.'"]))
@@ -108,8 +108,8 @@ def _cases() -> list[Case]:
     t = edit('    records:\n      - "www IN A 192.0.2.1"', "    file: test.zone")
     c.append(Case("broken-zone-file", t, ["{lab}/test.zone:3: zone test.: near '1.2.3': bad dotted quad"],
                   {"test.zone": "; the test zone\nmail IN A 192.0.2.25\nwww A 1.2.3\n"}))
-    c.append(Case("zone-file-missing", t, [f"{{lab}}/lab.yaml:{line_of(t, 'file:')}:5: zones.test.file: cannot "
-                                           "read {lab}/test.zone: No such file or directory"]))
+    c.append(Case("zone-file-missing", t, [f"{{lab}}/lab.yaml:{line_of(t, 'file:')}:5: zones.test.file: no file "
+                                           "test.zone beside lab.yaml"]))
     c.append(Case("zone-file-not-utf8", t, ["{lab}/test.zone:2: not UTF-8 text"],
                   {"test.zone": b"; caf\xc3\xa9 is fine\n; caf\xe9 is not\nwww A 192.0.2.1\n"}))
     t = edit('      - "www IN A 192.0.2.1"', '      - "www IN CNAME ftp"\n      - "www IN A 192.0.2.2"')

@@ -19,13 +19,13 @@ def test_list(dnslab):
     res = ok(dnslab("list"))
     header, *rows = res.stdout.splitlines()
     assert header.split() == ["LAB", "NODES", "DESCRIPTION"]
-    assert any(r.split()[:2] == ["dns-basics", "8"] for r in rows), res.stdout
+    assert any(r.split()[:2] == ["dns-basics", "9"] for r in rows), res.stdout
 
 
 def test_list_json(dnslab):
     data = json.loads(ok(dnslab("list", "--json")).stdout)
     (basics,) = [d for d in data if d["name"] == "dns-basics"]
-    assert basics["nodes"] == 8 and basics["zones"] == [".", "test.", "example.test.", "lab.test."]
+    assert basics["nodes"] == 9 and basics["zones"] == [".", "test.", "example.test.", "lab.test."]
     assert "error" not in basics
 
 
@@ -43,17 +43,21 @@ def test_list_shows_an_invalid_lab_without_failing(dnslab, write_lab, tmp_path):
 
 def test_validate_dns_basics(dnslab):
     res = ok(dnslab("validate", "dns-basics"))
-    assert res.stdout.strip().endswith("labs/dns-basics/lab.yaml: ok, 8 nodes, 4 zones, 11 checks")
+    assert res.stdout.strip().endswith("labs/dns-basics/lab.yaml: ok, 9 nodes, 4 zones, 14 checks, 1 faults, "
+                                       "exercise dns-basics (en, es, pt)")
+    assert res.stderr == ""  # no warning: every delegation has two name servers on distinct addresses
 
 
 def test_validate_dns_basics_json(dnslab):
     data = json.loads(ok(dnslab("validate", "dns-basics", "--json")).stdout)
-    assert data["lab"] == "dns-basics" and data["checks"] == 11
+    assert data["lab"] == "dns-basics" and data["checks"] == 14 and data["faults"] == ["lame-glue"]
+    assert data["exercise"] == "dns-basics" and data["warnings"] == []
     assert data["nodes"]["tld"] == {"kind": "bind9", "role": "authoritative",
                                     "addresses": ["198.51.100.3", "2001:db8:5100::3"]}
     assert data["nodes"]["client"]["role"] == "client"
-    assert data["zones"]["example.test."] == {"servers": ["sld-knot"], "parent": "test."}
-    assert data["zones"]["."] == {"servers": ["a-root", "b-root"], "parent": None}
+    assert data["zones"]["example.test."] == {"servers": ["sld-knot", "sld-nsd"], "parent": "test.",
+                                              "primary": "sld-knot"}
+    assert data["zones"]["."] == {"servers": ["a-root", "b-root"], "parent": None, "primary": None}
 
 
 def test_validate_by_path_to_folder_and_file(dnslab, write_lab):
@@ -89,7 +93,7 @@ COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every s
 
 def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
-                             "check", "graph", "images", "gc", "grade", "exercise"}
+                             "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

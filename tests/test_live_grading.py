@@ -108,7 +108,7 @@ def test_solution_full_marks_untouched_zero_in_every_language(make_class):
     # feedback in the trainee's language, without any hidden test
     for name, lang in zip(cls.names, langs):
         html = (cls.course / "feedback" / name / SOURCE.assignment(lang) / "dns-basics.html").read_text()
-        assert "BEGIN HIDDEN TESTS" not in html and "grading.answer" not in html
+        assert "BEGIN HIDDEN TESTS" not in html and "testcells.answer" not in html
         assert SOURCE.catalogs[lang]["test_note"].split(".")[0] in html
 
 
@@ -182,7 +182,7 @@ def test_bad_notebooks_are_graded_without_hanging(make_class):
         cell(nb, "trace-answer").source = "pass"
 
     def cheater(nb):  # no repair; the checks' kernel-side helpers are replaced by no-ops
-        cell(nb, "fix").source = ("import dnslab.grading\ndnslab.grading.show = lambda *a, **k: None\n"
+        cell(nb, "fix").source = ("import dnslab.testcells\ndnslab.testcells.show = lambda *a, **k: None\n"
                                   "print('dnslab-answer {\"name\": \"AUTHORITATIVE\", \"value\": \"ns1.lab.test\"}')")
         cell(nb, "explain").source = 'AUTHORITATIVE = "ns1.example.test"'
 
@@ -238,4 +238,4 @@ def test_bad_notebooks_are_graded_without_hanging(make_class):
     for n in cls.names:
         for html in (cls.course / "feedback" / n).rglob("*.html"):
             text = html.read_text()
-            assert "BEGIN HIDDEN TESTS" not in text and "dnslab.grading.answer" not in text, n
+            assert "BEGIN HIDDEN TESTS" not in text and "dnslab.testcells.answer" not in text, n

@@ -15,7 +15,6 @@ import pwd
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -326,8 +325,9 @@ def test_broker_refuses_another_uid_and_bad_requests(klass):
     ta, tb = confine.find_trainee(a), confine.find_trainee(b)
     # a's uid with b's group passes the socket's file mode: SO_PEERCRED still says no
     code = f"from dnslab import broker; import json; print(json.dumps(broker.call({b!r}, 'status')))"
-    res = subprocess.run(["setpriv", f"--reuid={ta.uid}", f"--regid={tb.gid}", "--clear-groups", "--",
-                          sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    forged = accounts.Trainee(ta.user, ta.uid, tb.gid, ta.home)  # run as trainee processes run: the checkout at CODE
+    res = subprocess.run(confine.enter_argv(State.open(a), "client", forged, [confine.trainee_python(), "-c", code]),
+                         capture_output=True, text=True, timeout=60, cwd="/")
     assert res.returncode == 0, res.stderr
     reply = json.loads(res.stdout)
     assert reply["ok"] is False and "may not use" in reply["error"], reply

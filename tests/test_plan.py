@@ -62,7 +62,7 @@ DERIV = """
       far:
         kind: nsd
         zones: [example.test]
-        hostname: ns.example.org
+        hostname: ns.other.test
       res:
         kind: unbound
       res2:
@@ -193,7 +193,7 @@ def test_last_host_address_may_be_given_explicitly(write_lab):
 def test_hostnames_default_to_node_dot_first_zone(deriv):
     hosts = {n.name: n.hostname for n in deriv.nodes.values()}
     assert hosts == {"root": "root.", "root2": "b.root-servers.test.", "tld": "ns1.nic.test.",
-                     "sld": "sld.example.test.", "far": "ns.example.org.",
+                     "sld": "sld.example.test.", "far": "ns.other.test.",
                      "res": None, "res2": None, "client": None}
     assert deriv.nodes["tld"].zones == ("test.",)
 
@@ -225,7 +225,7 @@ def test_zone_plans_servers_and_parents(deriv):
         ("root", "root2"), ("root.", "b.root-servers.test."), None)
     assert (z["test."].servers, z["test."].parent) == (("tld",), ".")
     assert (z["example.test."].servers, z["example.test."].nameservers, z["example.test."].parent) == (
-        ("sld", "far"), ("sld.example.test.", "ns.example.org."), "test.")
+        ("sld", "far"), ("sld.example.test.", "ns.other.test."), "test.")
     assert [zp.filename for zp in z.values()] == ["root.zone", "test.zone", "example.test.zone"]
     assert [n.name for n in deriv.servers_of("example.test.")] == ["sld", "far"]
     assert [n.name for n in deriv.by_role("resolver")] == ["res", "res2"]
@@ -234,14 +234,14 @@ def test_zone_plans_servers_and_parents(deriv):
 def test_derived_soa_and_apex_ns(deriv):
     assert records(deriv.zones["."], ".", "NS") == {"root.", "b.root-servers.test."}
     assert records(deriv.zones["test."], "test.", "NS") == {"ns1.nic.test."}
-    assert records(deriv.zones["example.test."], "example.test.", "NS") == {"sld.example.test.", "ns.example.org."}
+    assert records(deriv.zones["example.test."], "example.test.", "NS") == {"sld.example.test.", "ns.other.test."}
     (soa,) = records(deriv.zones["test."], "test.", "SOA")
     assert soa.split()[:3] == ["ns1.nic.test.", "hostmaster.test.", "1"]
 
 
 def test_derived_delegations(deriv):
     assert records(deriv.zones["."], "test.", "NS") == {"ns1.nic.test."}
-    assert records(deriv.zones["test."], "example.test.", "NS") == {"sld.example.test.", "ns.example.org."}
+    assert records(deriv.zones["test."], "example.test.", "NS") == {"sld.example.test.", "ns.other.test."}
     # a grandchild is delegated by its parent only
     assert records(deriv.zones["."], "example.test.", "NS") == set()
 
@@ -258,17 +258,19 @@ def test_glue_in_bailiwick_present(deriv):
 
 
 def test_out_of_zone_names_not_added(deriv):
-    assert "ns.example.org." not in owners(deriv.zones["test."])
-    assert "ns.example.org." not in owners(deriv.zones["example.test."])
+    assert records(deriv.zones["test."], "ns.other.test.", "A") == {"198.51.100.5"}  # its own zone holds it
+    assert "ns.other.test." not in owners(deriv.zones["example.test."])
+    assert "ns.other.test." not in owners(deriv.zones["."])
     assert "root." not in owners(deriv.zones["test."])
     # below a cut and not a server of the child: not the parent's business
     assert "sld.example.test." not in owners(deriv.zones["."])
 
 
-def test_author_records_kept(deriv):
+def test_author_records_kept_after_the_derived_ones_unmarked(deriv):
     assert records(deriv.zones["example.test."], "www.example.test.", "A") == {"192.0.2.80"}
     text = deriv.zones["example.test."].text
-    assert text.index("derived by dnslab") < text.index("from the lab author") < text.index("www IN A")
+    assert text.index(" IN NS ") < text.index("www IN A")
+    assert ";" not in text  # nothing tells derived, authored and fault records apart
 
 
 def test_root_hints(deriv):
@@ -276,36 +278,43 @@ def test_root_hints(deriv):
                                 ("b.root-servers.test.", ("198.51.100.2", "2001:db8:5100::2")))
 
 
-def test_author_ns_and_a_override_derived(write_lab):
-    p = load(write_lab, """
-        name: override
-        nodes:
-          root:
-            kind: nsd
-            zones: [.]
-          tld:
-            kind: bind9
-            zones: [test]
-            hostname: ns1.nic.test
-          sld:
-            kind: knot
-            zones: [example.test]
-        zones:
-          .: {}
-          test:
-            records:
-              - "@ IN NS ns1.nic.test."
-              - "@ IN NS backup.example.org."
-              - "ns1.nic IN A 192.0.2.53"
-              - "example IN NS ns.other.org."
-          example.test: {}
-    """)
-    test = p.zones["test."]
+OVERRIDE = """
+    name: override
+    nodes:
+      root:
+        kind: nsd
+        zones: [.]
+      tld:
+        kind: bind9
+        zones: [test]
+        hostname: ns1.nic.test
+      sld:
+        kind: knot
+        zones: [example.test]
+    zones:
+      .: {}
+      test:
+        records:
+          - "@ IN NS ns1.nic.test."
+          - "@ IN NS backup.example.org."
+          - "example IN NS ns.other.org."
+      example.test: {}
+"""
+
+
+def test_author_ns_merge_with_the_derived(write_lab):
+    test = load(write_lab, OVERRIDE).zones["test."]
     assert records(test, "test.", "NS") == {"ns1.nic.test.", "backup.example.org."}
-    assert records(test, "ns1.nic.test.", "A") == {"192.0.2.53"}            # the author's, not 198.51.100.2
-    assert records(test, "ns1.nic.test.", "AAAA") == {"2001:db8:5100::2"}   # what the author left out: derived
-    assert records(test, "example.test.", "NS") == {"ns.other.org."}
-    assert test.text.count(" IN NS ") == 3  # no derived NS line was added beside the author's
+    assert records(test, "example.test.", "NS") == {"sld.example.test.", "ns.other.org."}
+
+
+def test_author_address_of_a_name_server_refused_unless_it_is_the_nodes(write_lab):
+    same = OVERRIDE.replace('- "example IN NS ns.other.org."', '- "ns1.nic IN A 198.51.100.2"')
+    assert records(load(write_lab, same).zones["test."], "ns1.nic.test.", "A") == {"198.51.100.2"}
+    wrong = OVERRIDE.replace('- "example IN NS ns.other.org."', '- "ns1.nic IN A 192.0.2.53"')
+    msg = problems(write_lab, wrong)
+    assert "lab.yaml:19:" in msg and "ns1.nic.test. A 192.0.2.53 differs from the address of node tld " \
+                                     "(198.51.100.2)" in msg and "use a fault" in msg, msg
 
 
 def test_author_soa_overrides_derived(write_lab):
@@ -366,7 +375,7 @@ def basics() -> plan.LabPlan:
 CONFIG = {"bind9": "named.conf", "knot": "knot.conf", "nsd": "nsd.conf", "unbound": "unbound.conf"}
 
 
-@pytest.mark.parametrize("node", ["a-root", "b-root", "tld", "sld-knot", "sld-nsd"])
+@pytest.mark.parametrize("node", ["a-root", "b-root", "tld", "tld2", "sld-knot", "sld-nsd"])
 def test_authoritative_config_mentions_addresses_and_zone_files(basics, node):
     n = basics.nodes[node]
     spec = kinds.KINDS[n.kind].spec(n, basics, "/x")
@@ -377,15 +386,19 @@ def test_authoritative_config_mentions_addresses_and_zone_files(basics, node):
         zp = basics.zones[z]
         assert f'"{zp.name}"' in conf
         assert f"/x/zones/{zp.filename}" in conf or ("zonesdir: \"/x/zones\"" in conf and zp.filename in conf)
-        assert spec.files[f"zones/{zp.filename}"] == zp.text
+        if node in zp.secondaries:  # a secondary transfers its copy: no file of ours
+            assert f"zones/{zp.filename}" not in spec.files
+        else:
+            assert spec.files[f"zones/{zp.filename}"] == zp.text
     assert f"/x/{CONFIG[n.kind]}" in spec.argv
-    assert spec.ready is not None and spec.ready.address == n.address and spec.ready.qname == n.zones[0]
+    probes = kinds.KINDS[n.kind].probes(n)
+    assert [(p.address, p.qname, p.authoritative) for p in probes] == [(n.address, z, True) for z in n.zones]
     assert "root.hints" not in spec.files and spec.resolv_conf is None
 
 
 def test_bind9_authoritative_is_not_recursive(basics):
     conf = kinds.KINDS["bind9"].spec(basics.nodes["tld"], basics, "/x").files["named.conf"]
-    assert "recursion no;" in conf and 'zone "test." { type primary; file "/x/zones/test.zone"; };' in conf
+    assert "recursion no;" in conf and 'zone "test." {\n    file "/x/zones/test.zone";\n    type primary;' in conf
     assert "listen-on { 198.51.100.3; };" in conf and "listen-on-v6 { 2001:db8:5100::3; };" in conf
 
 
@@ -405,7 +418,8 @@ def test_resolver_config_and_root_hints(basics, node):
     for prefix in ("198.51.100.0/24", "2001:db8:5100::/64"):
         assert prefix in conf   # who may ask: the lab's networks
     assert not any(f.startswith("zones/") for f in spec.files)
-    assert spec.ready is not None and spec.ready.authoritative is False
+    (probe,) = kinds.KINDS[n.kind].probes(n)
+    assert probe.authoritative is False
 
 
 def test_unbound_answers_special_use_names_from_the_lab(basics):
@@ -426,8 +440,8 @@ def test_client_resolv_conf_points_at_its_resolver(basics):
     n = basics.nodes["client"]
     spec = kinds.KINDS["client"].spec(n, basics, "/x")
     assert n.resolver == "resolver-unbound"
-    assert spec.resolv_conf == "nameserver 198.51.100.7\nnameserver 2001:db8:5100::7\n"
-    assert spec.argv is None and spec.ready is None and spec.files == {}
+    assert spec.resolv_conf == "nameserver 198.51.100.8\nnameserver 2001:db8:5100::8\n"
+    assert spec.argv is None and kinds.KINDS["client"].probes(n) == [] and spec.files == {}
 
 
 def test_every_kind_declares_its_debian_packages():
@@ -469,7 +483,7 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
-    assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial"}
+    assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial", "primary", "tsig"}
     assert all(p.get("description") for k, p in node["properties"].items())
 
 

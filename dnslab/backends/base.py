@@ -2,7 +2,8 @@
 
 Every method takes the instance :class:`~dnslab.state.State`; a backend records what
 it creates there *before* creating it, so :meth:`Backend.destroy` can remove it after
-any crash. Kinds describe nodes (:class:`~dnslab.kinds.NodeSpec`); backends run them.
+any crash. Kinds describe nodes (:class:`~dnslab.nodespec.NodeSpec`); backends run them without
+knowing any kind.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 from ..errors import LabError
 
 if TYPE_CHECKING:
-    from ..kinds import NodeSpec
+    from ..nodespec import NodeSpec
     from ..plan import LabPlan
     from ..state import State
 
@@ -29,8 +30,9 @@ class Backend(Protocol):
     name: str
     trainee_userns: bool  # a trainee's lab lives in a user namespace she owns: she enters its nodes herself
 
-    def preflight(self, lab: LabPlan) -> None:
-        """Raise :class:`~dnslab.errors.EnvError` when this machine cannot run ``lab``."""
+    def preflight(self, lab: LabPlan, programs: dict[str, str]) -> None:
+        """Raise :class:`~dnslab.errors.EnvError` when this machine cannot run ``lab``, whose
+        nodes need ``programs`` (executable -> Debian package)."""
 
     def node_path(self, state: State, node: str) -> str:
         """The node's directory as its daemon sees it (written into its config)."""
@@ -39,6 +41,15 @@ class Backend(Protocol):
         """Make one instance real: its networks, its nodes with their files, their daemons
         started (not necessarily answering yet). Records what it makes before making it.
         When the lab has a trainee (``state.owner``), the files and daemons are the trainee's."""
+
+    def stop_daemon(self, state: State, node: str, stop: Sequence[str]) -> None:
+        """Stop the node's daemon (``stop``: its control tool's command), the node itself staying."""
+
+    def start_daemon(self, state: State, node: str, argv: Sequence[str]) -> None:
+        """Start the node's daemon (again)."""
+
+    def block(self, state: State, node: str, rules: Sequence[str]) -> None:
+        """Drop traffic inside the node: ``tcp/53``, ``udp/53``, ``fragments``, ``udp/53>1232``."""
 
     def running(self, state: State, node: str) -> bool:
         """True while the node's daemon (or, for a node without one, the node) is alive."""

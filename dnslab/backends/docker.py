@@ -3,26 +3,32 @@ images of ``images/<kind>/``, wired exactly like the netns backend.
 
 A container starts with ``network_mode=none``; its network namespace is attached as
 ``dnslab-<instance>-<node>`` and gets the same veths, bridges (in the instance's own
-bridge namespace) and addresses as a netns node. So isolation is the same on both
-backends, proven by the same tests, and the engine needs no docker networks, no
-iptables rules and no bridge of its own. The daemon waits for its addresses, then
-runs in the foreground under docker-init with the node dir mounted at ``/lab``.
+bridge namespace) and addresses as a netns node (:mod:`dnslab.backends.wiring`). So isolation
+is the same on both backends, proven by the same tests, and the engine needs no docker
+networks, no iptables rules and no bridge of its own. The daemon waits for its addresses,
+then runs in the foreground under docker-init with the node dir mounted at ``/lab``.
 """
 from __future__ import annotations
 
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
-from .. import kinds
 from ..errors import EnvError
-from ..plan import LabPlan
 from ..state import State
+from . import wiring
 from .base import BackendError
-from .netns import NetnsBackend, _finish, _ip, node_ns
+from .nsutil import socket_in
+from .wiring import NETNS_DIR, node_ns
+
+if TYPE_CHECKING:
+    from ..nodespec import NodeSpec
+    from ..plan import LabPlan
 
 LABEL = "dnslab.instance"
 NODE_DIR = "/lab"
@@ -48,7 +54,7 @@ def client():
                        "(systemctl start docker, or scripts/docker-engine.sh start)") from None
 
 
-class DockerBackend(NetnsBackend):
+class DockerBackend:
     name = "docker"
     trainee_userns = False  # containers are the engine's: a trainee reaches them through the broker
 
@@ -61,7 +67,8 @@ class DockerBackend(NetnsBackend):
             self._client = client()
         return self._client
 
-    def preflight(self, lab: LabPlan) -> None:
+    def preflight(self, lab: LabPlan, programs: dict[str, str]) -> None:
+        """The images of the lab's kinds (they hold the programs) and ip on the host."""
         import docker.errors
         missing = []
         for k in sorted({n.kind for n in lab.nodes.values()}):
@@ -77,17 +84,19 @@ class DockerBackend(NetnsBackend):
     def node_path(self, state: State, node: str) -> str:
         return NODE_DIR
 
-    def create(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec]) -> None:
-        self.write_files(state, specs)
-        self.wire(state, lab, specs)
+    def create(self, state: State, lab: LabPlan, specs: dict[str, NodeSpec]) -> None:
         from ..confine import unpack_as
+        wiring.write_files(state, specs)
+        names = wiring.claim(state, lab)
+        wiring.make_namespaces(state, names[:1], owned=False)
+        self._containers(state, lab, specs)
+        wiring.link(state, lab)
         unpack_as(state.owner, state.work_dir, {f"nodes/{node}/{WIRED}": "" for node in lab.nodes})
 
-    def make_namespaces(self, state: State, lab: LabPlan, specs: dict[str, kinds.NodeSpec], names: list[str]) -> None:
-        """The bridges' namespace, then one container per node whose network namespace is
-        attached by name. In a trainee's lab the containers run as the trainee (port 53 made
-        unprivileged in the container's own network namespace) inside the trainee's cgroup."""
-        _finish([(_ip([], ""), f"netns add {names[0]}\n")], "creating the bridge namespace")
+    def _containers(self, state: State, lab: LabPlan, specs: dict[str, NodeSpec]) -> None:
+        """One container per node whose network namespace is attached by name. In a trainee's
+        lab the containers run as the trainee (port 53 made unprivileged in the container's own
+        network namespace) inside the trainee's cgroup."""
         state.intend("containers", f"label={LABEL}={state.name}")
         owned = {}
         if state.owner:
@@ -121,8 +130,8 @@ class DockerBackend(NetnsBackend):
         with ThreadPoolExecutor(max_workers=8) as pool:
             started = list(pool.map(one, [n for n in lab.nodes]))
         state.save()
-        _finish([(_ip([], ""), "".join(f"netns attach {node_ns(state.name, n)} {pid}\n" for n, pid in started))],
-                "attaching container namespaces")
+        wiring.ip_batches([((), "".join(f"netns attach {node_ns(state.name, n)} {pid}\n" for n, pid in started))],
+                          "attaching container namespaces")
 
     def _container(self, state: State, node: str):
         import docker.errors
@@ -134,16 +143,42 @@ class DockerBackend(NetnsBackend):
         except docker.errors.NotFound:
             return None
 
+    def stop_daemon(self, state: State, node: str, stop) -> None:
+        """A container's daemon stopped: the container is paused (stopping it would tear down the
+        network namespace dnslab wired); :meth:`start_daemon` resumes it."""
+        c = self._container(state, node)
+        if c is not None and c.status == "running":
+            c.pause()
+
+    def start_daemon(self, state: State, node: str, argv) -> None:
+        """Resume a container paused by :meth:`stop_daemon`."""
+        c = self._container(state, node)
+        if c is not None and c.status == "paused":
+            c.unpause()
+
     def running(self, state: State, node: str) -> bool:
         c = self._container(state, node)
         return c is not None and c.status == "running"
+
+    def socket(self, state: State, node: str, family: int, type: int) -> socket.socket:
+        path = NETNS_DIR / node_ns(state.name, node)
+        if not path.exists():
+            raise BackendError(f"node {node} of instance {state.name} has no network namespace")
+        return socket_in(str(path), family, type)
+
+    def block(self, state: State, node: str, rules: Sequence[str]) -> None:
+        wiring.block(state, node, rules)
+
+    def log_path(self, state: State, node: str) -> Path:
+        return state.node_dir(node) / "daemon.log"
 
     def exec(self, state: State, node: str, argv: Sequence[str], *,
              capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
         c = self._container(state, node)
         if c is None:
             raise BackendError(f"node {node} of instance {state.name} has no container")
-        res = c.exec_run(list(argv), demux=True, workdir=NODE_DIR,
+        # through sh: a missing program exits 127 (as in a shell), not the engine's 126
+        res = c.exec_run(["sh", "-c", 'exec "$@"', "sh", *argv], demux=True, workdir=NODE_DIR,
                          user=f"{state.owner[0]}:{state.owner[1]}" if state.owner else "")
         out, err = (b.decode(errors="replace") if b else "" for b in res.output)
         if not capture:
@@ -171,9 +206,10 @@ class DockerBackend(NetnsBackend):
                     raise
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(remove, containers))
-        super().destroy(states)
+        wiring.destroy(states)
 
     def leftovers(self, claimed: set[str]) -> list[str]:
+        """Labelled containers no instance claims (namespaces are the netns backend's to collect)."""
         try:
             found = self.docker.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
         except EnvError:

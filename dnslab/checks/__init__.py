@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import yamlsrc
 from ..errors import InputProblems, LabError, Problem
-from ..topology import schema_problems, zone_name
+from ..topology import schema_problems, suggest, zone_name
 from . import dns as _dns
 from .base import Check
 from .result import CheckResult, Evidence
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..lab import Instance
     from ..plan import LabPlan
 
-CHECKS: dict[str, type[Check]] = {c.kind: c for c in Check.__subclasses__()}
+CHECKS: dict[str, type[Check]] = {c.check_type: c for c in _dns.CHECKS}  # every check type, by its name
 
 
 class CheckError(LabError):
@@ -34,28 +34,56 @@ class ChecksFile(BaseModel):
     checks: list[Annotated[Union[tuple(CHECKS.values())], Field(discriminator="check")]]  # type: ignore[valid-type]
 
 
-def load(path: Path, lab: LabPlan) -> list[Check]:
-    """Read a checks file and make sure every zone and node it names exists in ``lab``."""
+def parse(path: Path) -> tuple[list[Check], yamlsrc.Source]:
+    """Read a checks file strictly (types, fields, unique ids), without a lab to check it against."""
     src = yamlsrc.load(path)
     try:
         parsed = ChecksFile.model_validate(src.data)
     except ValidationError as exc:
-        raise InputProblems(schema_problems(exc, src)) from None
-    problems = []
+        raise InputProblems(schema_problems(exc, src, ChecksFile)) from None
+    problems, first = [], {}
     for i, check in enumerate(parsed.checks):
-        for field in ("zone",):
-            value = getattr(check, field, None)
-            if value is not None and zone_name(value) not in lab.zones:
-                problems.append(Problem(src.where(("checks", i, field)),
-                                        f"checks[{i}].{field}: no zone {zone_name(value)} in lab {lab.name}"))
+        if check.name_id in first:
+            problems.append(Problem(src.where(("checks", i, "id")),
+                                    f"checks[{i}]: id {check.name_id!r} is already the id of checks[{first[check.name_id]}]"
+                                    + ("" if check.id else ": give this one an id")))
+        first.setdefault(check.name_id, i)
+    if problems:
+        raise InputProblems(problems)
+    return list(parsed.checks), src
+
+
+def load(path: Path, lab: LabPlan) -> list[Check]:
+    """Read a checks file and make sure every zone and node it names exists in ``lab``, and
+    that every check's vantage point (``from:``, default the client) reaches what it asks."""
+    checks, src = parse(path)
+    problems = []
+    for i, check in enumerate(checks):
+        def bad(field: str, msg: str) -> None:
+            problems.append(Problem(src.where(("checks", i, field)), f"checks[{i}].{field}: {msg}"))
+        value = getattr(check, "zone", None)
+        if value is not None and zone_name(value) not in lab.zones:
+            bad("zone", f"no zone {zone_name(value)} in lab {lab.name}" + suggest(zone_name(value), set(lab.zones)))
+            continue
+        unknown = False
         for field in ("server", "via", "source"):
             value = getattr(check, field, None)
             if value is not None and value not in lab.nodes and not _is_address(value):
-                problems.append(Problem(src.where(("checks", i, field)),
-                                        f"checks[{i}].{field}: no node {value!r} in lab {lab.name}"))
+                bad("from" if field == "source" else field, f"no node {value!r} in lab {lab.name}"
+                    + suggest(value, set(lab.nodes)))
+                unknown = True
+        if unknown:
+            continue
+        source = lab.nodes[check.source or lab.default_vantage()]
+        for target in check.targets(lab):
+            if target in lab.nodes and not source.reachable(lab.nodes[target]):
+                bad("from" if check.source else "check",
+                    f"{source.name} has no network (and IP family) in common with {target}, which this check "
+                    f"asks: name a node that does with from:")
+                break
     if problems:
         raise InputProblems(problems)
-    return list(parsed.checks)
+    return checks
 
 
 def for_instance(inst: Instance) -> list[Check]:
@@ -69,9 +97,11 @@ def run(inst: Instance, checks: list[Check] | None = None, only: str | None = No
     """Run checks (default: the lab's checks.yaml) against a live instance, in order."""
     checks = for_instance(inst) if checks is None else checks
     if only is not None:
-        checks = [c for c in checks if (c.id or c.kind) == only]
+        known = [c.name_id for c in checks]
+        checks = [c for c in checks if c.name_id == only]
         if not checks:
-            raise CheckError(f"no check named {only!r}")
+            raise CheckError(f"no check {only!r} in lab {inst.plan.name}" + suggest(only, set(known))
+                             + f" (checks: {', '.join(known)})")
     return [c.run(inst) for c in checks]
 
 
@@ -83,4 +113,4 @@ def _is_address(value: str) -> bool:
         return False
 
 
-__all__ = ["CHECKS", "Check", "CheckError", "CheckResult", "Evidence", "load", "run"]
+__all__ = ["CHECKS", "Check", "CheckError", "CheckResult", "Evidence", "load", "parse", "run"]

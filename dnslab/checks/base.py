@@ -11,20 +11,31 @@ from .result import CheckResult, Evidence
 
 if TYPE_CHECKING:
     from ..lab import Instance
+    from ..plan import LabPlan
 
 
 class Check(BaseModel):
     """A check as written in ``checks.yaml``; subclasses add their fields and ``run``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    kind: ClassVar[str]
+    check_type: ClassVar[str]  # what `check:` says in checks.yaml
     id: str | None = Field(default=None, description="a name for this check (default: its type)")
+    source: str | None = Field(default=None, alias="from",
+                               description="node the queries are sent from (default: the client)")
 
     def run(self, inst: Instance) -> CheckResult:
         raise NotImplementedError
 
+    def targets(self, lab: LabPlan) -> list[str]:
+        """The nodes this check queries (``validate`` makes sure its vantage point reaches them)."""
+        return []
+
+    @property
+    def name_id(self) -> str:
+        return self.id or self.check_type
+
     def result(self, passed: bool, key: str, evidence: list[Evidence], **params) -> CheckResult:
-        return CheckResult(self.kind, self.id or self.kind, passed, f"{self.kind}.{key}", params, evidence)
+        return CheckResult(self.check_type, self.name_id, passed, f"{self.check_type}.{key}", params, evidence)
 
 
 def ask(inst: Instance, server: str, qname: str, qtype: str, *, source: str | None = None,

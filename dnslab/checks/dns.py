@@ -24,17 +24,22 @@ def _rdata(reply, qname: str, qtype: str) -> list[str]:
 class Resolves(Check):
     """A name resolves through a resolver to the expected data."""
 
-    kind = "resolves"
+    check_type = "resolves"
     check: Literal["resolves"]
     name: str
     type: str = "A"
     expect: list[str] = Field(default_factory=list, description="expected data, any order; empty: any data")
     via: str | None = Field(default=None, description="resolver node (default: the client's resolver)")
-    source: str | None = Field(default=None, alias="from", description="node that asks (default: the client)")
+
+    def resolver(self, lab) -> str:
+        client = lab.nodes.get(self.source or lab.default_vantage())
+        return self.via or (client.resolver if client and client.resolver else lab.by_role("resolver")[0].name)
+
+    def targets(self, lab):
+        return [self.resolver(lab)] if lab.by_role("resolver") or self.via else []
 
     def run(self, inst):
-        client = inst.plan.nodes.get(self.source or inst.default_vantage())
-        via = self.via or (client.resolver if client and client.resolver else inst.plan.by_role("resolver")[0].name)
+        via = self.resolver(inst.plan)
         reply, ev = ask(inst, via, self.name, self.type, source=self.source, rd=True)
         p = {"name": self.name, "type": self.type, "via": via}
         if reply is None:
@@ -53,17 +58,20 @@ class Resolves(Check):
 class Authoritative(Check):
     """Servers of a zone answer its SOA with the AA flag."""
 
-    kind = "authoritative"
+    check_type = "authoritative"
     check: Literal["authoritative"]
     zone: str
     server: str | None = Field(default=None, description="one node (default: every server of the zone)")
 
+    def targets(self, lab):
+        return [self.server] if self.server else list(lab.zones[_zone(self.zone)].servers)
+
     def run(self, inst):
         zone = _zone(self.zone)
-        servers = [self.server] if self.server else list(inst.plan.zones[zone].servers)
+        servers = self.targets(inst.plan)
         evidence = []
         for s in servers:
-            reply, ev = ask(inst, s, zone, "SOA")
+            reply, ev = ask(inst, s, zone, "SOA", source=self.source)
             evidence.append(ev)
             if reply is None:
                 return self.result(False, "timeout", evidence, server=s, zone=zone, error=ev.error)
@@ -76,9 +84,13 @@ class Authoritative(Check):
 class Delegation(Check):
     """The parent's NS and glue for a zone match what the zone itself serves."""
 
-    kind = "delegation"
+    check_type = "delegation"
     check: Literal["delegation"]
     zone: str
+
+    def targets(self, lab):
+        zplan = lab.zones[_zone(self.zone)]
+        return list(zplan.servers) + (list(lab.zones[zplan.parent].servers) if zplan.parent else [])
 
     def run(self, inst):
         zone = _zone(self.zone)
@@ -89,7 +101,7 @@ class Delegation(Check):
         parent_ns: set[str] = set()
         glue: dict[str, set[str]] = {}
         for s in inst.plan.zones[zplan.parent].servers:
-            reply, ev = ask(inst, s, zone, "NS")
+            reply, ev = ask(inst, s, zone, "NS", source=self.source)
             evidence.append(ev)
             if reply is None:
                 return self.result(False, "timeout", evidence, server=s, error=ev.error)
@@ -101,7 +113,7 @@ class Delegation(Check):
                     glue.setdefault(rrset.name.to_text().lower(), set()).update(rr.to_text() for rr in rrset)
         child_ns: set[str] = set()
         for s in zplan.servers:
-            reply, ev = ask(inst, s, zone, "NS")
+            reply, ev = ask(inst, s, zone, "NS", source=self.source)
             evidence.append(ev)
             if reply is None:
                 return self.result(False, "timeout", evidence, server=s, error=ev.error)
@@ -117,7 +129,7 @@ class Delegation(Check):
             actual = set()
             for s in zplan.servers:
                 for qtype in ("A", "AAAA"):
-                    reply, ev = ask(inst, s, host, qtype)
+                    reply, ev = ask(inst, s, host, qtype, source=self.source)
                     evidence.append(ev)
                     if reply is not None:
                         actual |= set(_rdata(reply, host, qtype))
@@ -128,7 +140,7 @@ class Delegation(Check):
         for host in sorted(child_ns):
             addresses = [a for a in _addresses_of(inst, host)]
             for a in addresses[:1]:
-                reply, ev = ask(inst, a, zone, "SOA")
+                reply, ev = ask(inst, a, zone, "SOA", source=self.source)
                 evidence.append(ev)
                 if reply is None or not reply.flags & dns.flags.AA:
                     return self.result(False, "lame", evidence, host=host, **p)
@@ -138,16 +150,19 @@ class Delegation(Check):
 class Serials(Check):
     """Every server of a zone serves the same SOA serial."""
 
-    kind = "serials"
+    check_type = "serials"
     check: Literal["serials"]
     zone: str
+
+    def targets(self, lab):
+        return list(lab.zones[_zone(self.zone)].servers)
 
     def run(self, inst):
         zone = _zone(self.zone)
         serials: dict[str, int] = {}
         evidence = []
         for s in inst.plan.zones[zone].servers:
-            reply, ev = ask(inst, s, zone, "SOA")
+            reply, ev = ask(inst, s, zone, "SOA", source=self.source)
             evidence.append(ev)
             soa = [rr for rrset in (reply.answer if reply else []) if rrset.rdtype == dns.rdatatype.SOA for rr in rrset]
             if not soa:
@@ -163,12 +178,14 @@ class Serials(Check):
 class Recursion(Check):
     """A server does (open) or does not (closed) recurse for a client."""
 
-    kind = "recursion"
+    check_type = "recursion"
     check: Literal["recursion"]
     server: str
     expect: Literal["open", "closed"]
     name: str | None = Field(default=None, description="name to ask (default: a lab zone the server does not serve)")
-    source: str | None = Field(default=None, alias="from")
+
+    def targets(self, lab):
+        return [self.server]
 
     def run(self, inst):
         node = inst.plan.nodes.get(self.server)
@@ -196,3 +213,6 @@ def _addresses_of(inst, host: str) -> list[str]:
         if node.hostname == host:
             return node.addresses
     return []
+
+
+CHECKS = (Resolves, Authoritative, Delegation, Serials, Recursion)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Kind, NodeSpec, Probe
+from ..nodespec import NodeSpec
+from .base import Kind, Probe, tsig_keys
 
 KINDS: dict[str, Kind] = {}
 
@@ -24,4 +25,4 @@ def _discover() -> None:
 
 _discover()
 
-__all__ = ["KINDS", "Kind", "NodeSpec", "Probe"]
+__all__ = ["KINDS", "Kind", "NodeSpec", "Probe", "tsig_keys"]

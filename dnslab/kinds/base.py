@@ -1,18 +1,21 @@
 """What every kind shares: render its templates, say how to start, how to tell it is ready,
 and how an operator controls it (its control tool: reload, stop).
 
-A kind *describes* a node as a :class:`NodeSpec` (files, command, readiness probe);
-a backend *runs* it. Neither imports the other.
+A kind *describes* a node as a :class:`~dnslab.nodespec.NodeSpec` (files, command, control
+commands) and says how to tell it is ready (:meth:`Kind.probe`); a backend *runs* the spec.
+Neither imports the other.
 """
 from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import jinja2
+
+from ..nodespec import NodeSpec
 
 if TYPE_CHECKING:
     from ..plan import LabPlan, NodePlan
@@ -34,15 +37,45 @@ class Probe:
 
 
 @dataclass(frozen=True)
-class NodeSpec:
-    """Everything a backend needs to make one node real, and how an operator drives its daemon."""
+class Served:
+    """One zone as one node serves it: its copy, or the transfers it takes part in."""
 
-    files: dict[str, str] = field(default_factory=dict)  # path relative to the node dir -> content
-    argv: tuple[str, ...] | None = None                  # the daemon, in the foreground
-    ready: Probe | None = None
-    resolv_conf: str | None = None                       # /etc/resolv.conf as the node sees it
-    reload: tuple[tuple[str, ...], ...] = ()             # rereads config and zones (a resolver: and its cache)
-    stop: tuple[str, ...] | None = None                  # asks the daemon to exit
+    name: str
+    filename: str
+    role: str                                   # "standalone", "primary" or "secondary"
+    primary: str | None = None                  # a secondary's: the primary's address it can reach
+    secondaries: tuple[str, ...] = ()           # a primary's: every address of its secondaries (who may transfer)
+    notify: tuple[str, ...] = ()                # a primary's: one address per secondary, the one it expects us from
+    key: str | None = None                      # the TSIG key's name, when transfers are signed
+
+
+def served(node: NodePlan, lab: LabPlan) -> list[Served]:
+    """How ``node`` serves each of its zones (the templates render this, one way per kind)."""
+    out = []
+    for z in node.zones:
+        plan = lab.zones[z]
+        key = f"xfr-{plan.filename.removesuffix('.zone')}" if plan.tsig else None
+        if plan.primary is None:
+            out.append(Served(z, plan.filename, "standalone"))
+        elif plan.primary == node.name:
+            reach = [node.reachable(lab.nodes[s]) for s in plan.secondaries]
+            out.append(Served(z, plan.filename, "primary", key=key, secondaries=tuple(a for r in reach for a in r),
+                              notify=tuple(r[0] for r in reach if r)))
+        else:
+            reach = node.reachable(lab.nodes[plan.primary])
+            out.append(Served(z, plan.filename, "secondary", primary=reach[0] if reach else None, key=key))
+    return out
+
+
+def new_secret() -> str:
+    """A fresh HMAC-SHA256 secret, base64 (control channels, TSIG keys)."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def tsig_keys(lab: LabPlan) -> dict[str, str]:
+    """A fresh secret for each zone whose transfers are signed: one set per instance, shared by
+    the zone's primary and secondaries."""
+    return {f"xfr-{z.filename.removesuffix('.zone')}": new_secret() for z in lab.zones.values() if z.tsig}
 
 
 class Kind:
@@ -66,31 +99,56 @@ class Kind:
         c = self.control(node, d)
         return ((*c, "reload"),) if c else ()
 
-    def probe(self, node: NodePlan) -> Probe | None:
+    def retransfer(self, node: NodePlan, d: str, zone: str) -> tuple[str, ...] | None:
+        """The command that makes a secondary transfer ``zone`` again now (after a failed try,
+        BIND waits minutes before asking the same primary again)."""
+        return None
+
+    def stop(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
+        """The command that asks the daemon to exit."""
+        c = self.control(node, d)
+        return (*c, "stop") if c else None
+
+    def flush(self, node: NodePlan, d: str) -> tuple[tuple[str, ...], ...]:
+        """Commands that empty a resolver's cache."""
+        c = self.control(node, d)
+        return ((*c, "flush"),) if c and node.role == "resolver" else ()
+
+    def probes(self, node: NodePlan) -> list[Probe]:
+        """What the node answers once it is ready: an authoritative server, each of its zones'
+        SOA with authority (a secondary: once transferred); a resolver, anything."""
         if node.role == "authoritative":
-            return Probe(node.address, node.zones[0])
+            return [Probe(node.address, z) for z in node.zones]
         if node.role == "resolver":
             # any reply will do; BIND rate-limits version.bind, so ask for the root's NS
-            return Probe(node.address, ".", "NS", authoritative=False)
-        return None
+            return [Probe(node.address, ".", "NS", authoritative=False)]
+        return []
 
     def context(self, node: NodePlan, lab: LabPlan, d: str) -> dict:
         """Extra template variables of this kind."""
         return {}
 
-    def spec(self, node: NodePlan, lab: LabPlan, d: str) -> NodeSpec:
-        """Render the node: its config files, zone files, root hints and command."""
+    def spec(self, node: NodePlan, lab: LabPlan, d: str, keys: dict[str, str] | None = None) -> NodeSpec:
+        """Render the node: its config files, zone files (a secondary gets none: it transfers
+        them), root hints and command. ``keys``: the instance's TSIG secrets by key name
+        (:func:`tsig_keys`; left out, fresh ones: right for a node rendered on its own only)."""
+        keys = tsig_keys(lab) if keys is None else keys
         files = {}
-        secret = base64.b64encode(secrets.token_bytes(32)).decode()  # this node's control key, made per instance
+        secret = new_secret()  # this node's control key, made per instance
         zones = [lab.zones[z] for z in node.zones]
-        for z in zones:
-            files[f"zones/{z.filename}"] = z.text
+        serving = served(node, lab)
+        for z, how in zip(zones, serving):
+            if how.role != "secondary":
+                files[f"zones/{z.filename}"] = z.text
+        used = sorted({how.key for how in serving if how.key})
+
         if node.role == "resolver":
             files["root.hints"] = "".join(
                 f". 3600000 IN NS {host}\n" + "".join(
                     f"{host} 3600000 IN {'AAAA' if ':' in a else 'A'} {a}\n" for a in addrs)
                 for host, addrs in lab.root_hints)
-        ctx = {"node": node, "lab": lab, "dir": d, "zones": zones, "secret": secret,
+        ctx = {"node": node, "lab": lab, "dir": d, "zones": zones, "secret": secret, "serving": serving,
+               "keys": [(k, keys[k]) for k in used],
                "lab_prefixes": [str(p) for n in lab.networks.values() for p in (n.ipv4, n.ipv6) if p],
                **self.context(node, lab, d)}
         for out, template in self.templates.items():
@@ -99,5 +157,4 @@ class Kind:
         if control:  # a shell on the node (dnslab-node) types the tool's name alone
             files["shell.rc"] = (f"cd {d}\nPS1='{node.name}:\\w# '\n"
                                  f"alias {control[0]}='{' '.join(control)}'\n")
-        return NodeSpec(files=files, argv=self.argv(node, d), ready=self.probe(node), reload=self.reload(node, d),
-                        stop=(*control, "stop") if control else None)
+        return NodeSpec(files=files, argv=self.argv(node, d), reload=self.reload(node, d), stop=self.stop(node, d))

@@ -16,6 +16,9 @@ class Bind9(Kind):
     def control(self, node, d):
         return ("rndc", "-c", f"{d}/rndc.conf")
 
+    def retransfer(self, node, d, zone):
+        return (*self.control(node, d), "retransfer", zone)
+
     def reload(self, node, d):
         rndc = self.control(node, d)
         # `rndc reload` keeps a resolver's cache: a repair would stay invisible until the TTLs run out

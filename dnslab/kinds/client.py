@@ -1,7 +1,8 @@
 """A client workstation: no daemon, dig/kdig/delv, resolv.conf pointing at its lab resolver."""
 from __future__ import annotations
 
-from .base import Kind, NodeSpec
+from ..nodespec import NodeSpec
+from .base import Kind
 
 
 class Client(Kind):
@@ -9,6 +10,6 @@ class Client(Kind):
     roles = ("client",)
     binaries = {"dig": "bind9-dnsutils", "delv": "bind9-dnsutils", "kdig": "knot-dnsutils"}
 
-    def spec(self, node, lab, d):
-        resolver = lab.nodes[node.resolver]
-        return NodeSpec(resolv_conf="".join(f"nameserver {a}\n" for a in resolver.addresses))
+    def spec(self, node, lab, d, keys=None):
+        # only the resolver's addresses the client can reach (validate refuses a client that reaches none)
+        return NodeSpec(resolv_conf="".join(f"nameserver {a}\n" for a in node.reachable(lab.nodes[node.resolver])))

@@ -15,3 +15,6 @@ class Knot(Kind):
 
     def control(self, node, d):
         return ("knotc", "-c", f"{d}/knot.conf")
+
+    def retransfer(self, node, d, zone):
+        return (*self.control(node, d), "zone-retransfer", zone)

@@ -15,3 +15,6 @@ class Nsd(Kind):
 
     def control(self, node, d):
         return ("nsd-control", "-c", f"{d}/nsd.conf")
+
+    def retransfer(self, node, d, zone):
+        return (*self.control(node, d), "force_transfer", zone)

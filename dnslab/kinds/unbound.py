@@ -16,6 +16,10 @@ class Unbound(Kind):
     def control(self, node, d):
         return ("unbound-control", "-c", f"{d}/unbound.conf")
 
+    def flush(self, node, d):
+        ctl = self.control(node, d)  # every name (flush_zone . drops the whole tree), and what it knows of servers
+        return ((*ctl, "flush_zone", "."), (*ctl, "flush_infra", "all"))
+
     def context(self, node, lab, d):
         # Unbound answers special-use names (test., invalid., ...) itself unless told not to.
         names = {z for z in lab.zones if z != "."} | {z.split(".")[-2] + "." for z in lab.zones if z != "."}

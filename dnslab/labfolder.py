@@ -1,0 +1,120 @@
+"""A lab folder as a whole: ``lab.yaml`` and its zones, ``checks.yaml``, ``faults/`` and the
+lab's exercise with its translations, validated together, every problem of every file at once.
+
+What ``validate`` and ``up`` both go through: a mistake anywhere (a fault naming a check
+that does not exist, an exercise test naming a check id with a typo) is found before
+anything runs, named by its own file and line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import exercise as _exercise
+from . import faults as _faults
+from . import plan as _plan
+from .errors import InputError, InputProblems, LabError, Problem
+from .topology import suggest, zone_name
+
+if TYPE_CHECKING:
+    from .checks import Check
+
+
+@dataclass
+class Folder:
+    """A lab folder that passed validation."""
+
+    path: Path
+    plan: _plan.LabPlan
+    checks: list[Check] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
+    exercise: _exercise.Source | None = None
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return list(self.plan.warnings)
+
+
+def validate(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> Folder:
+    """Check the whole folder (``with_faults`` applied to the plan it returns).
+
+    :raises InputProblems: every problem found, in every file
+    """
+    problems: list[Problem] = []
+
+    def attempt(fn):
+        try:
+            return fn()
+        except InputProblems as exc:
+            problems.extend(exc.problems)
+        except InputError as exc:
+            problems.append(Problem("", str(exc)))
+        return None
+
+    lab = attempt(lambda: _plan.load(lab_dir, with_faults))
+    base = lab if not with_faults else attempt(lambda: _plan.load(lab_dir))
+    checks, ids = _checks(lab_dir, base, attempt)
+    names = _faults.available(lab_dir)
+    for name in names:
+        fault = attempt(lambda name=name: _faults.load(lab_dir, name))
+        if fault is None:
+            continue
+        spec, src = fault
+        if base is not None:
+            attempt(lambda name=name: _plan.load(lab_dir, [name]))  # its records are valid zone data
+        for i, check_id in enumerate(spec.seen_by):
+            if ids is not None and check_id not in ids:
+                problems.append(Problem(src.where(("seen_by", i)), f"seen_by[{i}]: no check {check_id!r} in "
+                                        f"checks.yaml" + suggest(check_id, ids)))
+    ex = _exercise_of(lab_dir, base, ids, names, attempt, problems) if base is not None else None
+    if problems:
+        raise InputProblems(problems)
+    assert lab is not None
+    return Folder(lab_dir, lab, checks or [], names, ex)
+
+
+def _checks(lab_dir: Path, lab: _plan.LabPlan | None, attempt) -> tuple[list[Check] | None, set[str] | None]:
+    """The lab's checks (against the plan when there is one) and their ids."""
+    from . import checks
+    path = lab_dir / "checks.yaml"
+    if not path.is_file():
+        return [], set()
+    parsed = attempt(lambda: checks.parse(path))
+    if parsed is None:
+        return None, None
+    if lab is not None:
+        attempt(lambda: checks.load(path, lab))
+    return parsed[0], {c.name_id for c in parsed[0]}
+
+
+def _exercise_of(lab_dir: Path, lab: _plan.LabPlan, ids: set[str] | None, faults: list[str], attempt,
+                 problems: list[Problem]) -> _exercise.Source | None:
+    """The lab's exercise, if it has one, and what it names checked against the lab."""
+    directory = _exercise.exercises_root() / lab.name
+    if not directory.is_dir():
+        return None
+    ex = attempt(lambda: _exercise.load(directory))
+    if ex is None:
+        return None
+    src = ex.yaml
+    if ex.exercise.lab != lab.name:
+        problems.append(Problem(src.where(("lab",)), f"lab: {ex.exercise.lab!r}, but the lab is {lab.name!r}"))
+    for i, name in enumerate(ex.exercise.faults):
+        if name not in faults:
+            problems.append(Problem(src.where(("faults", i)), f"faults[{i}]: no fault {name!r} in {lab_dir / 'faults'}"
+                                    + suggest(name, set(faults))))
+    for i, cell in enumerate(ex.exercise.cells):
+        for j, check_id in enumerate(getattr(cell, "checks", [])):
+            if ids is not None and check_id not in ids:
+                problems.append(Problem(src.where(("cells", i, "checks", j)),
+                                        f"cells[{i}].checks[{j}]: no check {check_id!r} in the lab's checks.yaml"
+                                        + suggest(check_id, ids)))
+        answer = getattr(cell, "answer", None)
+        if answer is not None and zone_name(answer.zone) not in lab.zones:
+            problems.append(Problem(src.where(("cells", i, "answer", "zone")),
+                                    f"cells[{i}].answer.zone: no zone {zone_name(answer.zone)} in the lab"))
+    return ex
+
+
+__all__ = ["Folder", "LabError", "validate"]
