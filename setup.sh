@@ -20,8 +20,10 @@ for arg in "$@"; do
   esac
 done
 
-# Host tools, then every kind's packages (the same lists the Docker images use).
-HOST_PKGS="python3 python3-venv iproute2 util-linux mount e2fsprogs tar nftables procps graphviz tcpdump passwd"
+# Host tools, then every kind's packages (the same lists the Docker images use). zonemaster-cli
+# is a registry's pre-delegation test, run against a lab from its client (dnslab exec ... client).
+HOST_PKGS="python3 python3-venv iproute2 util-linux mount e2fsprogs tar nftables procps graphviz tcpdump passwd
+           zonemaster-cli"
 KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
 DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
 if [ -n "$docker" ]; then

@@ -54,9 +54,7 @@ users, homes and their images), and the temp dir.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
-import functools
 import json
 import os
 import platform

@@ -10,10 +10,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .errors import LabError
+
+if TYPE_CHECKING:
+    from .lab import Instance
 
 EXIT_CHECK_FAILED = 1
 LOG_LIMIT = 4 << 20
@@ -101,7 +104,7 @@ def cmd_up(args):
     elif args.klass:
         raise InputError("--class names the class of a roster: give it with --trainees")
     t0 = time.monotonic()
-    before_ready = None
+    before_ready: Callable[[list[Instance]], None] | None = None
     faults = list(args.fault)
     if args.jupyter:
         from . import exercise, jupyter
@@ -111,13 +114,14 @@ def cmd_up(args):
             ex.check_languages({n: exercise.lang_of(m) for n, m in meta.items()}, args.trainees)
             faults += [f for f in ex.exercise.faults if f not in faults]
 
-        def before_ready(insts):
+        def start_classroom(insts: list[Instance]) -> None:
             jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)
             if ex:
                 from . import grader
                 grader.release(ex, insts)
                 _progress(f"exercise {ex.name} released to {len(insts)} trainee(s)"
                           + (f"; lab faults to repair: {', '.join(faults)}" if faults else ""))
+        before_ready = start_classroom
     from . import cgroups
     limits = cgroups.Limits(memory=args.trainee_memory, pids=args.trainee_pids)
     insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, faults=faults,

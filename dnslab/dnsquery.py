@@ -35,15 +35,26 @@ def make_query(qname: str, qtype: str = "A", rdclass: str = "IN", *, rd: bool = 
 
 def query(sockets: SocketFactory, server: str, q: dns.message.Message, *, timeout: float = 2.0,
           tcp: bool = False) -> dns.message.Message:
-    """Send ``q`` to ``server`` port 53 from the node behind ``sockets``; retries over TCP if truncated."""
+    """Send ``q`` to ``server`` port 53 from the node behind ``sockets``; retries over TCP if truncated.
+
+    A recursive query is sent again after each ``timeout``, up to three times, as a stub
+    resolver does: a resolver may drop its reply to a query that took it long to resolve
+    (Unbound's discard-timeout, 1.9 s) and answer the repeated one from its cache.
+    """
     fam = family_of(server)
     if not tcp:
-        sock = sockets(fam, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        try:
-            reply = dns.query.udp(q, server, timeout=timeout, sock=sock, ignore_unexpected=True)
-        finally:
-            sock.close()
+        tries = 3 if q.flags & dns.flags.RD else 1
+        for attempt in range(tries):
+            sock = sockets(fam, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            try:
+                reply = dns.query.udp(q, server, timeout=timeout, sock=sock, ignore_unexpected=True)
+                break
+            except dns.exception.Timeout:
+                if attempt == tries - 1:
+                    raise
+            finally:
+                sock.close()
         if not reply.flags & dns.flags.TC:
             return reply
     sock = sockets(fam, socket.SOCK_STREAM)
@@ -134,6 +145,15 @@ def serial_of(sockets: SocketFactory, server: str, zone: str, timeout: float = 0
     if reply.rcode() != dns.rcode.NOERROR or not reply.flags & dns.flags.AA:
         return None
     return next((rr.serial for rrset in reply.answer if rrset.rdtype == dns.rdatatype.SOA for rr in rrset), None)
+
+
+def serial_late(left: dict[tuple[str, str], int | None], wanted: dict[tuple[str, str], int], node: str,
+                wait: float) -> str:
+    """What the first of ``left`` (from :func:`wait_serials`) serves, said for whoever reloaded ``node``."""
+    (server, zone), got = next(iter(left.items()))
+    serves = f"serves {zone} with serial {got}" if got is not None else f"gives no authoritative answer for {zone}"
+    return (f"{server} {serves}, not serial {wanted[(server, zone)]} (the zone file of {node}), "
+            f"{wait:.0f}s after the reload")
 
 
 def wait_serials(serial_at: Callable[[str, str], int | None], wanted: dict[tuple[str, str], int],

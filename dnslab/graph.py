@@ -1,5 +1,6 @@
 """A lab drawn with graphviz: networks, nodes (kind, role, addresses, zones) and the
-DNS relations the plan derived: delegations, root hints, which resolver a client uses."""
+DNS relations the plan derived: delegations, zone transfers, root hints, which resolver a
+client uses."""
 from __future__ import annotations
 
 import shutil
@@ -45,6 +46,11 @@ def dot(lab: LabPlan) -> str:
             for c in zone.servers:
                 out.append(f"  {_q(p)} -- {_q(c)} [dir=forward style=dashed color=blue fontcolor=blue "
                            f"label={_q('delegates ' + zone.name)} constraint=true];")
+    for zone in lab.zones.values():
+        for s in zone.secondaries:
+            label = f"transfers {zone.name}" + (" (TSIG)" if zone.tsig else "")
+            out.append(f"  {_q(zone.primary)} -- {_q(s)} [dir=forward color=purple fontcolor=purple "
+                       f"label={_q(label)} constraint=false];")
     roots = lab.zones["."].servers if "." in lab.zones else ()
     for node in lab.by_role("resolver"):
         for r in roots:

@@ -137,8 +137,11 @@ class Instance:
             return
         deadline = time.monotonic() + wait
         try:
-            if dnsquery.wait_all(probes, lambda k: self.backend.running(self.state, k[0]), deadline):
-                raise BackendError(f"node {node} did not answer within {wait:.0f}s of its reload; its log ends with:\n"
+            left = dnsquery.wait_all(probes, lambda k: self.backend.running(self.state, k[0]), deadline)
+            if left:
+                p = probes[left[0]]
+                raise BackendError(f"node {node} gave no {'authoritative ' if p.authoritative else ''}answer for "
+                                   f"{p.qname} within {wait:.0f}s of its reload; its log ends with:\n"
                                    f"{self.log_tail(node)}")
         finally:
             for p in probes.values():
@@ -148,10 +151,9 @@ class Instance:
             lambda server, zone: dnsquery.serial_of(self.sockets(node), self.address_of(server), zone),
             wanted, deadline, nudge=lambda key: self.nudge(*key))
         if left:
-            (server, zone), got = next(iter(left.items()))
-            raise BackendError(f"{server} serves {zone} with serial {got if got is not None else 'none'}, not "
-                               f"{wanted[(server, zone)]} (the zone file of {node}), {wait:.0f}s after the reload; "
-                               f"the log of {server} ends with:\n{self.log_tail(server)}")
+            server = next(iter(left))[0]
+            raise BackendError(f"{dnsquery.serial_late(left, wanted, node, wait)}; the log of {server} ends "
+                               f"with:\n{self.log_tail(server)}")
 
     def served_serials(self, node: str) -> dict[tuple[str, str], int]:
         """(server, zone) -> the serial of ``node``'s zone file: for each zone it loads from a file,

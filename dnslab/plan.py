@@ -157,7 +157,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
             first = topology.zone_name(node.zones[0])
             hostnames[name] = topology.zone_name(node.hostname or f"{name}.{first.rstrip('.')}")
             home = zones.closest_zone(hostnames[name], zone_names)
-            if home is None or (home == "." and hostnames[name].count(".") > 1 and len(zone_names) > 1):
+            if home is None:
                 bad(("nodes", name, "hostname") if node.hostname else ("nodes", name),
                     f"name server name {hostnames[name]} is in no zone of the lab, so nothing can resolve its "
                     f"address: use a name inside one of the lab's zones ({', '.join(sorted(zone_names))})")

@@ -213,31 +213,36 @@ class Lab:
         except LabProblem:
             pass  # already stopped
         deadline = time.monotonic() + wait
-        while self._answers(node) and time.monotonic() < deadline:  # the old one is gone
+        while self._silent(node) is None and time.monotonic() < deadline:  # the old one is gone
             time.sleep(0.05)
         run = ["/bin/sh", "-c", 'exec "$@" >>daemon.log 2>&1', "sh", *info["argv"]]
         subprocess.Popen(self.enter_argv(node) + run, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
         self._wait_serving(node, wait)
 
-    def _answers(self, node: str) -> bool:
-        """Whether ``node`` answers its probe (from your client)."""
+    def _silent(self, node: str) -> str | None:
+        """What ``node`` does not answer yet (asked from your client): the first of its zones it
+        gives no authoritative answer for, "." for a resolver that does not answer; None when
+        it answers all."""
         n = self.nodes[node]
-        try:
-            reply = dnsquery.query(socket.socket, n.address, dnsquery.make_query(n.zones[0] if n.zones else ".",
-                                                                                "SOA" if n.zones else "NS"),
-                                   timeout=0.3)
-        except Exception:
-            return False
-        return bool(reply.flags & 0x0400) or not n.zones  # AA, for an authoritative server
+        for name in n.zones or (".",):
+            try:
+                reply = dnsquery.query(socket.socket, n.address, dnsquery.make_query(
+                    name, "SOA" if n.zones else "NS"), timeout=0.3)
+            except Exception:
+                return name
+            if n.zones and not reply.flags & 0x0400:  # AA
+                return name
+        return None
 
     def _wait_serving(self, node: str, wait: float) -> None:
         """Until ``node`` answers and serves the serial of each zone file it loads, and so do its
         secondaries when it is a zone's primary (asked from your client)."""
         deadline = time.monotonic() + wait
-        while not self._answers(node):
+        while (silent := self._silent(node)) is not None:
             if time.monotonic() > deadline:
-                raise _shown(LabProblem(f"node {node} did not answer within {wait:.0f}s{self._log_of(node)}"))
+                what = f"no authoritative answer for {silent}" if self.nodes[node].zones else "no answer"
+                raise _shown(LabProblem(f"node {node} gave {what} within {wait:.0f}s{self._log_of(node)}"))
             time.sleep(0.05)
         wanted = {}
         for zone in self.nodes[node].zones:
@@ -250,10 +255,8 @@ class Lab:
         left = dnsquery.wait_serials(
             lambda server, zone: dnsquery.serial_of(socket.socket, self.nodes[server].address, zone), wanted, deadline)
         if left:
-            (server, zone), got = next(iter(left.items()))
-            raise _shown(LabProblem(f"{server} serves {zone} with serial {got if got is not None else 'none'}, not "
-                                    f"{wanted[(server, zone)]} (the zone file of {node}), {wait:.0f}s after the "
-                                    f"reload{self._log_of(server)}"))
+            server = next(iter(left))[0]
+            raise _shown(LabProblem(dnsquery.serial_late(left, wanted, node, wait) + self._log_of(server)))
 
     def _log_of(self, node: str) -> str:
         try:

@@ -36,7 +36,7 @@ MAX_ZONE_BYTES = 512 << 10  # a lab's zone is small; the check of one this size 
 class ZonePlan:
     name: str
     servers: tuple[str, ...]          # node names serving it
-    nameservers: tuple[str, ...]      # their host names (apex NS)
+    nameservers: tuple[str, ...]      # their host names (apex NS), the primary first (SOA MNAME)
     parent: str | None
     text: str                          # the zone file every server loads (the primary's, with a primary)
     primary: str | None = None         # the node the others transfer it from (None: each loads its copy)
@@ -85,7 +85,8 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
     to its node; ``edits`` are the faults' changes.
     """
     edits = edits or faults.Applied()
-    servers = {z: [hostnames[n] for n in nodes] for z, nodes in served.items()}
+    servers = {z: [hostnames[n] for n in sorted(nodes, key=lambda n: n != specs[z].primary)]  # primary: SOA MNAME
+               for z, nodes in served.items()}
     problems: list[Problem] = []
     sources: dict[str, _Source] = {}
     for z, spec in specs.items():
@@ -188,6 +189,15 @@ def _fault_keys(zone: str, edits: faults.Applied) -> tuple[dict[tuple[str, str],
     return added, removed
 
 
+def _mailbox(zone: str, mname: str) -> str:
+    """The SOA RNAME: hostmaster at the zone, or for the root and a TLD (no mail domain of
+    their own) at the domain of the primary name server (ns1.nic.test. -> hostmaster.nic.test.)."""
+    if zone.count(".") >= 2:
+        return f"hostmaster.{zone}"
+    domain = mname.split(".", 1)[1] if "." in mname else ""
+    return f"hostmaster.{domain}" if domain.count(".") >= 2 else f"hostmaster.{zone.lstrip('.')}"
+
+
 def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str],
              addrs: dict[str, tuple[str, ...]], author: _Source, edits: faults.Applied,
              owners: dict[str, str]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
@@ -200,9 +210,10 @@ def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str]
     out: list[tuple[str, str]] = []
     place = f"zone {zone} (derived records)"
     if "SOA" not in written.get(zone, set()) and (zone, "SOA") not in replaced:
-        mailbox = f"hostmaster.{zone}" if zone != "." else "hostmaster."
         serial = edits.serials.get(zone, spec.serial)
-        out.append((f"{zone} {spec.ttl} IN SOA {ns[0] if ns else zone} {mailbox} {serial} 3600 600 86400 60", place))
+        mname = ns[0] if ns else zone
+        # refresh and retry short for a lab, expire as registries ask (Zonemaster: a week at least)
+        out.append((f"{zone} {spec.ttl} IN SOA {mname} {_mailbox(zone, mname)} {serial} 3600 600 604800 60", place))
     for owner, hosts in [(zone, ns)] + [(c, servers[c]) for c in children]:
         if (owner, "NS") not in replaced:  # merged with any NS the author wrote
             out += [(f"{owner} IN NS {h}", place) for h in hosts]

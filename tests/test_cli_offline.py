@@ -111,3 +111,13 @@ def test_version(dnslab):
 def test_no_command_is_a_usage_error(dnslab):
     res = dnslab()
     assert res.returncode == 2 and "usage: dnslab" in res.stderr, explain(res)
+
+
+def test_graph_draws_the_derived_relations(dnslab, tmp_path):
+    out = tmp_path / "basics.dot"
+    ok(dnslab("graph", "dns-basics", "-o", str(out), "--format", "dot"))
+    dot = out.read_text()
+    assert '"a-root" -- "tld" [dir=forward style=dashed' in dot and 'label="delegates test."' in dot
+    assert '"tld" -- "tld2"' in dot and 'label="transfers test. (TSIG)"' in dot
+    assert '"sld-nsd" -- "sld-knot"' in dot and 'label="transfers lab.test."' in dot
+    assert '"client" -- "resolver-unbound"' in dot and 'label="root hints"' in dot

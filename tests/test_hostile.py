@@ -473,7 +473,7 @@ def test_6_she_takes_no_more_than_her_share(klass):
     limits = cgroups.Group(klass.names["eve"]).usage()
     assert limits, "eve's cgroup reports its usage"
     assert klass["bob"].run("import dnslab, json\nprint('RESULT' + json.dumps(dnslab.attach()"
-                            ".check('www-via-unbound').passed))") is True
+                            ".check('test-delegation').passed))") is True
 
 
 # ---------------------------------------------------------------- 7. nothing of hers runs in a browser

@@ -155,7 +155,7 @@ def test_up_killed_while_starting_then_gc_leaves_nothing(adopt, name, backend):
     phase, inodes = settle(proc, name)
     assert phase == "starting"
     if backend == "netns":
-        assert len(inodes) == 9  # the bridge namespace and 8 nodes
+        assert len(inodes) == 10  # the bridge namespace and 9 nodes
         pids = [r["pid"] for r in livelab.read_state(name)["nodes"].values() if "pid" in r]
         assert all((livelab.proc_stat(p) or "Z")[0] not in "ZX" for p in pids), "daemons died with up"
     else:  # killed between starting the containers and attaching their namespaces, or after
@@ -240,13 +240,13 @@ def test_gc_removes_containers_whose_state_is_gone_and_only_ours(name):
     res = livelab.cli("up", "dns-basics", "--name", name, "--backend", "docker")
     assert res.returncode == 0, livelab.explain(res)
     inodes = livelab.ns_inodes(name)
-    assert len(inodes) == 9 and len(livelab.containers(name)) == 8
+    assert len(inodes) == 10 and len(livelab.containers(name)) == 9
     orphan_name = livelab.unique_name("co")  # a label value no instance state claims
     common = dict(image="dnslab/base:bookworm", command=["sleep", "infinity"], init=True,
                   network_mode="none", detach=True)
     foreign = []
     try:
-        orphan = engine.containers.run(name=f"dnslab-{orphan_name}-x", labels={livelab.LABEL: orphan_name}, **common)
+        engine.containers.run(name=f"dnslab-{orphan_name}-x", labels={livelab.LABEL: orphan_name}, **common)
         foreign = [
             engine.containers.run(name=f"dnslab-{name}-not-ours", **common),  # our name pattern, no label
             engine.containers.run(name=f"{name}-other-label", labels={"dnslab.lab": "dns-basics",

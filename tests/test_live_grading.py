@@ -123,10 +123,12 @@ def test_same_notebook_scores_by_each_trainees_own_lab(make_class):
         cls.submit(n, nb)
     # one trainee repaired the glue in a terminal, before grading
     inst = lab.Instance.open(fixed)
-    addrs = inst.node("sld-nsd").addresses
     zone = inst.state.node_dir("tld") / "zones" / "test.zone"
-    text = re.sub(r"(?m)^(ns1\.lab\s+IN\s+A\s+)\S+$", rf"\g<1>{addrs[0]}", zone.read_text())
-    text = re.sub(r"(?m)^(ns1\.lab\s+IN\s+AAAA\s+)\S+$", rf"\g<1>{addrs[1]}", text)
+    text = zone.read_text()
+    for host, node in (("ns1.lab.test.", "sld-nsd"), ("ns1.example.test.", "sld-knot")):
+        v4, v6 = inst.node(node).addresses
+        text = re.sub(rf"(?m)^({re.escape(host)}\s+IN\s+A\s+)\S+$", rf"\g<1>{v4}", text)
+        text = re.sub(rf"(?m)^({re.escape(host)}\s+IN\s+AAAA\s+)\S+$", rf"\g<1>{v6}", text)
     confine.write_as(confine.trainee_of(inst.state), zone, livelab.bump_serial(text)[0].encode())  # as she would
     for node in ("tld", "resolver-unbound", "resolver-bind"):
         inst.reload(node)
@@ -184,13 +186,13 @@ def test_bad_notebooks_are_graded_without_hanging(make_class):
     def cheater(nb):  # no repair; the checks' kernel-side helpers are replaced by no-ops
         cell(nb, "fix").source = ("import dnslab.testcells\ndnslab.testcells.show = lambda *a, **k: None\n"
                                   "print('dnslab-answer {\"name\": \"AUTHORITATIVE\", \"value\": \"ns1.lab.test\"}')")
-        cell(nb, "explain").source = 'AUTHORITATIVE = "ns1.example.test"'
+        cell(nb, "explain").source = 'AUTHORITATIVE = "ns1.nic.test"  # serves test., not lab.test'
 
     def breaker(nb):  # repairs, then breaks the delegation again on purpose
         cell(nb, "explain").source += (
             '\ntext = lab.read_zone("tld", "test")\n'
-            'text = re.sub(r"(?m)^(ns1\\.lab\\s+IN\\s+A\\s+)\\S+$", r"\\g<1>198.51.100.4", text)\n'
-            'text = re.sub(r"(?m)^(ns1\\.lab\\s+IN\\s+AAAA\\s+)\\S+$", r"\\g<1>2001:db8:5100::4", text)\n'
+            'text = re.sub(r"(?m)^(ns1\\.(lab|example)\\.test\\.\\s+IN\\s+A\\s+)\\S+$", r"\\g<1>198.51.100.3", text)\n'
+            'text = re.sub(r"(?m)^(ns1\\.(lab|example)\\.test\\.\\s+IN\\s+AAAA\\s+)\\S+$", r"\\g<1>2001:db8:5100::3", text)\n'
             'text = re.sub(r"(SOA\\s+\\S+\\s+\\S+\\s+)(\\d+)", lambda m: m.group(1) + str(int(m.group(2)) + 1), text)\n'
             'lab.write_zone("tld", "test", text)\nlab.reload("tld")\nlab.reload("resolver-unbound")')
 

@@ -236,7 +236,7 @@ def test_derived_soa_and_apex_ns(deriv):
     assert records(deriv.zones["test."], "test.", "NS") == {"ns1.nic.test."}
     assert records(deriv.zones["example.test."], "example.test.", "NS") == {"sld.example.test.", "ns.other.test."}
     (soa,) = records(deriv.zones["test."], "test.", "SOA")
-    assert soa.split()[:3] == ["ns1.nic.test.", "hostmaster.test.", "1"]
+    assert soa.split()[:3] == ["ns1.nic.test.", "hostmaster.nic.test.", "1"]  # a TLD takes no mail: its NS domain
 
 
 def test_derived_delegations(deriv):
@@ -394,6 +394,12 @@ def test_authoritative_config_mentions_addresses_and_zone_files(basics, node):
     probes = kinds.KINDS[n.kind].probes(n)
     assert [(p.address, p.qname, p.authoritative) for p in probes] == [(n.address, z, True) for z in n.zones]
     assert "root.hints" not in spec.files and spec.resolv_conf is None
+
+
+def test_the_soa_names_the_primary(basics):
+    for zone, host in (("lab.test.", "ns1.lab.test."), ("example.test.", "ns1.example.test."), ("test.", "ns1.nic.test.")):
+        (soa,) = records(basics.zones[zone], zone, "SOA")
+        assert soa.split()[0] == host, (zone, soa)
 
 
 def test_bind9_authoritative_is_not_recursive(basics):

@@ -82,9 +82,11 @@ def test_a_clean_lab_passes_without_warning(dnslab, lab):
 
 
 def test_name_server_name_in_no_lab_zone(dnslab, lab):
-    text = LAB.replace("hostname: ns2.nic.test", "hostname: ns2.example.net")
-    failing(dnslab, lab(text), f"{{lab}}/lab.yaml:{line_of(text, 'ns2.example.net')}:5: nodes.tld2.hostname: name "
-                               "server name ns2.example.net. is in no zone of the lab, so nothing can resolve its address")
+    text = ("name: noroot\nnodes:\n  tld:\n    kind: bind9\n    zones: [test]\n    hostname: ns1.nic.test\n"
+            "  tld2:\n    kind: knot\n    zones: [test]\n    hostname: ns2.example.net\nzones:\n  test: {}\n")
+    failing(dnslab, lab(text, checks=None), f"{{lab}}/lab.yaml:{line_of(text, 'ns2.example.net')}:5: "
+                                            "nodes.tld2.hostname: name server name ns2.example.net. is in no zone of "
+                                            "the lab, so nothing can resolve its address")
 
 
 def test_in_bailiwick_name_server_without_glue(dnslab, lab):
@@ -142,7 +144,7 @@ def test_a_check_whose_vantage_cannot_reach_its_target(dnslab, lab):
     for node, nets in (("root", "a"), ("tld", "a"), ("tld2", "a: {}, b"), ("res", "a: {}, b"), ("client", "b")):
         text = text.replace(f"  {node}:\n", f"  {node}:\n    interfaces: {{{nets}: {{}}}}\n", 1)
     d = lab(text)
-    failing(dnslab, d, f"{{lab}}/checks.yaml:2:", "client has no network (and IP family) in common with tld, which "
+    failing(dnslab, d, "{lab}/checks.yaml:2:", "client has no network (and IP family) in common with tld, which "
                                                    "this check asks: name a node that does with from:")
     (d / "checks.yaml").write_text(CHECKS.replace("    zone: test\n", "    zone: test\n    from: tld2\n"))
     rc, out, err = validate(dnslab, d)
@@ -163,7 +165,7 @@ def test_fault_errors_name_the_fault_file(dnslab, lab):
             "no zone nope.test. in the lab", f"{{lab}}/faults/bad.yaml:{line_of(fault, 'tldx')}:", "no node 'tldx'")
     fault = "summary: wrong glue\nseen_by: [tld-aa]\nzones:\n  test:\n    records:\n" \
             "      - \"ns1.nic.test. IN A not-an-address\"\n"
-    failing(dnslab, lab(files={"faults/bad.yaml": fault}), f"{{lab}}/faults/bad.yaml:6:", "zone test.")
+    failing(dnslab, lab(files={"faults/bad.yaml": fault}), "{lab}/faults/bad.yaml:6:", "zone test.")
 
 
 def test_exercise_typos_found_at_validate(dnslab, lab, tmp_path):

@@ -125,6 +125,12 @@ class Delegation(Check):
                                child_ns=", ".join(sorted(child_ns)) or "nothing", **p)
         for host in sorted(parent_ns):
             if not dns.name.from_text(host).is_subdomain(dns.name.from_text(zone)):
+                if host in glue:  # sibling glue: a resolver may use it, so it must be right too
+                    actual = set(_addresses_of(inst, host))
+                    if actual and glue[host] != actual:
+                        return self.result(False, "glue_mismatch", evidence, host=host,
+                                           parent_glue=", ".join(sorted(glue[host])),
+                                           child_addr=", ".join(sorted(actual)), **p)
                 continue
             actual = set()
             for s in zplan.servers:
