@@ -35,11 +35,12 @@ def make_lab(root: Path, yaml_text: str, files: dict[str, str | bytes] | None = 
 
 
 def run_dnslab(*args: str | Path, env: dict[str, str] | None = None, replace_env: bool = False,
-               prefix: list[str] | None = None, cwd: Path = REPO, timeout: float = 60) -> subprocess.CompletedProcess:
+               prefix: list[str] | None = None, cwd: Path = REPO, timeout: float = 60,
+               python: str = PYTHON) -> subprocess.CompletedProcess:
     """Run ``dnslab *args``; ``env`` is added to (or with ``replace_env``, replaces) the environment;
     ``prefix`` goes before the interpreter (e.g. a setpriv command line)."""
     full_env = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
-    argv = [*(prefix or []), PYTHON, "-m", "dnslab.cli", *map(str, args)]
+    argv = [*(prefix or []), python, "-m", "dnslab.cli", *map(str, args)]
     return subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd,
                           stdin=subprocess.DEVNULL, timeout=timeout)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON, REPO, explain, run_dnslab
+from dnslab import confine
 from dnslab.state import run_root
 
 _serial = itertools.count()
@@ -291,11 +292,12 @@ def test_up_as_unprivileged_user(up):
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("setpriv (util-linux) is not installed")
-        probe = subprocess.run([*NOBODY, PYTHON, "-c", "import dnslab.cli"], capture_output=True, text=True,
-                               cwd=REPO, env=_nobody_env())
-        if probe.returncode != 0:
-            pytest.skip(f"user 65534 cannot run dnslab from {REPO} (not traversable?): {probe.stderr.strip()}")
-        res, name = up("dns-basics", prefix=NOBODY, env=_nobody_env(), replace_env=True)
+        # the checkout may sit where user 65534 cannot reach (/root/dnslab): it sees it where
+        # trainees do, bind-mounted at confine.CODE in a mount namespace of its own
+        seen = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mkdir -p "$1" && mount --bind "$0" "$1" && shift && exec "$@"', str(REPO), str(confine.CODE)]
+        res, name = up("dns-basics", prefix=seen + NOBODY, python=confine.trainee_python(),
+                       env={**_nobody_env(), "PYTHONPATH": str(confine.CODE)}, replace_env=True, cwd=Path("/"))
     else:
         res, name = up("dns-basics")
     assert_clear(res, ["the netns backend needs root (CAP_NET_ADMIN): run it with sudo"], code=3)
