@@ -6,7 +6,7 @@
 
 Two labs, each on every system that can run it:
 
-- dns-basics (8 nodes): the floor ``bench/floor-dns-basics.sh up C``, ``dnslab up dns-basics``
+- dns-basics (9 nodes): the floor ``bench/floor-dns-basics.sh up C``, ``dnslab up dns-basics``
   (netns backend), the same as trainee labs, ``dnslab up dns-basics --trainees ROSTER`` (a roster of
   1 or N trainees ``benchtx`` / ``benchtr-1 ..``, no --jupyter: per instance a trainee Unix user, a
   cgroup, a size-capped ext4 home on a loop device, a tmpfs working area, and the daemons run as
@@ -81,7 +81,7 @@ NETNS = Path("/run/netns")
 RUN_DNSLAB = Path(os.environ.get("DNSLAB_RUN", "/run/dnslab"))
 
 QNAME, WANT = "www.example.test", "192.0.2.80"
-FLOORB_RESOLVER = "198.18.0.7"   # floor-dns-basics.sh: the Unbound resolver
+FLOORB_RESOLVER = "198.18.0.8"   # floor-dns-basics.sh: the Unbound resolver
 FLOOR5_RESOLVER = "198.18.0.4"   # floor-lab.sh: the Unbound resolver
 POLL_EVERY = 0.010
 TIMEOUT = 90.0
@@ -620,7 +620,7 @@ def ratio(a: list[float] | None, b: list[float] | None) -> str:
 
 def table(r: dict[str, list[float]], n: int) -> str:
     sec, mib = "{:.2f} s", "{:.1f} MiB"
-    lab_title = {"basics": "dns-basics (8 nodes)", "floor5": "floor5 (5 nodes)"}
+    lab_title = {"basics": "dns-basics (9 nodes)", "floor5": "floor5 (5 nodes)"}
     metrics = [("ans1", "1 instance: first answer", sec), ("up1", "1 instance: command returned", sec),
                ("ansn", f"{n} at once: first answer in every one", sec),
                ("upn", f"{n} at once: every command returned", sec),
