@@ -119,6 +119,24 @@ def ensure(instance: str) -> Trainee:
     return Trainee(name, pw.pw_uid, pw.pw_gid, homes.home_of(instance))
 
 
+def service_user(name: str, home: Path, what: str) -> tuple[int, int]:
+    """(uid, gid) of a system user of dnslab's own that is no trainee (a class's hub): made if
+    absent, kept afterwards (one per host).
+
+    :raises EnvError: a user of that name exists that dnslab did not make
+    """
+    comment = f"dnslab {what}"
+    with _users_lock():
+        pw = _user(name)
+        if pw is not None and pw.pw_gecos != comment:
+            raise EnvError(f"user {name} exists and was not made by dnslab (GECOS {pw.pw_gecos!r})")
+        if pw is None:
+            _shadow(["useradd", "--system", "--user-group", "--shell", NOLOGIN, "--home-dir", str(home),
+                     "--no-create-home", "--comment", comment, name])
+            pw = pwd.getpwnam(name)
+    return pw.pw_uid, pw.pw_gid
+
+
 def _free_id(instance: str) -> int:
     """The uid (and gid) of a kept home of this instance if it is free; otherwise one that no
     user, group, process or kept home has (a uid may signal and ptrace its processes and owns

@@ -19,8 +19,8 @@ list of read-only operations, nothing else:
 ``python -I -m dnslab.broker <instance>`` (isolated: no path of anyone else's on its
 ``sys.path``, working directory ``/``) listens on ``/run/dnslab/<instance>/control.sock``
 (mode 0660, group of the instance's trainee, in root's run dir) and serves one JSON request
-per line, one JSON reply per line, at most ``MAX_CLIENTS`` at once, each line at most
-``MAX_LINE`` bytes. Only root and the instance's trainee (SO_PEERCRED) are served. It runs in
+per line, one JSON reply per line (:mod:`dnslab.lineserver`). Only root and the instance's
+trainee (SO_PEERCRED) are served. It runs in
 the trainee's cgroup, so flooding it costs only her own budget. It exits by itself when its
 socket disappears; ``down`` and ``gc`` stop it by its recorded PID.
 Clients: :func:`call` (the trainee API, the grader); :func:`ensure` starts it.
@@ -28,26 +28,19 @@ Clients: :func:`call` (the trainee API, the grader); :func:`ensure` starts it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import socket
-import struct
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from . import procs, safeio
+from . import lineserver, procs, safeio
 from .errors import LabError
 from .state import State, run_root
 
 SOCKET_NAME = "control.sock"
-MAX_LINE = 64 * 1024
 EXEC_ARGS, EXEC_TIMEOUT, EXEC_OUTPUT = 64, 120.0, 1 << 20
-MAX_CLIENTS = 16
-IDLE_TIMEOUT = 120.0
 
 
 class BrokerError(LabError):
@@ -77,36 +70,17 @@ def call(instance: str | None, op: str, timeout: float = 30.0, **kw: Any) -> dic
     if not instance:
         raise BrokerError("which instance? (DNSLAB_INSTANCE is not set)")
     path = socket_path(instance)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
     try:
-        try:
-            s.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise BrokerError(f"the lab helper of instance {instance} is not running ({path} does not answer); "
-                              "ask your instructor to restart it (dnslab up ... --jupyter starts it)") from None
-        except PermissionError:
-            raise BrokerError(f"instance {instance} is not yours: permission denied on {path}") from None
-        try:
-            s.sendall((json.dumps({"op": op, **kw}) + "\n").encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused at once: its reply may still be there to read
-        buf = b""
-        while not buf.endswith(b"\n"):
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-    except socket.timeout:
+        return lineserver.call(path, {"op": op, **kw}, timeout=timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise BrokerError(f"the lab helper of instance {instance} is not running ({path} does not answer); "
+                          "ask your instructor to restart it (dnslab up ... --jupyter starts it)") from None
+    except PermissionError:
+        raise BrokerError(f"instance {instance} is not yours: permission denied on {path}") from None
+    except TimeoutError:
         raise BrokerError(f"the lab helper of instance {instance} did not reply to {op!r} in {timeout:.0f}s") from None
-    finally:
-        s.close()
-    if not buf:
-        raise BrokerError(f"the lab helper of instance {instance} closed the connection (refused?)")
-    return json.loads(buf)
+    except lineserver.Unreachable:
+        raise BrokerError(f"the lab helper of instance {instance} closed the connection (refused?)") from None
 
 
 def ensure(state: State, timeout: float = 10.0) -> int:
@@ -136,132 +110,38 @@ def ensure(state: State, timeout: float = 10.0) -> int:
         time.sleep(0.02)
 
 
-
 # ---------------------------------------------------------------- server side
 
-class Broker:
+class Broker(lineserver.LineServer):
     def __init__(self, instance: str, sock_path: Path) -> None:
+        super().__init__(sock_path)
         self.instance = instance
-        self.sock_path = sock_path
-        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
-        self.node_locks: dict[str, threading.Lock] = {}
-        self.locks_lock = threading.Lock()
+        self.name = f"lab helper of {instance}"
 
-    # --- who may ask
     def allowed_uids(self) -> set[int]:
         from . import accounts
         t = accounts.find(self.instance)
         return {0} | ({t.uid} if t else set())
 
-    def listen(self) -> socket.socket:
+    def socket_group(self) -> int | None:
         from . import accounts
-        try:
-            self.sock_path.unlink()
-        except FileNotFoundError:
-            pass
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            srv.bind(str(self.sock_path))
-        finally:
-            os.umask(old)
         t = accounts.find(self.instance)
-        os.chown(self.sock_path, 0, t.gid if t else 0)
-        os.chmod(self.sock_path, 0o660 if t else 0o600)
-        srv.listen(MAX_CLIENTS)
-        self.inode = os.stat(self.sock_path).st_ino
-        return srv
+        return t.gid if t else None
 
-    def watchdog(self) -> None:
-        """Exit once the instance is gone (its run dir or our socket removed or replaced)."""
-        while True:
-            time.sleep(1.0)
-            try:
-                if os.stat(self.sock_path).st_ino != self.inode:
-                    os._exit(0)
-            except OSError:
-                os._exit(0)
-
-    def serve(self) -> None:
-        srv = self.listen()
-        threading.Thread(target=self.watchdog, daemon=True).start()
-        print(f"broker of {self.instance} listening on {self.sock_path} (pid {os.getpid()})", flush=True)
-        while True:
-            conn, _ = srv.accept()
-            if not self.slots.acquire(blocking=False):
-                self._send(conn, {"ok": False, "error": "too many requests at once; try again"})
-                conn.close()
-                continue
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _send(conn: socket.socket, reply: dict) -> None:
-        try:
-            conn.sendall((json.dumps(reply, default=str) + "\n").encode())
-        except OSError:
-            pass
-
-    def handle(self, conn: socket.socket) -> None:
-        try:
-            pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                struct.calcsize("3i")))
-            if uid not in self.allowed_uids():
-                conn.settimeout(2.0)
-                try:
-                    conn.recv(MAX_LINE)  # take the request, so the refusal is read, not a broken pipe
-                except OSError:
-                    pass
-                self._send(conn, {"ok": False, "error": f"uid {uid} may not use the lab helper of {self.instance}"})
-                return
-            conn.settimeout(IDLE_TIMEOUT)
-            f = conn.makefile("rb")
-            while True:
-                line = f.readline(MAX_LINE + 1)
-                if not line:
-                    return
-                if len(line) > MAX_LINE:
-                    self._send(conn, {"ok": False, "error": "request too long"})
-                    return
-                try:
-                    req = json.loads(line)
-                    if not isinstance(req, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    self._send(conn, {"ok": False, "error": f"bad request (one JSON object per line): {exc}"})
-                    continue
-                self._send(conn, self.dispatch(req, uid))
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            self.slots.release()
-
-    def dispatch(self, req: dict, uid: int) -> dict:
-        op = req.get("op")
-        handler = {"check": self.op_check, "status": self.op_status, "exec": self.op_exec,
-                   "reload": self.op_reload}.get(op)
-        if handler is None:
-            return {"ok": False, "error": f"unknown op {op!r} (check, status, exec, reload)"}
-        try:
-            return handler(req)
-        except LabError as exc:
-            return {"ok": False, "error": str(exc)}
-        except Exception as exc:  # never a traceback to the trainee; keep it in our log
-            import traceback
-            traceback.print_exc()
-            return {"ok": False, "error": f"internal error of the lab helper: {type(exc).__name__}: {exc}"}
+    def operations(self):
+        return {"check": self.op_check, "status": self.op_status, "exec": self.op_exec, "reload": self.op_reload}
 
     def open_instance(self):
         from .lab import Instance
         return Instance.open(self.instance)
 
     # --- operations
-    def op_status(self, req: dict) -> dict:
+    def op_status(self, req: dict, uid: int) -> dict:
         inst = self.open_instance()
         return {"ok": True, "instance": inst.name, "lab": inst.state.data.get("lab"),
                 "phase": inst.state.data.get("phase"), "nodes": [vars(n) for n in inst.status()]}
 
-    def op_check(self, req: dict) -> dict:
+    def op_check(self, req: dict, uid: int) -> dict:
         from . import checks
         name = req.get("name")
         if name is not None and not isinstance(name, str):
@@ -281,7 +161,7 @@ class Broker:
         inst.node(node)
         return inst, node
 
-    def op_exec(self, req: dict) -> dict:
+    def op_exec(self, req: dict, uid: int) -> dict:
         inst, node = self._her_node(req)
         argv, timeout = req.get("argv"), req.get("seconds", 30)
         if not (isinstance(argv, list) and 0 < len(argv) <= EXEC_ARGS
@@ -295,10 +175,11 @@ class Broker:
         res = inst.exec(node, bounded, capture=True, timeout=timeout + 5)
         return {"ok": True, "rc": res.returncode, "output": res.stdout}
 
-    def op_reload(self, req: dict) -> dict:
+    def op_reload(self, req: dict, uid: int) -> dict:
         inst, node = self._her_node(req)
         inst.reload(node)
         return {"ok": True, "node": node}
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dnslab.broker", description=__doc__.splitlines()[0])

@@ -97,6 +97,7 @@ def cmd_up(args):
         names = [f"{base}-{i}" for i in range(1, args.instances + 1)]
     else:
         names = [args.name or d.name]
+    klass = None
     if args.trainees:
         klass = args.klass or Path(args.trainees).stem
         for m in meta.values():
@@ -106,16 +107,25 @@ def cmd_up(args):
     t0 = time.monotonic()
     before_ready: Callable[[list[Instance]], None] | None = None
     faults = list(args.fault)
-    if args.jupyter:
-        from . import exercise, jupyter
-        jupyter.check_options(args.jupyter_port, args.jupyter_bind)
+    if args.jupyter and args.hub:
+        raise InputError("--jupyter (a URL per trainee) or --hub (one for the class): not both")
+    if args.jupyter or args.hub:
+        from . import exercise, hub, jupyter
+        if args.hub:
+            hub.check_options(klass, args.hub_port, args.hub_bind, args.hub_cert, args.hub_key)
+        else:
+            jupyter.check_options(args.jupyter_port, args.jupyter_bind)
         ex = exercise.find(d.name) if (exercise.exercises_root() / d.name).is_dir() and not args.no_exercise else None
         if ex:  # the exercise's faults are what the trainees must repair
             ex.check_languages({n: exercise.lang_of(m) for n, m in meta.items()}, args.trainees)
             faults += [f for f in ex.exercise.faults if f not in faults]
 
         def start_classroom(insts: list[Instance]) -> None:
-            jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)
+            if args.hub:
+                hub.start(klass, insts, args.hub_port, args.hub_bind, args.hub_cert, args.hub_key,
+                          args.idle_timeout, _progress)
+            else:
+                jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)
             if ex:
                 from . import grader
                 grader.release(ex, insts)
@@ -125,7 +135,7 @@ def cmd_up(args):
     from . import cgroups
     limits = cgroups.Limits(memory=args.trainee_memory, pids=args.trainee_pids)
     insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, faults=faults,
-                   before_ready=before_ready, trainees=bool(args.trainees or args.jupyter), limits=limits,
+                   before_ready=before_ready, trainees=bool(args.trainees or args.jupyter or args.hub), limits=limits,
                    home_size=args.home_size)
     data = [{"instance": i.name, "lab": i.plan.name, "backend": i.backend.name,
              "nodes": {n.name: n.addresses for n in i.plan.nodes.values()}, **({"trainee": i.state.data["meta"]
@@ -141,6 +151,13 @@ def cmd_up(args):
             row["url"] = jupyter.info(i.state)["url"]
             human.append(f"JupyterLab of {row.get('trainee') or i.name}: {row['url']}")
         human.append("all URLs for the instructor: dnslab status --urls-csv urls.csv")
+    if args.hub:
+        from . import hub
+        h = hub.info(klass)
+        for row in data:
+            row["url"] = h["url"]
+        human += [f"the class's JupyterHub: {h['url']} (instructor: {h['url']}hub/admin)",
+                  f"logins (user, password; give each trainee hers): {h['logins']}"]
     _out(args, data, "\n".join(human))
 
 
@@ -453,6 +470,16 @@ def parser() -> argparse.ArgumentParser:
                    help="first TCP port of the JupyterLab forwarders (default 8900; next free ports after it)")
     p.add_argument("--jupyter-bind", default="127.0.0.1", metavar="ADDR",
                    help="host address the forwarders listen on (default 127.0.0.1; 0.0.0.0 for a class)")
+    p.add_argument("--hub", action="store_true",
+                   help="with --trainees: one JupyterHub for the class (logins in its logins.csv); each "
+                        "trainee's JupyterLab starts inside her lab when she logs in")
+    p.add_argument("--hub-port", type=int, default=8000, metavar="PORT", help="the hub's TCP port (default 8000)")
+    p.add_argument("--hub-bind", default="127.0.0.1", metavar="ADDR",
+                   help="host address the hub listens on (default 127.0.0.1; a class network's address)")
+    p.add_argument("--hub-cert", metavar="PEM", help="TLS certificate for the hub (with --hub-key): https")
+    p.add_argument("--hub-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--idle-timeout", type=int, default=3600, metavar="SECONDS",
+                   help="stop a trainee's server idle this long (default 3600; her work stays)")
     p.add_argument("--class", dest="klass", metavar="NAME",
                    help="the class these trainees form (default: the roster's file name); `grade` takes a class")
     p.add_argument("--trainee-memory", type=_size, default=cgroup_defaults.memory, metavar="SIZE",

@@ -25,7 +25,7 @@ from typing import Annotated, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import yamlsrc
+from . import vary, yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import DnsName, schema_problems, zone_name
 
@@ -98,8 +98,10 @@ def load(lab_dir: Path, name: str) -> tuple[Fault, yamlsrc.Source]:
         raise InputProblems(schema_problems(exc, src, Fault)) from None
 
 
-def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str]) -> Applied:
-    """Load the named faults and check what they name exists in the lab (``zones`` canonical).
+def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str],
+            values: dict[str, str] | None = None) -> Applied:
+    """Load the named faults and check what they name exists in the lab (``zones`` canonical);
+    ``values`` fill the ``{{ name }}`` of their records (:mod:`dnslab.vary`).
 
     :raises InputProblems: every problem of every fault, each with its file and line
     """
@@ -117,8 +119,12 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                 problems.append(Problem(src.where(("zones", z)), f"zones.{z}: no zone {zone} in the lab "
                                                                   f"(zones: {', '.join(sorted(zones))})"))
                 continue
-            applied.records.setdefault(zone, []).extend(
-                (r, src.where(("zones", z, "records", i))) for i, r in enumerate(edit.records))
+            for i, r in enumerate(edit.records):
+                where = src.where(("zones", z, "records", i))
+                try:
+                    applied.records.setdefault(zone, []).append((vary.render(r, values or {}, where), where))
+                except InputProblems as exc:
+                    problems += exc.problems
             applied.remove.setdefault(zone, []).extend(
                 (*r.split(), src.where(("zones", z, "remove", i))) for i, r in enumerate(edit.remove))
             if edit.serial is not None:

@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import secrets
+import shlex
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ DEFAULT_BIND = "127.0.0.1"
 READY_TIMEOUT = 90.0
 SOCK_NAME = "jupyter.sock"
 RUNTIME = "runtime"
+HUB_ENV = "jupyterhub.env"
 
 
 class ConfinedKernelSpecManager(KernelSpecManager):
@@ -110,14 +112,21 @@ def url_host(bind: str) -> str:
     return f"[{bind}]" if ":" in bind else bind
 
 
-def _connect_host(bind: str) -> str:
+def connect_host(bind: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind, bind)
 
 
 def info(state: State) -> dict | None:
-    """The instance's JupyterLab: url (with its token), port, bind, running; None if it has none."""
-    from . import confine
+    """The instance's JupyterLab: url (with its token, or at the class's hub), port, bind,
+    running; None if it has none."""
+    from . import confine, hub
+    klass = state.data.get("meta", {}).get("class")
+    h = hub.info(klass) if klass else None
     j = state.data.get("jupyter")
+    if h:  # started on login, through the hub
+        return {"url": f"{h['url']}user/{state.name}/lab", "port": j["port"] if j else None, "bind": "127.0.0.1",
+                "trainee": confine.user_name(state.name), "hub": True,
+                "running": procs.recorded_alive(state, "jupyter") and procs.recorded_alive(state, "forward")}
     if not j:
         return None
     token = _token(state)
@@ -147,14 +156,14 @@ def write_urls_csv(states: Sequence[State], path: Path) -> int:
 # ---------------------------------------------------------------- ports
 
 @contextmanager
-def _ports_lock() -> Iterator[None]:
+def ports_lock() -> Iterator[None]:
     from .accounts import lock_file
     from .state import run_root
     with lock_file(run_root() / ".ports.lock"):
         yield
 
 
-def _port_free(bind: str, port: int) -> bool:
+def port_free(bind: str, port: int) -> bool:
     s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -166,14 +175,24 @@ def _port_free(bind: str, port: int) -> bool:
         s.close()
 
 
+def ports_taken() -> set[int]:
+    """The ports instances and class hubs have claimed (bound or not yet); under :func:`ports_lock`."""
+    from . import hub
+    from .state import all_states
+    taken = {s.data["jupyter"]["port"] for s in all_states() if s.data.get("jupyter")}
+    for klass in hub.classes():
+        st = hub.open_class(klass)
+        taken |= set(st.data.get("hub", {}).get("ports", [])) if st else set()
+    return taken
+
+
 def assign_ports(states: Sequence[State], base: int, bind: str) -> None:
     """Port ``base + i`` for the i-th instance, skipping ports in use or claimed by another instance."""
-    from .state import all_states
-    with _ports_lock():
-        taken = {s.data["jupyter"]["port"] for s in all_states() if s.data.get("jupyter")}
+    with ports_lock():
+        taken = ports_taken()
         port = base
         for s in states:
-            while port in taken or not _port_free(bind, port):
+            while port in taken or not port_free(bind, port):
                 port += 1
                 if port > 65535:
                     raise _error(f"no free TCP port from {base} up for the Jupyter forwarders")
@@ -184,7 +203,9 @@ def assign_ports(states: Sequence[State], base: int, bind: str) -> None:
 
 # ---------------------------------------------------------------- one server
 
-def _config(state: State, t, token: str, kernel: str) -> dict:
+def _config(state: State, t, token: str | None, kernel: str) -> dict:
+    """The server's configuration; ``token`` None: a hub's single-user server (the hub's OAuth
+    logs her in, :mod:`jupyterhub.singleuser` sets the identity provider)."""
     return {
         "ServerApp": {
             "sock": str(sock_path(state)), "sock_mode": "0600", "root_dir": str(t.home),
@@ -198,14 +219,14 @@ def _config(state: State, t, token: str, kernel: str) -> dict:
                                     ("formgrader", "assignment_list", "course_list", "validate_assignment")}
             | {"jupyter_lsp": False},  # no language servers here; it probes for npm at start
         },
-        "IdentityProvider": {"token": token},
+        **({"IdentityProvider": {"token": token}} if token else {}),
         "KernelSpecManager": {"allowed_kernelspecs": [kernel], "ensure_native_kernel": False},
         "MappingKernelManager": {"default_kernel_name": kernel},
         "KernelManager": {"transport": "ipc"},  # ip: <runtime dir>/kernel-<id>-ipc, absolute
     }
 
 
-def _write_files(state: State, t) -> dict[str, str]:
+def _write_files(state: State, t, token: str | None) -> dict[str, str]:
     """Config and kernelspec of the server, in root's run dir (readable by the trainee's group);
     returns the environment it runs with."""
     from . import confine
@@ -216,8 +237,13 @@ def _write_files(state: State, t) -> dict[str, str]:
     cfg = etc / "jupyter_server_config.json"
     fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
     with os.fdopen(fd, "w") as f:
-        json.dump(_config(state, t, secrets.token_urlsafe(24), kernel), f, indent=1)
+        json.dump(_config(state, t, token, kernel), f, indent=1)
     os.chown(cfg, 0, t.gid)
+    # jupyter_core migrates IPython 3 config once ~/.ipython exists (after her first kernel),
+    # writing this marker here; a marker she cannot write tells it not to try
+    marker = os.open(etc / "migrated", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    os.fchown(marker, 0, t.gid)
+    os.close(marker)
     spec = data / "kernels" / kernel
     spec.mkdir(parents=True, exist_ok=True)
     for d in (data, data / "kernels", spec):
@@ -247,22 +273,31 @@ def _listen(bind: str, port: int) -> socket.socket:
     return s
 
 
-def _start_one(inst: Instance) -> None:
+def start_server(inst: Instance, hub_env: dict[str, str] | None = None) -> None:
+    """The instance's broker, JupyterLab and forwarder (its port assigned in the state). With
+    ``hub_env``, the hub's single-user server instead of a token's: that environment (the hub's
+    OAuth client and API token for her) goes to a file of hers, 0600 in her working area, that
+    her server's shell reads: never a command line, which /proc shows to everyone."""
     from . import broker, confine
     state = inst.state
     t = confine.require_trainee(state)
     broker.ensure(state)
-    env = _write_files(state, t)
+    env = _write_files(state, t, None if hub_env else secrets.token_urlsafe(24))
     client = inst.default_vantage()
     python = confine.trainee_python()
-    procs.spawn(state, "jupyter", confine.enter_argv(state, client, t, [python, "-P", "-m", "jupyterlab",
-                                                                          "--no-browser"], env), log_path(state))
+    server = [python, "-P", "-m", "jupyterlab", "--no-browser"]
+    if hub_env:
+        confine.unpack_as(state.owner, state.work_dir, {HUB_ENV: "".join(
+            f"{k}={shlex.quote(v)}\n" for k, v in sorted(hub_env.items()))}, mode=0o600)
+        server = ["/bin/sh", "-c", 'set -a; . "$0" || exit 1; set +a; exec "$@"', str(state.work_dir / HUB_ENV),
+                  python, "-P", "-m", "jupyterhub.singleuser"]
+    procs.spawn(state, "jupyter", confine.enter_argv(state, client, t, server, env), log_path(state))
     j = state.data["jupyter"]
     listener = _listen(j["bind"], j["port"])
     try:
         fd = listener.fileno()
         argv = confine.enter_argv(state, client, t, [python, "-P", "-m", "dnslab.forward", "--fd", str(fd),
-                                                     str(sock_path(state))])
+                                                     "--unix", str(sock_path(state))])
         procs.spawn(state, "forward", argv, forward_log(state), pass_fds=(fd,))
     finally:
         listener.close()
@@ -271,7 +306,7 @@ def _start_one(inst: Instance) -> None:
 def _answers(state: State, token: str | None, with_token: bool = True) -> int | None:
     """The HTTP status of /api/status through the forwarder, None if nothing answers."""
     j = state.data["jupyter"]
-    conn = http.client.HTTPConnection(_connect_host(j["bind"]), j["port"], timeout=2.0)
+    conn = http.client.HTTPConnection(connect_host(j["bind"]), j["port"], timeout=2.0)
     try:
         conn.request("GET", "/api/status" + (f"?token={token}" if with_token else ""))
         return conn.getresponse().status
@@ -307,19 +342,20 @@ def wait_ready(states: Sequence[State], timeout: float = READY_TIMEOUT) -> None:
             time.sleep(0.1)
 
 
-def check_options(port_base: int, bind: str) -> None:
-    """Bad ``--jupyter-port``/``--jupyter-bind`` are input errors, found before anything is made."""
+def check_options(port_base: int, bind: str, what: str = "--jupyter") -> None:
+    """Bad ``--jupyter-port``/``--jupyter-bind`` (``what``: the options' prefix) are input
+    errors, found before anything is made."""
     from .errors import InputError
     if not 1 <= port_base <= 65535:
-        raise InputError(f"--jupyter-port {port_base}: not a TCP port")
+        raise InputError(f"{what}-port {port_base}: not a TCP port")
     try:
         s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
     except OSError as exc:
-        raise InputError(f"--jupyter-bind {bind}: {exc.strerror}") from None
+        raise InputError(f"{what}-bind {bind}: {exc.strerror}") from None
     try:
         s.bind((bind, 0))
     except (OSError, ValueError) as exc:
-        raise InputError(f"--jupyter-bind {bind}: not an address of this host "
+        raise InputError(f"{what}-bind {bind}: not an address of this host "
                          f"({getattr(exc, 'strerror', None) or exc})") from None
     finally:
         s.close()
@@ -335,6 +371,6 @@ def start(instances: Sequence[Instance], port_base: int = DEFAULT_PORT, bind: st
     t0 = time.monotonic()
     assign_ports([i.state for i in instances], port_base, bind)
     with ThreadPoolExecutor(max_workers=min(8, len(instances))) as pool:
-        list(pool.map(_start_one, instances))
+        list(pool.map(start_server, instances))
     wait_ready([i.state for i in instances])
     progress(f"{len(instances)} JupyterLab server(s) answer, {time.monotonic() - t0:.2f}s after their start")

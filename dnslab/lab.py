@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,9 +53,9 @@ def shipped_labs() -> list[str]:
     return sorted(d.name for d in root.iterdir() if (d / "lab.yaml").is_file()) if root.is_dir() else []
 
 
-def load_plan(lab_dir: Path, faults: Sequence[str] = ()) -> plan.LabPlan:
+def load_plan(lab_dir: Path, faults: Sequence[str] = (), seed: int | None = None) -> plan.LabPlan:
     from . import plan
-    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults)
+    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed)
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Instance:
 
     @cached_property
     def plan(self) -> plan.LabPlan:
-        return load_plan(self.state.lab_dir, self.state.data.get("faults", ()))
+        return load_plan(self.state.lab_dir, self.state.data.get("faults", ()), self.state.data.get("seed"))
 
     def node(self, name: str) -> plan.NodePlan:
         try:
@@ -216,7 +217,7 @@ class Instance:
         faults = list(self.state.data.get("faults", []))
         if fault in faults:
             raise InputError(f"fault {fault} is already applied to {self.name}")
-        old, new = self.plan, load_plan(self.state.lab_dir, [*faults, fault])
+        old, new = self.plan, load_plan(self.state.lab_dir, [*faults, fault], self.state.data.get("seed"))
         touched: list[str] = []
         keys = self.state.data.get("tsig", {})
         for z, zplan in new.zones.items():
@@ -332,16 +333,19 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         state.data["lab"] = lab.name
         state.data["meta"] = (meta or {}).get(name, {})
         state.data["faults"] = list(faults)
+        # a lab with per-instance values (vary:) gets a seed, and so a plan, of its own
+        state.data["seed"] = secrets.randbelow(1 << 62) + 1 if lab.values else None
+        plan_ = load_plan(lab_dir, faults, state.data["seed"]) if lab.values else lab
         state.set_phase("starting")
         if trainees:
             warnings.update(confine.setup(state, limits, home_size or homes.DEFAULT_SIZE))
-        keys = kinds.tsig_keys(lab)  # per instance: each lab has its own transfer keys, kept in its state
+        keys = kinds.tsig_keys(plan_)  # per instance: each lab has its own transfer keys, kept in its state
         state.data["tsig"] = keys
-        specs = {n.name: kinds.KINDS[n.kind].spec(n, lab, backend.node_path(state, n.name), keys)
-                 for n in lab.nodes.values()}
-        _write_view(state, lab, specs, backend.trainee_userns)
-        backend.create(state, lab, specs)
-        inst.__dict__["plan"] = lab
+        specs = {n.name: kinds.KINDS[n.kind].spec(n, plan_, backend.node_path(state, n.name), keys)
+                 for n in plan_.nodes.values()}
+        _write_view(state, plan_, specs, backend.trainee_userns)
+        backend.create(state, plan_, specs)
+        inst.__dict__["plan"] = plan_
         return inst
 
     try:
@@ -414,7 +418,7 @@ def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
     """Stop and remove instances, whatever phase they reached: helpers, daemons, namespaces,
     then the trainees' leftover processes, cgroups, users and working areas (``purge_homes``:
     their homes too)."""
-    from . import confine, procs
+    from . import confine, hub, procs
     by_backend: dict[str, list[State]] = {}
     for s in states:
         s.data["phase"] = "stopping"
@@ -428,6 +432,7 @@ def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
     confine.teardown(states, purge_homes)
     for s in states:
         s.remove()
+    hub.stop_orphaned()  # a class's hub goes with its last instance
 
 
 def down(names: Sequence[str], purge_homes: bool = False) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from typing import TYPE_CHECKING
 
-from . import kinds, topology, yamlsrc, zones
+from . import kinds, topology, vary, yamlsrc, zones
 from .errors import InputProblems, Problem
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class LabPlan:
     zones: dict[str, zones.ZonePlan]
     root_hints: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
     warnings: tuple[Problem, ...] = ()   # what a registry would refuse at delegation, and the like
+    values: dict[str, str] = field(default_factory=dict)  # this instance's drawn values (lab.yaml vary:)
 
     def servers_of(self, zone: str) -> list[NodePlan]:
         return [self.nodes[n] for n in self.zones[zone].servers]
@@ -98,19 +99,24 @@ class LabPlan:
         return clients[0].name if clients else next(iter(self.nodes))
 
 
-def load(path: Path, faults: Sequence[str] = ()) -> LabPlan:
-    """Load ``lab.yaml`` (or its folder), with the named faults (``faults/<name>.yaml``), and
-    derive the plan; raises :class:`InputProblems`."""
+def load(path: Path, faults: Sequence[str] = (), seed: int | None = None) -> LabPlan:
+    """Load ``lab.yaml`` (or its folder), with the named faults (``faults/<name>.yaml``) and the
+    values an instance of ``seed`` draws (:mod:`dnslab.vary`), and derive the plan; raises
+    :class:`InputProblems`."""
     from . import faults as _faults
     path = path / "lab.yaml" if path.is_dir() else path
     topo, src = topology.load(path)
-    edits = _faults.collect(path.parent, faults, {topology.zone_name(z) for z in topo.zones}, set(topo.nodes))
-    return derive(topo, src, edits)
+    values = vary.draw(topo.vary, seed)
+    edits = _faults.collect(path.parent, faults, {topology.zone_name(z) for z in topo.zones}, set(topo.nodes),
+                            values)
+    return derive(topo, src, edits, values)
 
 
-def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied | None = None) -> LabPlan:
+def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied | None = None,
+           values: vary.Values | None = None) -> LabPlan:
     from . import faults as _faults
     edits = edits or _faults.Applied()
+    values = values if values is not None else vary.draw(topo.vary, None)
     problems: list[Problem] = []
 
     def bad(loc: tuple, msg: str) -> None:
@@ -118,6 +124,12 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
 
     roles = _roles(topo, bad)
     nodes_ifaces = _addresses(topo, bad)
+    for name, v in topo.vary.items():
+        for net_name, net in topo.networks.items():
+            if v.address is not None and any(p is not None and p.version == v.address.version and p.overlaps(v.address)
+                                             for p in (net.ipv4, net.ipv6)):
+                bad(("vary", name, "address"), f"{v.address} overlaps network {net_name}: a drawn address could be "
+                                               "a node's; take it from another lab range")
     zone_names = {topology.zone_name(z): z for z in topo.zones}
     if len(zone_names) != len(topo.zones):
         bad(("zones",), "a zone is listed twice (names are compared without case and trailing dot)")
@@ -197,14 +209,15 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     addrs = {hostnames[n]: tuple(nodes[n].addresses) for n in hostnames}
     zone_plans = zones.render_all(
         {z: topo.zones[orig] for z, orig in zone_names.items()}, served, hostnames,
-        addrs, src, directory=src.path.parent, edits=edits, owners={h: n for n, h in hostnames.items()})
+        addrs, src, directory=src.path.parent, edits=edits, owners={h: n for n, h in hostnames.items()},
+        values=values)
     problems += zones.glue_problems(zone_plans)
     if problems:
         raise InputProblems(problems)
     root_hints = tuple((hostnames[n], addrs[hostnames[n]]) for n in served.get(".", []))
     networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
     return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints,
-                   tuple(zones.delegation_warnings(zone_plans, addrs)))
+                   tuple(zones.delegation_warnings(zone_plans, addrs)), values)
 
 
 def _reachability(nodes: dict[str, NodePlan], served: dict[str, list[str]], bad) -> None:

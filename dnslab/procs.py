@@ -115,3 +115,21 @@ def stop_recorded(states: Sequence[State], grace: float = 2.0) -> None:
         recorded = {rec["pid"] for rec in s.data.get("procs", {}).values()}
         pids |= _self_recorded(s) - recorded
     terminate(pids, grace, group=True)
+
+
+def stop_keys(state: State, keys: Sequence[str], grace: float = 2.0) -> None:
+    """Stop the helpers recorded under ``keys`` (e.g. a trainee's notebook server) and forget them."""
+    pids = set()
+    for key in keys:
+        rec = state.data.get("procs", {}).pop(key, None)
+        if rec and rec.get("start") is not None and start_time(rec["pid"]) == rec["start"]:
+            pids.add(rec["pid"])
+        try:
+            pid, started = map(int, (_pid_dir(state) / f"{key}.pid").read_text().split())
+            if start_time(pid) == started:
+                pids.add(pid)
+            (_pid_dir(state) / f"{key}.pid").unlink()
+        except (OSError, ValueError):
+            pass
+    terminate(pids, grace, group=True)
+    state.save()

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import yamlsrc
 from .errors import InputProblems, Problem
@@ -107,6 +107,34 @@ class Zone(Strict):
                                                   "zone's own (TSIG); the key opens transfers from any address")
 
 
+class Vary(Strict):
+    """How one value is drawn: exactly one of ``address``, ``word``, ``number``, ``choice``."""
+
+    address: ipaddress.IPv4Network | ipaddress.IPv6Network | None = Field(
+        default=None, description="a host address of this prefix (lab ranges only; no lab network's)")
+    word: Annotated[int, Field(ge=4, le=24)] | None = Field(
+        default=None, description="a pronounceable word of this many letters")
+    number: tuple[int, int] | None = Field(default=None, description="an integer from..to, both included")
+    choice: Annotated[list[str], Field(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="one of these strings")
+
+    @model_validator(mode="after")
+    def _one(self) -> Vary:
+        given = [k for k in ("address", "word", "number", "choice") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of address, word, number, choice")
+        if self.address is not None:
+            if not in_lab_ranges(self.address):
+                raise ValueError(f"{self.address} is outside the lab ranges")
+            if self.address.num_addresses < 4:
+                raise ValueError(f"{self.address} leaves no host address to draw")
+        if self.number is not None and self.number[0] > self.number[1]:
+            raise ValueError("number: from must not be above to")
+        if self.choice is not None and any(not c or len(c) > 255 or any(ch in c for ch in "\n\r{}") for c in self.choice):
+            raise ValueError("choice: one-line strings of 1 to 255 characters, without braces")
+        return self
+
+
 class Topology(Strict):
     """The whole lab file."""
 
@@ -116,6 +144,9 @@ class Topology(Strict):
         default_factory=lambda: {"lan": Network()}, min_length=1)
     nodes: Annotated[dict[Annotated[str, Field(pattern=NAME)], Node], Field(min_length=1)]
     zones: dict[DnsName, Zone] = Field(default_factory=dict)
+    vary: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], Vary] = Field(
+        default_factory=dict, description="values drawn per instance, used as {{ name }} in zone records and "
+                                          "files, fault records and checks")
 
 
 def load(path: Path) -> tuple[Topology, yamlsrc.Source]:

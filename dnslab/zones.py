@@ -25,7 +25,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from . import faults, yamlsrc
+from . import faults, vary, yamlsrc
 from .errors import EnvError, InputProblems, Problem
 from .topology import zone_name
 
@@ -77,12 +77,14 @@ def parent_of(zone: str, all_zones) -> str | None:
 
 def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, str],
                addrs: dict[str, tuple[str, ...]], src: yamlsrc.Source, directory: Path,
-               edits: faults.Applied | None = None, owners: dict[str, str] | None = None) -> dict[str, ZonePlan]:
+               edits: faults.Applied | None = None, owners: dict[str, str] | None = None,
+               values: dict[str, str] | None = None) -> dict[str, ZonePlan]:
     """Render and check every zone; all problems are raised together.
 
     ``served`` maps a zone to the nodes serving it, ``hostnames`` a node to its name
     server name, ``addrs`` a name server name to its addresses, ``owners`` a name server name
-    to its node; ``edits`` are the faults' changes.
+    to its node; ``edits`` are the faults' changes; ``values`` fill the ``{{ name }}`` of author
+    records and zone files.
     """
     edits = edits or faults.Applied()
     servers = {z: [hostnames[n] for n in sorted(nodes, key=lambda n: n != specs[z].primary)]  # primary: SOA MNAME
@@ -91,7 +93,7 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
     sources: dict[str, _Source] = {}
     for z, spec in specs.items():
         try:
-            sources[z] = _author_source(z, spec, src, directory)
+            sources[z] = _author_source(z, spec, src, directory, values or {})
         except InputProblems as exc:
             problems.extend(exc.problems)
     if problems:
@@ -121,7 +123,7 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
     return plans
 
 
-def _author_source(zone: str, spec, src: yamlsrc.Source, directory: Path) -> _Source:
+def _author_source(zone: str, spec, src: yamlsrc.Source, directory: Path, values: dict[str, str]) -> _Source:
     key = next(k for k in src.data.get("zones", {}) if zone_name(k) == zone)
     lines: list[str] = []
     places: list[str] = []
@@ -133,7 +135,8 @@ def _author_source(zone: str, spec, src: yamlsrc.Source, directory: Path) -> _So
     for i, record in enumerate(spec.records):
         lines.append(record)
         places.append(src.where(("zones", key, "records", i)))
-    return _Source("".join(line + "\n" for line in lines), places)
+    text = vary.render("\n".join(lines), values, lambda i: places[i])
+    return _Source("".join(line + "\n" for line in text.split("\n")) if lines else "", places)
 
 
 def inside(directory: Path, rel: str, where: str, field: str) -> Path:

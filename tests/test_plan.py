@@ -551,3 +551,42 @@ def test_roster_empty_name_and_empty_roster(tmp_path):
     with pytest.raises(InputProblems) as exc:
         roster.load(f)
     assert str(exc.value) == f"{f}: the roster lists no trainee"
+
+
+# ------------------------------------------------------------------------------ per-instance values
+
+VARIED = """
+    name: varied
+    nodes:
+      root: {kind: nsd, zones: [.]}
+      tld: {kind: bind9, zones: [test]}
+    zones:
+      .: {}
+      test:
+        records: ["www IN A {{ www }}", "secret IN TXT \\"{{ word }}-{{ n }}\\""]
+    vary:
+      www: {address: 203.0.113.0/24}
+      word: {word: 6}
+      n: {number: [10, 99]}
+    """
+
+
+def test_values_are_drawn_per_seed_and_fill_the_zones(write_lab):
+    d = write_lab(VARIED)
+    a, b, a2 = plan.load(d, seed=1), plan.load(d, seed=2), plan.load(d, seed=1)
+    assert a.values == a2.values and a.values != b.values
+    assert set(a.values) == {"www", "word", "n"} and ipaddress.ip_address(a.values["www"]) in \
+        ipaddress.ip_network("203.0.113.0/24") and len(a.values["word"]) == 6 and 10 <= int(a.values["n"]) <= 99
+    assert records(a.zones["test."], "www.test.", "A") == {a.values["www"]}
+    assert records(b.zones["test."], "secret.test.", "TXT") == {f'"{b.values["word"]}-{b.values["n"]}"'}
+    assert plan.load(d).values == plan.load(d, seed=0).values  # validate and graph see one concrete lab
+
+
+def test_unknown_and_misplaced_values_are_refused(write_lab):
+    msg = problems(write_lab, VARIED.replace("{{ www }}", "{{ wwww }}"))
+    assert "lab.yaml:8:15: unknown value {{ wwww }} (did you mean 'www'?) (vary: n, word, www)" in msg
+    msg = problems(write_lab, VARIED.replace("n: {number: [10, 99]}",
+                                             "n: {number: [10, 99]}\n      lan: {address: 198.51.100.0/28}"))
+    assert "vary.lan.address: 198.51.100.0/28 overlaps network lan" in msg
+    msg = problems(write_lab, VARIED.replace("n: {number: [10, 99]}", "n: {word: 5, number: [1, 2]}"))
+    assert "vary.n: give exactly one of address, word, number, choice" in msg

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import yamlsrc
+from .. import vary, yamlsrc
 from ..errors import InputProblems, LabError, Problem
 from ..topology import schema_problems, suggest, zone_name
 from . import dns as _dns
@@ -34,9 +34,13 @@ class ChecksFile(BaseModel):
     checks: list[Annotated[Union[tuple(CHECKS.values())], Field(discriminator="check")]]  # type: ignore[valid-type]
 
 
-def parse(path: Path) -> tuple[list[Check], yamlsrc.Source]:
-    """Read a checks file strictly (types, fields, unique ids), without a lab to check it against."""
+def parse(path: Path, values: dict[str, str] | None = None) -> tuple[list[Check], yamlsrc.Source]:
+    """Read a checks file strictly (types, fields, unique ids), without a lab to check it against;
+    ``values`` fill its ``{{ name }}`` (an instance's drawn values, :mod:`dnslab.vary`)."""
     src = yamlsrc.load(path)
+    if values is not None and isinstance(src.data, dict) and isinstance(src.data.get("checks"), list):
+        src.data["checks"] = [vary.render_data(c, values, src.where(("checks", i)))
+                              for i, c in enumerate(src.data["checks"])]
     try:
         parsed = ChecksFile.model_validate(src.data)
     except ValidationError as exc:
@@ -56,7 +60,7 @@ def parse(path: Path) -> tuple[list[Check], yamlsrc.Source]:
 def load(path: Path, lab: LabPlan) -> list[Check]:
     """Read a checks file and make sure every zone and node it names exists in ``lab``, and
     that every check's vantage point (``from:``, default the client) reaches what it asks."""
-    checks, src = parse(path)
+    checks, src = parse(path, lab.values)
     problems = []
     for i, check in enumerate(checks):
         def bad(field: str, msg: str) -> None:
