@@ -52,55 +52,6 @@ class Trainee:
                                            sslopt={"cert_reqs": 0})
 
 
-class HubTrainee(Trainee):
-    """A trainee of a class with a hub: she logs in with her user name and password (the login
-    form, as her browser does), and works through her server behind the hub with an API token
-    she makes herself (as /hub/token lets her)."""
-
-    def __init__(self, hub: str, user: str, password: str) -> None:
-        import http.cookiejar
-        self.hub, self.user = hub.rstrip("/"), user
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar),
-                                                  urllib.request.HTTPSHandler(context=_UNVERIFIED))
-        self.status, _ = self.login(password)
-        self.base = f"{self.hub}/user/{user}"
-        self.token = self.make_token() if self.status == 200 else ""
-
-    def xsrf(self) -> str:
-        return next((c.value for c in self.jar if c.name == "_xsrf"), "")
-
-    def login(self, password: str) -> tuple[int, str]:
-        """Post the login form; returns (status, the URL it ended on)."""
-        http(f"{self.hub}/hub/login", opener=self.opener)
-        form = urllib.parse.urlencode({"username": self.user, "password": password, "_xsrf": self.xsrf()}).encode()
-        req = urllib.request.Request(f"{self.hub}/hub/login?next=", data=form)
-        try:
-            with self.opener.open(req, timeout=30) as r:
-                return r.status, r.geturl()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.geturl()
-
-    def hub_api(self, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, bytes]:
-        """The hub's REST API with her login cookie (as the hub's own pages use it)."""
-        return http(f"{self.hub}/hub/api{path}", method, body, headers={"X-XSRFToken": self.xsrf()},
-                    opener=self.opener)
-
-    def make_token(self) -> str:
-        status, body = self.hub_api(f"/users/{self.user}/tokens", "POST", {"note": "tests"})
-        assert status == 201, (status, body)
-        return json.loads(body)["token"]
-
-    def wait_server(self, timeout: float = 60) -> float:
-        """Until her server answers through the hub (started at login); returns the seconds waited."""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            status, body = self.hub_api(f"/users/{self.user}")
-            if status == 200 and json.loads(body).get("server") and self.api("/api/status")[0] == 200:
-                return time.monotonic() - t0
-            time.sleep(0.1)
-        raise AssertionError(f"the server of {self.user} did not come up in {timeout:.0f}s")
-
     # -- kernels
     def execute(self, code: str, timeout: float = 120) -> tuple[str, list[str]]:
         """Run ``code`` in a new kernel of hers; returns (stdout text, error tracebacks)."""
@@ -175,3 +126,53 @@ class HubTrainee(Trainee):
         if status != 200:
             return status, body
         return status, base64.b64decode(json.loads(body)["content"])
+
+
+class HubTrainee(Trainee):
+    """A trainee of a class with a hub: she logs in with her user name and password (the login
+    form, as her browser does), and works through her server behind the hub with an API token
+    she makes herself (as /hub/token lets her)."""
+
+    def __init__(self, hub: str, user: str, password: str) -> None:
+        import http.cookiejar
+        self.hub, self.user = hub.rstrip("/"), user
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar),
+                                                  urllib.request.HTTPSHandler(context=_UNVERIFIED))
+        self.status, _ = self.login(password)
+        self.base = f"{self.hub}/user/{user}"
+        self.token = self.make_token() if self.status == 200 else ""
+
+    def xsrf(self) -> str:
+        return next((c.value for c in self.jar if c.name == "_xsrf"), "")
+
+    def login(self, password: str) -> tuple[int, str]:
+        """Post the login form; returns (status, the URL it ended on)."""
+        http(f"{self.hub}/hub/login", opener=self.opener)
+        form = urllib.parse.urlencode({"username": self.user, "password": password, "_xsrf": self.xsrf()}).encode()
+        req = urllib.request.Request(f"{self.hub}/hub/login?next=", data=form)
+        try:
+            with self.opener.open(req, timeout=30) as r:
+                return r.status, r.geturl()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.geturl()
+
+    def hub_api(self, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, bytes]:
+        """The hub's REST API with her login cookie (as the hub's own pages use it)."""
+        return http(f"{self.hub}/hub/api{path}", method, body, headers={"X-XSRFToken": self.xsrf()},
+                    opener=self.opener)
+
+    def make_token(self) -> str:
+        status, body = self.hub_api(f"/users/{self.user}/tokens", "POST", {"note": "tests"})
+        assert status == 201, (status, body)
+        return json.loads(body)["token"]
+
+    def wait_server(self, timeout: float = 60) -> float:
+        """Until her server answers through the hub (started at login); returns the seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            status, body = self.hub_api(f"/users/{self.user}")
+            if status == 200 and json.loads(body).get("server") and self.api("/api/status")[0] == 200:
+                return time.monotonic() - t0
+            time.sleep(0.1)
+        raise AssertionError(f"the server of {self.user} did not come up in {timeout:.0f}s")
