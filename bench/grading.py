@@ -79,7 +79,7 @@ LANG = "en"
 PREFIX = "gb"
 CLASS = "gradingbench"
 FAULT = "lame-glue"
-TEST_IDS = ("trace-answer", "fix-delegation", "fix-resolution", "explain-answer")
+TEST_IDS = ("trace-answer", "fix-delegation", "fix-resolution", "report-answer", "explain-answer")
 
 
 def uptime() -> str:

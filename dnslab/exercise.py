@@ -20,7 +20,7 @@ from . import yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import schema_problems
 
-ANSWER_TYPES = ("server-of",)
+ANSWER_TYPES = ("server-of", "data-of")
 
 
 class _Strict(BaseModel):
@@ -28,11 +28,26 @@ class _Strict(BaseModel):
 
 
 class Answer(_Strict):
-    """A value the trainee reports in a variable, compared with what the live lab says."""
+    """A value the trainee reports in a variable, compared with what her own lab says:
+    ``server-of`` a server of ``zone`` (host name or address); ``data-of`` the data of the
+    ``owner``/``type`` records in her lab (per-instance values make it hers alone)."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     accept: Literal[ANSWER_TYPES]  # type: ignore[valid-type]
-    zone: str
+    zone: str | None = None
+    owner: str | None = None
+    type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> Answer:
+        need = ("zone",) if self.accept == "server-of" else ("owner", "type")
+        extra = [f for f in ("zone", "owner", "type") if f not in need and getattr(self, f) is not None]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing or extra:
+            raise ValueError(f"accept: {self.accept} takes {' and '.join(need)}"
+                             + (f" (missing {', '.join(missing)})" if missing else "")
+                             + (f" (not {', '.join(extra)})" if extra else ""))
+        return self
 
 
 class TextCell(_Strict):

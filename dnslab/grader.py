@@ -430,6 +430,8 @@ def _accepted(plan, answer: _exercise.Answer) -> set[str]:
     if answer.accept == "server-of":
         nodes = plan.servers_of(zone_name(answer.zone))
         return {_normal(n.hostname) for n in nodes if n.hostname} | {a.lower() for n in nodes for a in n.addresses}
+    if answer.accept == "data-of":
+        return {_normal(d) for d in plan.data_of(answer.owner, answer.type)}
     raise InputError(f"unknown answer type {answer.accept!r}")
 
 

@@ -303,12 +303,14 @@ class Instance:
 def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
        progress: Progress = lambda msg: None, meta: dict[str, dict] | None = None,
        faults: Sequence[str] = (), before_ready: Callable[[list[Instance]], None] | None = None,
-       trainees: bool = False, limits: cgroups.Limits | None = None, home_size: int | None = None) -> list[Instance]:
+       trainees: bool = False, limits: cgroups.Limits | None = None, home_size: int | None = None,
+       seeds: dict[str, int | None] | None = None) -> list[Instance]:
     """Bring up one instance per name, in parallel; all or nothing. With ``trainees``, each
     instance gets its trainee first (user, cgroup with ``limits``, home of ``home_size`` bytes,
     working area; :func:`dnslab.confine.setup`) and its daemons run as that trainee.
     ``before_ready`` (e.g. the trainees' Jupyter servers) runs once every daemon answers; if it
-    fails, everything is removed.
+    fails, everything is removed. ``seeds`` gives instances the seed of their values (a reset
+    lab keeps its own); others draw a new one.
 
     :raises InputError: bad lab or instance name (nothing created)
     :raises EnvError: the backend cannot run here (nothing created)
@@ -332,9 +334,10 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         made.append(inst)
         state.data["lab"] = lab.name
         state.data["meta"] = (meta or {}).get(name, {})
-        state.data["faults"] = list(faults)
+        state.data["faults"] = state.data["faults_up"] = list(faults)
         # a lab with per-instance values (vary:) gets a seed, and so a plan, of its own
-        state.data["seed"] = secrets.randbelow(1 << 62) + 1 if lab.values else None
+        seed = (seeds or {}).get(name)
+        state.data["seed"] = (seed or secrets.randbelow(1 << 62) + 1) if lab.values else None
         plan_ = load_plan(lab_dir, faults, state.data["seed"]) if lab.values else lab
         state.set_phase("starting")
         if trainees:
@@ -414,10 +417,10 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
     progress(f"all {daemons} daemons of {len(instances)} instance(s) answer, {time.monotonic() - t0:.2f}s after start")
 
 
-def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
+def down_states(states: Sequence[State], purge_homes: bool = False, keep_hubs: bool = False) -> None:
     """Stop and remove instances, whatever phase they reached: helpers, daemons, namespaces,
     then the trainees' leftover processes, cgroups, users and working areas (``purge_homes``:
-    their homes too)."""
+    their homes too), and the hub of a class left without instances (unless ``keep_hubs``)."""
     from . import confine, hub, procs
     by_backend: dict[str, list[State]] = {}
     for s in states:
@@ -432,7 +435,27 @@ def down_states(states: Sequence[State], purge_homes: bool = False) -> None:
     confine.teardown(states, purge_homes)
     for s in states:
         s.remove()
-    hub.stop_orphaned()  # a class's hub goes with its last instance
+    if not keep_hubs:
+        hub.stop_orphaned()  # a class's hub goes with its last instance
+
+
+def reset(inst: Instance, progress: Progress = lambda msg: None) -> Instance:
+    """The instance brought down and up again as it was first made: the same lab, seed (so the
+    same values), trainee, limits and faults; her home (notebooks) is kept, her edits to the
+    lab's files are not. Her Jupyter server stops with it (a class's hub starts it again).
+
+    :raises BackendError: it did not come up again (nothing of it is left)
+    """
+    from . import cgroups
+    st = inst.state
+    name, lab_dir, backend = st.name, st.lab_dir, st.data["backend"]
+    meta, seed = st.data.get("meta", {}), st.data.get("seed")
+    faults = st.data.get("faults_up", st.data.get("faults", []))
+    lim = st.data.get("limits")
+    limits = cgroups.Limits(memory=lim["memory"], pids=lim["pids"], cpu_weight=lim["cpu_weight"]) if lim else None
+    down_states([st], keep_hubs=True)
+    return up(lab_dir, [name], backend, progress, meta={name: meta}, faults=faults, trainees=lim is not None,
+              limits=limits, home_size=lim["home"] if lim else None, seeds={name: seed})[0]
 
 
 def down(names: Sequence[str], purge_homes: bool = False) -> list[str]:

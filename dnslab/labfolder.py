@@ -114,9 +114,12 @@ def _exercise_of(lab_dir: Path, lab: _plan.LabPlan, ids: set[str] | None, faults
                                         f"cells[{i}].checks[{j}]: no check {check_id!r} in the lab's checks.yaml"
                                         + suggest(check_id, ids)))
         answer = getattr(cell, "answer", None)
-        if answer is not None and zone_name(answer.zone) not in lab.zones:
+        if answer is not None and answer.zone is not None and zone_name(answer.zone) not in lab.zones:
             problems.append(Problem(src.where(("cells", i, "answer", "zone")),
                                     f"cells[{i}].answer.zone: no zone {zone_name(answer.zone)} in the lab"))
+        if answer is not None and answer.owner is not None and not lab.data_of(answer.owner, answer.type):
+            problems.append(Problem(src.where(("cells", i, "answer", "owner")),
+                                    f"cells[{i}].answer: the lab has no {answer.type} record at {answer.owner}"))
     return ex
 
 

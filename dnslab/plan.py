@@ -90,6 +90,11 @@ class LabPlan:
     def servers_of(self, zone: str) -> list[NodePlan]:
         return [self.nodes[n] for n in self.zones[zone].servers]
 
+    def data_of(self, owner: str, rtype: str) -> set[str]:
+        """The data of the ``owner``/``rtype`` records this instance's zones serve (as text)."""
+        zone = zones.closest_zone(topology.zone_name(owner), self.zones)
+        return zones.data_of(self.zones[zone], owner, rtype) if zone else set()
+
     def by_role(self, role: str) -> list[NodePlan]:
         return [n for n in self.nodes.values() if n.role == role]
 

@@ -171,6 +171,17 @@ def _owners(zone: str, text: str) -> dict[str, set[str]]:
     return {n.to_text().lower(): {dns.rdatatype.to_text(r.rdtype) for r in node} for n, node in parsed.items()}
 
 
+def data_of(zone: ZonePlan, owner: str, rtype: str) -> set[str]:
+    """The data of ``owner``'s ``rtype`` records in ``zone``'s file (empty if none or unparsable)."""
+    parsed = _parse(zone.name, zone.text)
+    try:
+        name, want = dns.name.from_text(owner), dns.rdatatype.from_text(rtype)
+    except (dns.exception.DNSException, ValueError):
+        return set()
+    rdataset = parsed.get_rdataset(name, want) if parsed is not None else None
+    return {r.to_text() for r in rdataset} if rdataset else set()
+
+
 def _key(zone: str, owner: str, rtype: str) -> tuple[str, str]:
     """(absolute lower-case owner, TYPE) of a record written relative to ``zone``."""
     name = dns.name.from_text(owner, origin=dns.name.from_text(zone))

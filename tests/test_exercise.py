@@ -34,7 +34,7 @@ def test_three_languages_share_code_tests_and_points():
 def test_test_cells_judge_the_lab_and_hide_their_code():
     nb = SOURCE.notebook("en")
     tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
-    assert sum(c.metadata["nbgrader"]["points"] for c in tests) == 8
+    assert sum(c.metadata["nbgrader"]["points"] for c in tests) == 10
     for c in tests:
         assert c.metadata["nbgrader"]["locked"] and not c.metadata["nbgrader"]["solution"]
         assert "### BEGIN HIDDEN TESTS" in c.source and "### END HIDDEN TESTS" in c.source

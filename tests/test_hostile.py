@@ -397,11 +397,11 @@ def test_5_one_notebook_costs_the_class_only_its_own_budget(grading_class, backe
     g = {k: next(x for x in json.loads(res.stdout) if x["instance"] == names[k]) for k in names}
     # everyone is graded; each problem is that trainee's note, nobody else's
     assert set(g) == set(names)
-    assert g["honest"]["score"] == 8.0 and g["honest"]["note"] == "", g["honest"]
-    assert g["extra"]["score"] == 8.0 and "second time" in g["extra"]["note"], g["extra"]
+    assert g["honest"]["score"] == 10.0 and g["honest"]["note"] == "", g["honest"]
+    assert g["extra"]["score"] == 10.0 and "second time" in g["extra"]["note"], g["extra"]
     assert "notebook not read" in g["unreadable"]["note"], g["unreadable"]
     assert "notebook not read" in g["huge"]["note"] and "larger than" in g["huge"]["note"], g["huge"]
-    assert g["readonly"]["score"] == 8.0 and "feedback not delivered" in g["readonly"]["note"], g["readonly"]
+    assert g["readonly"]["score"] == 10.0 and "feedback not delivered" in g["readonly"]["note"], g["readonly"]
     assert "budget of 25s" in g["hang"]["note"], g["hang"]
     flooded = COURSE / "executed" / names["flood"] / SOURCE.assignment("en") / "dns-basics.ipynb"
     assert "truncated" in flooded.read_text(), "the flood was cut"

@@ -32,7 +32,7 @@ if os.geteuid() != 0:
 
 SOURCE = exercise.find("dns-basics")
 LANGS = SOURCE.languages
-FULL = 8.0
+FULL = 10.0
 
 
 class Class:
@@ -115,9 +115,12 @@ def test_solution_full_marks_untouched_zero_in_every_language(make_class):
 def test_same_notebook_scores_by_each_trainees_own_lab(make_class):
     cls = make_class("gs", 2)
     fixed, broken = cls.names
-    # the same text for both: answers given, no code that repairs the lab
+    mine, theirs = (lab.Instance.open(n).plan.values["www_lab"] for n in cls.names)
+    assert mine != theirs, "each instance draws its own address for www.lab.test"
+    # the same text for both, copied from the first trainee: answers given, no code that repairs the lab
     nb = cls.notebook("en", "release")
     cell(nb, "trace").source = 'TLD_SERVER = "ns1.nic.test"\nprint("TLD_SERVER =", TLD_SERVER)'
+    cell(nb, "report").source = f'WWW_LAB = "{mine}"'
     cell(nb, "explain").source = 'AUTHORITATIVE = "ns1.lab.test."'
     for n in cls.names:
         cls.submit(n, nb)
@@ -134,9 +137,10 @@ def test_same_notebook_scores_by_each_trainees_own_lab(make_class):
         inst.reload(node)
     grades = cls.grade()
     assert grades[fixed]["tasks"] == {"trace-answer": 2.0, "fix-delegation": 2.0, "fix-resolution": 2.0,
-                                      "explain-answer": 2.0}
+                                      "report-answer": 2.0, "explain-answer": 2.0}
+    # the neighbour's correct address is wrong in her own lab
     assert grades[broken]["tasks"] == {"trace-answer": 2.0, "fix-delegation": 0.0, "fix-resolution": 0.0,
-                                       "explain-answer": 2.0}
+                                       "report-answer": 0.0, "explain-answer": 2.0}
 
 
 PROBE_FILES = """
@@ -213,15 +217,18 @@ def test_bad_notebooks_are_graded_without_hanging(make_class):
     grades = cls.grade("--timeout", "4")
     t = {k: grades[who[k]]["tasks"] for k in kinds}
 
-    assert t["hang"] == {"trace-answer": 2.0, "fix-delegation": 2.0, "fix-resolution": 2.0, "explain-answer": 0.0}
+    assert t["hang"] == {"trace-answer": 2.0, "fix-delegation": 2.0, "fix-resolution": 2.0, "report-answer": 2.0,
+                         "explain-answer": 0.0}
     hung = json.dumps(cell(cls.executed(who["hang"]), "explain").outputs)
     assert "CellTimeout" in hung, hung
-    assert t["killer"] == {"trace-answer": 2.0, "fix-delegation": 2.0, "fix-resolution": 2.0, "explain-answer": 0.0}
+    assert t["killer"] == {"trace-answer": 2.0, "fix-delegation": 2.0, "fix-resolution": 2.0, "report-answer": 2.0,
+                           "explain-answer": 0.0}
     assert "ended its own process" in grades[who["killer"]]["note"], "a dead run is noted for the instructor"
     assert "fix-delegation" not in t["deleted"] or t["deleted"]["fix-delegation"] == 0.0
-    assert grades[who["deleted"]]["score"] == 6.0
+    assert grades[who["deleted"]]["score"] == FULL - 2
     assert grades[who["edited"]]["score"] == FULL
-    assert t["cheater"] == {"trace-answer": 2.0, "fix-delegation": 0.0, "fix-resolution": 0.0, "explain-answer": 0.0}
+    assert t["cheater"] == {"trace-answer": 2.0, "fix-delegation": 0.0, "fix-resolution": 0.0, "report-answer": 0.0,
+                            "explain-answer": 0.0}
     assert t["breaker"]["fix-delegation"] == 0.0 and t["breaker"]["fix-resolution"] == 0.0
     assert grades[who["garbage"]]["score"] == 0.0 and "not a valid notebook" in grades[who["garbage"]]["note"]
     assert grades[who["prober"]]["score"] == FULL

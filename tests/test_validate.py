@@ -179,6 +179,11 @@ def test_exercise_typos_found_at_validate(dnslab, lab, tmp_path):
     for check_id in ("lab-delegation", "lab-mx", "www-via-unbound"):
         assert f"no check {check_id!r} in the lab's checks.yaml" in res.stderr, explain(res)
     assert "no fault 'lame-glue'" in res.stderr and "no zone test. in the lab" not in res.stderr
+    assert "answer: the lab has no A record at www.lab.test" in res.stderr, explain(res)
+    text = text.replace("accept: data-of, owner: www.lab.test, type: A", "accept: data-of, zone: lab.test")
+    (ex / "exercise.yaml").write_text(text)
+    res = dnslab("validate", d, env={"DNSLAB_EXERCISES": str(tmp_path / "exercises")})
+    assert "accept: data-of takes owner and type (missing owner, type) (not zone)" in res.stderr, explain(res)
     assert f"{ex}/exercise.yaml:" in res.stderr and "problems:" in res.stderr.splitlines()[0]
 
 
