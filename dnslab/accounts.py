@@ -141,7 +141,10 @@ def _free_id(instance: str) -> int:
     """The uid (and gid) of a kept home of this instance if it is free; otherwise one that no
     user, group, process or kept home has (a uid may signal and ptrace its processes and owns
     its files)."""
-    busy = {uid for pid in os.listdir("/proc") if pid.isdigit() for uid in uids_of(pid)}
+    from .procs import start_time
+    # zombies aside: they hold nothing, and an init that is slow to reap would keep a uid busy forever
+    busy = {uid for pid in os.listdir("/proc") if pid.isdigit() and start_time(int(pid)) is not None
+            for uid in uids_of(pid)}
     reserved = homes.reserved_uids()
     kept = homes.recorded_uid(instance)
 
@@ -158,7 +161,10 @@ def _free_id(instance: str) -> int:
     if kept is not None:
         if free(kept):
             return kept
-        raise EnvError(f"the kept home of {instance} belongs to uid {kept}, which is now taken; "
+        by = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and kept in uids_of(p)
+                    and start_time(int(p)) is not None)
+        holder = (f" (process {by[0]}: {_comm(by[0])})" if by else "")
+        raise EnvError(f"the kept home of {instance} belongs to uid {kept}, which is now taken{holder}; "
                        f"purge it (dnslab down --purge {instance}) or free that uid")
     for uid in range(UID_BASE, UID_BASE + UID_COUNT):
         if free(uid):
@@ -198,6 +204,15 @@ def remove(instance: str, purge_home: bool = False) -> bool:
         except KeyError:
             pass
         return True
+
+
+def _comm(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return f"{stat.split('(', 1)[1].rsplit(')', 1)[0][:32]}, state {fields[0]}, parent {fields[1]}"
+    except (OSError, IndexError):
+        return "?"
 
 
 def uids_of(pid: str) -> set[int]:

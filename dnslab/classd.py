@@ -10,6 +10,11 @@ and the hub's user only (SO_PEERCRED), one JSON request per line (:mod:`dnslab.l
   loopback port the hub's proxy reaches her server on;
 - ``{"op": "poll", "user": U}``: ``{"ok": true, "running": bool}``;
 - ``{"op": "stop", "user": U}``: stop her server (her lab and files stay);
+- ``{"op": "status"}``: the class's last snapshot (:mod:`dnslab.classstatus`), which it
+  refreshes every :data:`POLL_EVERY` seconds into ``status.json``;
+- ``{"op": "break", "fault": F, "user": U or "*"}``: apply a fault of the lab to her lab, or to
+  every lab of the class (the break-and-fix drill); replies the instances it broke;
+- ``{"op": "reset", "user": U}``: her lab as it was first made (:func:`dnslab.lab.reset`);
 - ``{"op": "ping"}``.
 
 Everything it starts for a trainee runs as her (:func:`dnslab.jupyter.start_server`) or as
@@ -19,18 +24,21 @@ the hub's user (:func:`dnslab.hub.start_relay`), and is recorded in her instance
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
 import sys
 import threading
+import time
 
-from . import hub, lineserver, procs
+from . import classstatus, hub, lineserver, procs
 from .errors import LabError
 
 SERVER_PROCS = ("jupyter", "forward", "hubapi")
 ENV_NAME = re.compile(r"^JUPYTERHUB_[A-Z0-9_]{1,64}$")
 ENV_COUNT, ENV_VALUE = 64, 4096
+POLL_EVERY = 10.0
 
 
 class ClassHelper(lineserver.LineServer):
@@ -41,6 +49,9 @@ class ClassHelper(lineserver.LineServer):
         self.uid, self.gid = hub.hub_ids()
         self.locks: dict[str, threading.Lock] = {}
         self.locks_lock = threading.Lock()
+        self.servers: dict[str, tuple[dict[str, str], int]] = {}  # user -> (hub env, port) of her server
+        self.status: dict | None = classstatus.read(klass)
+        self.refresh = threading.Event()
 
     def allowed_uids(self) -> set[int]:
         return {0, self.uid}
@@ -50,7 +61,7 @@ class ClassHelper(lineserver.LineServer):
 
     def operations(self):
         return {"ping": lambda req, uid: {"ok": True}, "spawn": self.op_spawn, "poll": self.op_poll,
-                "stop": self.op_stop}
+                "stop": self.op_stop, "status": self.op_status, "break": self.op_break, "reset": self.op_reset}
 
     def _instance(self, req: dict):
         """The class's instance named by ``user``, and the lock that serialises its server's changes."""
@@ -78,13 +89,20 @@ class ClassHelper(lineserver.LineServer):
         with lock:
             _stop_server(inst.state)
             jupyter.assign_ports([inst.state], hub.SERVER_PORTS, "127.0.0.1")
-            try:
-                hub.start_relay(inst, self.klass)
-                jupyter.start_server(inst, hub_env=env)
-            except BaseException:
-                _stop_server(inst.state)
-                raise
+            self._start(inst, env)
             return {"ok": True, "port": inst.state.data["jupyter"]["port"]}
+
+    def _start(self, inst, env: dict[str, str]) -> None:
+        """Her server on the port in her state, with the hub's environment for it (kept, so that
+        a reset of her lab brings her server back where the hub's proxy expects it)."""
+        from . import jupyter
+        try:
+            hub.start_relay(inst, self.klass)
+            jupyter.start_server(inst, hub_env=env)
+        except BaseException:
+            _stop_server(inst.state)
+            raise
+        self.servers[inst.name] = (env, inst.state.data["jupyter"]["port"])
 
     def op_poll(self, req: dict, uid: int) -> dict:
         inst, _ = self._instance(req)
@@ -94,7 +112,75 @@ class ClassHelper(lineserver.LineServer):
         inst, lock = self._instance(req)
         with lock:
             _stop_server(inst.state)
+            self.servers.pop(inst.name, None)
         return {"ok": True}
+
+
+    def op_status(self, req: dict, uid: int) -> dict:
+        if self.status is None:
+            self.poll()
+        return {"ok": True, "status": self.status}
+
+    def op_break(self, req: dict, uid: int) -> dict:
+        from . import faults
+        fault, user = req.get("fault"), req.get("user")
+        users = hub.open_class(self.klass).data["hub"]["users"] if user == "*" else [user]
+        broken, skipped = [], []
+        for u in users:
+            inst, lock = self._instance({"user": u})
+            if fault not in faults.available(inst.state.lab_dir):
+                raise LabError(f"no fault {fault!r} in lab {inst.plan.name} "
+                               f"(faults: {', '.join(faults.available(inst.state.lab_dir)) or 'none'})")
+            with lock:
+                if fault in inst.state.data.get("faults", []):
+                    skipped.append(u)
+                    continue
+                inst.break_with(fault)
+            broken.append(u)
+        self.refresh.set()
+        return {"ok": True, "broken": broken, "already": skipped}
+
+    def op_reset(self, req: dict, uid: int) -> dict:
+        from . import lab
+        from . import jupyter
+        inst, lock = self._instance(req)
+        with lock:
+            running = procs.recorded_alive(inst.state, "jupyter") and inst.name in self.servers
+            inst = lab.reset(inst)
+            if running:  # back on its port: the hub's proxy and her browser find it again
+                env, port = self.servers[inst.name]
+                with jupyter.ports_lock():
+                    inst.state.data["jupyter"] = {"port": port, "bind": "127.0.0.1",
+                                                  "sock": str(jupyter.sock_path(inst.state))}
+                    inst.state.save()
+                self._start(inst, env)
+        self.refresh.set()
+        return {"ok": True, "reset": inst.name, "server": running}
+
+    def poll(self) -> None:
+        """A fresh snapshot of the class, kept and written to ``status.json`` (0640, the hub's group)."""
+        snap = classstatus.snapshot(self.klass, self.status)
+        out = classstatus.path(self.klass)
+        tmp = out.with_name(f".status.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        with os.fdopen(fd, "w") as f:
+            json.dump(snap, f)
+        os.chown(tmp, 0, self.gid)
+        os.replace(tmp, out)
+        self.status = snap
+
+    def poll_forever(self) -> None:
+        """Poll every :data:`POLL_EVERY` seconds, or sooner after a drill or reset; never more than
+        a third of the time (a big class on a small machine polls less often)."""
+        while True:
+            t0 = time.monotonic()
+            try:
+                self.poll()
+            except Exception as exc:  # a lab going away mid-poll; the next poll sees the class as it is
+                print(f"status poll failed: {exc}", file=sys.stderr, flush=True)
+            took = time.monotonic() - t0
+            self.refresh.wait(max(POLL_EVERY - took, 2 * took))
+            self.refresh.clear()
 
 
 def _stop_server(state) -> None:
@@ -115,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dnslab.classd: class {args.klass} has no hub", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    ClassHelper(args.klass).serve()
+    helper = ClassHelper(args.klass)
+    threading.Thread(target=helper.poll_forever, daemon=True, name="status").start()
+    helper.serve()
     return 0
 
 

@@ -156,7 +156,7 @@ def cmd_up(args):
         h = hub.info(klass)
         for row in data:
             row["url"] = h["url"]
-        human += [f"the class's JupyterHub: {h['url']} (instructor: {h['url']}hub/admin)",
+        human += [f"the class's JupyterHub: {h['url']} (instructor: {h['url']}services/class/, the class's live view)",
                   f"logins (user, password; give each trainee hers): {h['logins']}"]
     _out(args, data, "\n".join(human))
 
@@ -408,6 +408,46 @@ def cmd_gc(args):
     _out(args, {"removed": removed}, "\n".join(f"removed {r}" for r in removed) or "nothing to remove")
 
 
+def cmd_class(args):
+    """A class with a hub: its live status, a drill on its labs, a trainee's lab reset (through
+    the class's helper, as the instructor's page does)."""
+    from . import classstatus, hub, lineserver
+    from .errors import InputError
+    klass = args.klass
+    if klass is None:
+        known = hub.classes()
+        if len(known) != 1:
+            raise InputError("which class? " + (f"classes with a hub: {', '.join(known)}: give its name"
+                                                if known else "no class has a hub (dnslab up --trainees R --hub)"))
+        klass = known[0]
+    if hub.open_class(klass) is None:
+        raise InputError(f"no class {klass!r} with a hub (classes: {', '.join(hub.classes()) or 'none'})")
+    if args.action == "status":
+        snap = lineserver.call(hub.class_dir(klass) / "classd.sock", {"op": "status"}, timeout=120.0)
+        if not snap.get("ok"):
+            raise LabError(snap.get("error", "the class helper refused"))
+        _out(args, snap["status"], classstatus.table(snap["status"]))
+        return 0
+    if args.action == "break":
+        if not args.fault:
+            raise InputError("class break FAULT: name a fault of the lab")
+        req = {"op": "break", "fault": args.fault, "user": args.instance or "*"}
+    else:
+        if not args.instance:
+            raise InputError("class reset --instance NAME: name the trainee's instance")
+        req = {"op": "reset", "user": args.instance}
+    _progress(f"{args.action} in class {klass}...")
+    reply = lineserver.call(hub.class_dir(klass) / "classd.sock", req, timeout=600.0)
+    if not reply.get("ok"):
+        raise LabError(reply.get("error", "the class helper refused"))
+    reply.pop("ok")
+    human = (f"reset {reply['reset']}" if args.action == "reset" else
+             f"{args.fault} applied to {len(reply['broken'])} lab(s)"
+             + (f"; already in {', '.join(reply['already'])}" if reply["already"] else ""))
+    _out(args, reply, human)
+    return 0
+
+
 def cmd_images(args):
     from . import images
     if args.action == "build":
@@ -547,6 +587,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("lab")
     p.add_argument("-o", "--output", help="output file (.svg or .png)")
     p.add_argument("--format", choices=["svg", "png", "dot"], default="svg")
+    p = add("class", cmd_class, "a class with a hub: live status of its labs, a drill (break), a lab reset")
+    p.add_argument("action", choices=["status", "break", "reset"])
+    p.add_argument("fault", nargs="?", help="break: the fault of the lab to apply")
+    p.add_argument("--class", dest="klass", metavar="NAME", help="the class (default: the only class with a hub)")
+    p.add_argument("--instance", metavar="NAME", help="break: only this trainee's lab (default: all); reset: hers")
     p = add("images", cmd_images, "build or list the docker backend's node images")
     p.add_argument("action", choices=["build", "list"])
     p.add_argument("kinds", nargs="*", help="only these kinds (default: all)")

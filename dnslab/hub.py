@@ -2,15 +2,17 @@
 
 ``start`` (root, from ``dnslab up --trainees R --hub``) gives a class, once its labs are up:
 
-- a login per trainee (user = instance name) and one for the instructor (``instructor``, the
-  hub's admin): random passwords, in clear only in ``logins.csv`` (root's, 0600), as scrypt
+- a login per trainee (user = instance name) and one for the instructor (``instructor``, a
+  role that reaches the class's live view and the hub's admin page, never a trainee's server:
+  see :data:`INSTRUCTOR_SCOPES`): random passwords, in clear only in ``logins.csv`` (root's, 0600), as scrypt
   hashes for the hub;
 - the class helper (:mod:`dnslab.classd`, root): the hub's only way to start, poll and stop a
   trainee's server, a closed list of operations on a socket only the hub's user may use;
 - JupyterHub and its proxy (configurable-http-proxy, Debian's) as the unprivileged system user
   ``_dnslab-hub``, in a PID namespace of their own (stopping it stops them all), seeing the
   checkout at :data:`dnslab.confine.CODE` as trainees do; the hub's database and cookie secret
-  in ``/var/lib/dnslab/hub/<class>`` (the hub user's, 0700); the idle-culler as a hub service.
+  in ``/var/lib/dnslab/hub/<class>`` (the hub user's, 0700); the idle-culler and the
+  instructor's live view (:mod:`dnslab.classview`, at ``/services/class/``) as hub services.
 
 A trainee's server runs as her in her client node (:func:`dnslab.jupyter.start_server`), behind
 a forwarder on a loopback port of the host; it reaches the hub's API at 127.0.0.1:8081 *inside
@@ -46,6 +48,10 @@ DEFAULT_BIND = "127.0.0.1"
 DEFAULT_IDLE = 3600
 SERVER_PORTS = 18900           # loopback ports of the trainees' forwarders, from here up
 READY_TIMEOUT = 60.0
+VIEW = "class"                 # the live view's service name: /services/class/
+# The instructor's role. No access:servers: every server of the class shares the hub's origin,
+# so a page a trainee serves from her server, opened by the instructor, would act as him.
+INSTRUCTOR_SCOPES = ["admin-ui", "list:users", "read:users", "servers", f"access:services!service={VIEW}"]
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
@@ -150,9 +156,7 @@ def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool) 
         "c.JupyterHub.cleanup_servers = False  # dnslab stops them, with their labs",
         "c.JupyterHub.authenticator_class = 'dnslab.hubplugins.ClassAuthenticator'",
         f"c.ClassAuthenticator.logins_file = {str(st.dir / 'logins.json')!r}",
-        f"c.ClassAuthenticator.admin_user = {ADMIN!r}",
-        f"c.Authenticator.allowed_users = {set(users)!r}",
-        f"c.Authenticator.admin_users = {{{ADMIN!r}}}",
+        f"c.Authenticator.allowed_users = {set(users) | {ADMIN}!r}",
         "c.JupyterHub.spawner_class = 'dnslab.hubplugins.LabSpawner'",
         f"c.LabSpawner.helper_socket = {str(st.dir / 'classd.sock')!r}",
         "c.Spawner.default_url = '/lab'",
@@ -164,9 +168,13 @@ def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool) 
         f"c.ConfigurableHTTPProxy.pid_file = {str(d / 'proxy.pid')!r}",
         "c.JupyterHub.services = [{'name': 'idle-culler', 'command': "
         f"[{python!r}, '-s', '-m', 'jupyterhub_idle_culler', '--timeout={idle}', "
-        f"'--cull-every={max(5, min(300, idle // 2))}']}}]",
+        f"'--cull-every={max(5, min(300, idle // 2))}']}},",
+        f"    {{'name': {VIEW!r}, 'url': 'http://127.0.0.1:{h['view_port']}', 'oauth_no_confirm': True, "
+        f"'command': [{python!r}, '-s', '-m', 'dnslab.classview'], "
+        f"'environment': {{'DNSLAB_CLASS_HELPER': {str(st.dir / 'classd.sock')!r}}}}}]",
         "c.JupyterHub.load_roles = [{'name': 'idle-culler', 'services': ['idle-culler'], 'scopes': "
-        "['list:users', 'read:users:activity', 'read:servers', 'delete:servers']}]",
+        "['list:users', 'read:users:activity', 'read:servers', 'delete:servers']},",
+        f"    {{'name': 'instructor', 'users': [{ADMIN!r}], 'scopes': {INSTRUCTOR_SCOPES!r}}}]",
     ]
     if cert:
         lines += [f"c.JupyterHub.ssl_cert = {str(st.dir / 'hub.crt')!r}",
@@ -215,17 +223,18 @@ def start(klass: str, insts: Sequence[Instance], port: int = DEFAULT_PORT, bind:
             taken = jupyter.ports_taken()
             api_port = _free_port(DEFAULT_PORT + 81, taken | {port})
             proxy_port = _free_port(api_port + 1, taken | {port})
+            view_port = _free_port(proxy_port + 1, taken | {port})
             scheme = "https" if cert else "http"
             st.data["hub"] = {"port": port, "bind": bind, "api_port": api_port, "proxy_port": proxy_port,
-                              "url": f"{scheme}://{jupyter.url_host(bind)}:{port}/",
-                              "ports": [port, api_port, proxy_port], "users": users}
+                              "view_port": view_port, "url": f"{scheme}://{jupyter.url_host(bind)}:{port}/",
+                              "ports": [port, api_port, proxy_port, view_port], "users": users}
             st.save()
         logins = {u: _password() for u in [ADMIN, *users]}
         _write(d / "logins.json", json.dumps({u: _hash(p) for u, p in logins.items()}), 0o640, gid)
         rows = [["trainee", "instance", "user", "password", "url"]]
         rows += [[i.state.data.get("meta", {}).get("trainee") or i.name, i.name, i.name, logins[i.name],
                   st.data["hub"]["url"]] for i in insts]
-        rows.append(["(instructor)", "", ADMIN, logins[ADMIN], st.data["hub"]["url"] + "hub/admin"])
+        rows.append(["(instructor)", "", ADMIN, logins[ADMIN], st.data["hub"]["url"] + f"services/{VIEW}/"])
         _write(d / "logins.csv", "".join(_csv_line(r) for r in rows), 0o600)
         if cert:
             _write(d / "hub.crt", Path(cert).read_text(), 0o640, gid)

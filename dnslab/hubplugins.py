@@ -41,18 +41,19 @@ def password_matches(password: str, stored: str) -> bool:
 
 
 def landing(handler) -> str:
-    """Where a login lands: the instructor on the hub's admin page, a trainee ("") on her server,
-    started on the way."""
+    """Where a login lands: the instructor on the class's live view, a trainee ("") on her
+    server, started on the way."""
+    from .hub import ADMIN, VIEW
     user = handler.current_user
-    return f"{handler.hub.base_url}admin" if user is not None and user.admin else ""
+    return f"{handler.base_url}services/{VIEW}/" if user is not None and user.name == ADMIN else ""
 
 
 class ClassAuthenticator(Authenticator):
     """The class's logins: a user name of the roster output and its password (scrypt hashes in a
-    file root wrote for the hub). The instructor's login is the hub's admin."""
+    file root wrote for the hub). Nobody is the hub's admin: the instructor's powers are a role
+    (:data:`dnslab.hub.INSTRUCTOR_SCOPES`)."""
 
     logins_file = Unicode(config=True, help="JSON {user: scrypt hash}, root's, readable by the hub")
-    admin_user = Unicode("instructor", config=True)
 
     def _logins(self) -> dict[str, str]:
         try:
@@ -68,7 +69,7 @@ class ClassAuthenticator(Authenticator):
             return None
         if not await asyncio.to_thread(password_matches, password, stored):
             return None
-        return {"name": name, "admin": name == self.admin_user}
+        return {"name": name, "admin": False}
 
 
 class LabSpawner(Spawner):

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -453,9 +455,12 @@ def reset(inst: Instance, progress: Progress = lambda msg: None) -> Instance:
     faults = st.data.get("faults_up", st.data.get("faults", []))
     lim = st.data.get("limits")
     limits = cgroups.Limits(memory=lim["memory"], pids=lim["pids"], cpu_weight=lim["cpu_weight"]) if lim else None
-    down_states([st], keep_hubs=True)
-    return up(lab_dir, [name], backend, progress, meta={name: meta}, faults=faults, trainees=lim is not None,
-              limits=limits, home_size=lim["home"] if lim else None, seeds={name: seed})[0]
+    with tempfile.TemporaryDirectory(prefix="dnslab-reset-") as tmp:  # its copy of the lab goes with it
+        copy = Path(tmp) / lab_dir.name
+        shutil.copytree(lab_dir, copy)
+        down_states([st], keep_hubs=True)
+        return up(copy, [name], backend, progress, meta={name: meta}, faults=faults, trainees=lim is not None,
+                  limits=limits, home_size=lim["home"] if lim else None, seeds={name: seed})[0]
 
 
 def down(names: Sequence[str], purge_homes: bool = False) -> list[str]:

@@ -35,8 +35,21 @@ def start_time(pid: int) -> int | None:
 
 def terminate(pids: set[int], grace: float = 2.0, group: bool = False) -> None:
     """SIGTERM ``pids`` (their process groups with ``group``: each leads its own session), wait up
-    to ``grace`` seconds, then SIGKILL what is left and wait for it to be gone."""
+    to ``grace`` seconds, then SIGKILL what is left and wait for it to be gone; those that are
+    children of this process are reaped (a long-lived parent, like a class's helper, would keep
+    their zombies, and with them their users' uids, busy)."""
     pids = set(pids) - {os.getpid()}
+    try:
+        _terminate(pids, grace, group)
+    finally:
+        for pid in pids:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def _terminate(pids: set[int], grace: float, group: bool) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         for pid in pids:
             try:

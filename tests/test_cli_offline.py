@@ -93,7 +93,8 @@ COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every s
 
 def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
-                             "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break"}
+                             "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break",
+                             "class"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -1,8 +1,9 @@
 """The class at one address: `dnslab up --trainees R --hub`, for real. Trainees log in at the
 hub (over TLS here, with a certificate made for the test), their server starts inside their
 own lab on login, as them; another trainee's server and the admin pages are refused; the
-instructor is the hub's admin; an idle server is culled and comes back, work kept; `down`
-leaves nothing. The trainee side acts only through what a trainee has: the hub's login form,
+instructor reaches the class's live view, the hub's admin page and `dnslab class status`, never
+a trainee's server; drills and resets from the view keep each trainee's values and notebooks;
+an idle server is culled and comes back, work kept; `down` leaves nothing. The trainee side acts only through what a trainee has: the hub's login form,
 her API tokens, her server."""
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ except ImportError:
     import traineeclient
 
 from dnslab import accounts, confine, hub
+from dnslab.lab import Instance
 from dnslab.procs import start_time
 from dnslab.state import State
 
@@ -104,7 +106,7 @@ def hc(tmp_path_factory):
 
 
 def test_one_address_and_the_logins(hc):
-    assert f"the class's JupyterHub: {hc.url}/ (instructor: {hc.url}/hub/admin)" in hc.up.stdout
+    assert f"the class's JupyterHub: {hc.url}/ (instructor: {hc.url}/services/class/" in hc.up.stdout
     d = hub.class_dir(hc.klass)
     assert set(hc.passwords) == {*hc.names, "instructor"}
     assert os.stat(d / "logins.csv").st_mode & 0o777 == 0o600  # the passwords: root's only
@@ -157,12 +159,83 @@ def test_another_trainees_server_and_the_admin_pages_are_refused(hc):
     assert set(r.values()) <= {"PermissionError", "FileNotFoundError"}, r
 
 
-def test_the_instructor_is_the_hubs_admin(hc):
-    admin = hc.login("instructor")
-    assert admin.status == 200
-    status, body = admin.hub_api("/users")
+def view(k: traineeclient.HubTrainee, path: str = "", body: dict | None = None) -> tuple[int, bytes]:
+    """The class's live view as her (or his) browser uses it: the page's xsrf token on a POST."""
+    url = f"{k.hub}/services/class/{path}"
+    if body is None:
+        return traineeclient.http(url, opener=k.opener)
+    status, page = traineeclient.http(f"{k.hub}/services/class/", opener=k.opener)
+    token = page.decode().split('<meta name="xsrf" content="', 1)[1].split('"', 1)[0] if status == 200 else ""
+    return traineeclient.http(url, "POST", body, headers={"X-XSRFToken": token}, opener=k.opener, timeout=300)
+
+
+def test_the_instructor_sees_the_class_not_the_servers(hc):
+    ins = hc.login("instructor")
+    assert ins.status == 200
+    status, page = view(ins)
+    assert status == 200 and b'<table id="grid">' in page
+    deadline = time.monotonic() + 60
+    while True:  # the class helper polls the labs every few seconds
+        status, body = view(ins, "api/status")
+        assert status == 200, body
+        snap = json.loads(body)["status"]
+        if all(t["checks"] for t in snap["trainees"]) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {t["instance"] for t in snap["trainees"]} == set(hc.names)
+    assert {"lab-delegation", "lab-mx"} <= set(snap["checks"]) and set(snap["faults"]) == {"lame-glue", "mx-removed"}
+    assert {t["id"]: t["judged"] for t in snap["tasks"]}["report-answer"] == "answer"
+    for t in snap["trainees"]:  # the exercise's fault is there, waiting for each trainee's repair
+        assert t["health"] == "ok" and t["checks"]["lab-delegation"] is False and t["checks"]["root-aa"] is True, t
+        assert t["tasks"]["fix-delegation"] == 0 and t["tasks"]["report-answer"] is None and not t["stuck"]
+    # the same data from the command line
+    res = livelab.cli("class", "status", "--class", hc.klass, "--json")
+    assert res.returncode == 0, livelab.explain(res)
+    cli = json.loads(res.stdout)
+    assert cli["checks"] == snap["checks"] and {t["instance"] for t in cli["trainees"]} == set(hc.names)
+    res = livelab.cli("class", "status", "--class", hc.klass)
+    assert res.returncode == 0 and all(n in res.stdout for n in hc.names), livelab.explain(res)
+    # the hub's user list and admin page, but no trainee's server: by cookie nor by token
+    status, body = ins.hub_api("/users")
     assert status == 200 and {u["name"] for u in json.loads(body)} >= set(hc.names)
-    assert traineeclient.http(f"{hc.url}/hub/admin", opener=admin.opener)[0] == 200
+    assert traineeclient.http(f"{hc.url}/hub/admin", opener=ins.opener)[0] == 200
+    a = hc.login(hc.names[0])
+    a.wait_server()
+    assert traineeclient.http(f"{a.base}/lab", opener=ins.opener)[0] == 403
+    assert traineeclient.http(f"{a.base}/api/status", headers={"Authorization": f"token {ins.token}"})[0] == 403
+    # and a trainee has no live view: not the page, not its API, not its buttons
+    assert view(a)[0] == 403
+    assert traineeclient.http(f"{hc.url}/services/class/api/status",
+                              headers={"Authorization": f"token {a.token}"})[0] == 403
+    assert view(a, "api/reset", {"instance": hc.names[1]})[0] == 403
+
+
+def test_drills_and_resets_keep_her_values_and_notebooks(hc):
+    name = hc.names[0]
+    ins, a = hc.login("instructor"), hc.login(name)
+    a.wait_server()
+    assert a.put("mine.txt", "her notes") == 201
+    before = Instance.open(name)
+    seed, www = before.state.data["seed"], before.plan.values["www_lab"]
+    status, body = view(ins, "api/break", {"fault": "mx-removed", "instance": name})
+    assert status == 200 and json.loads(body)["broken"] == [name], body
+    inst = Instance.open(name)
+    assert inst.state.data["faults"] == ["lame-glue", "mx-removed"]
+    assert not inst.query("lab.test", "MX", server="sld-nsd").answer  # her lab lost its MX, the other did not
+    assert Instance.open(hc.names[1]).query("lab.test", "MX", server="sld-nsd").answer
+    status, body = view(ins, "api/break", {"fault": "no-such-fault"})
+    assert status == 400 and "no fault 'no-such-fault'" in json.loads(body)["error"], body
+    # reset: her lab as first made (the same values), her files kept, her server back where it was
+    status, body = view(ins, "api/reset", {"instance": name})
+    assert status == 200 and json.loads(body) == {"ok": True, "reset": name, "server": True}, body
+    inst = Instance.open(name)
+    assert inst.state.data["seed"] == seed and inst.plan.values["www_lab"] == www
+    assert inst.state.data["faults"] == ["lame-glue"] and inst.query("lab.test", "MX", server="sld-nsd").answer
+    a.wait_server()
+    assert a.get("mine.txt") == (200, b"her notes")
+    r = a.run("import dnslab, json\nprint('RESULT' + json.dumps(dnslab.attach().dig('www.lab.test', 'A', "
+              "at='sld-nsd', rd=False).answer[0][0].address))")
+    assert r == www
 
 
 def test_an_idle_server_is_culled_and_comes_back_with_her_work(hc):
@@ -198,6 +271,8 @@ def test_zz_down_removes_the_hub(hc):
             and livelab.proc_stat(p) and livelab.proc_stat(p)[0] not in ("Z", "X")] == []
     s = socket.socket()
     try:
-        s.bind(("127.0.0.1", hc.port))  # the hub's port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # connections in TIME_WAIT aside
+        s.bind(("127.0.0.1", hc.port))  # nothing listens on the hub's port any more
+        s.listen()
     finally:
         s.close()
