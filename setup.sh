@@ -22,9 +22,10 @@ done
 
 # Host tools, then every kind's packages (the same lists the Docker images use). zonemaster-cli
 # is a registry's pre-delegation test, run against a lab from its client (dnslab exec ... client);
-# node-configurable-http-proxy is the proxy of a class's JupyterHub (up --hub).
+# node-configurable-http-proxy is the proxy of a class's JupyterHub (up --hub); chromium and its
+# driver run the browser tests (a trainee and the instructor at the hub, headless).
 HOST_PKGS="python3 python3-venv iproute2 util-linux mount e2fsprogs tar nftables procps graphviz tcpdump passwd
-           zonemaster-cli node-configurable-http-proxy openssl"
+           zonemaster-cli node-configurable-http-proxy openssl chromium chromium-driver"
 KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
 DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
 if [ -n "$docker" ]; then

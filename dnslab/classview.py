@@ -183,7 +183,8 @@ function render(s) {
   document.querySelector('#grid tbody').replaceChildren(...rows);
 }
 async function refresh() {
-  const r = await fetch(prefix + 'api/status', {credentials: 'same-origin'});
+  // the hub's cookie counts for a script's request only with the page's xsrf token
+  const r = await fetch(prefix + 'api/status', {credentials: 'same-origin', headers: {'X-XSRFToken': xsrf}});
   if (r.ok) { const j = await r.json(); if (j.ok) render(j.status); }
 }
 document.getElementById('break-all').onclick = () => {

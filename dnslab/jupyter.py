@@ -223,6 +223,8 @@ def _config(state: State, t, token: str | None, kernel: str) -> dict:
         "KernelSpecManager": {"allowed_kernelspecs": [kernel], "ensure_native_kernel": False},
         "MappingKernelManager": {"default_kernel_name": kernel},
         "KernelManager": {"transport": "ipc"},  # ip: <runtime dir>/kernel-<id>-ipc, absolute
+        # opening a notebook signs it: the notary's secret and database are hers (the data dir is root's)
+        "NotebookNotary": {"data_dir": str(state.work_dir / RUNTIME)},
     }
 
 

@@ -240,6 +240,21 @@ def bump_serial(zone_text: str, by: int = 1) -> tuple[str, int]:
 
 # ---------------------------------------------------------------- what is left on the machine
 
+def repair_glue(inst) -> None:
+    """What a trainee does to fix dns-basics' lame-glue fault, done as her: the glue of both
+    name servers in the test. zone of node tld, a new serial, tld and the resolvers reloaded."""
+    from dnslab import confine
+    zone = inst.state.node_dir("tld") / "zones" / "test.zone"
+    text = zone.read_text()
+    for host, node in (("ns1.lab.test.", "sld-nsd"), ("ns1.example.test.", "sld-knot")):
+        v4, v6 = inst.node(node).addresses
+        text = re.sub(rf"(?m)^({re.escape(host)}\s+IN\s+A\s+)\S+$", rf"\g<1>{v4}", text)
+        text = re.sub(rf"(?m)^({re.escape(host)}\s+IN\s+AAAA\s+)\S+$", rf"\g<1>{v6}", text)
+    confine.write_as(confine.trainee_of(inst.state), zone, bump_serial(text)[0].encode())
+    for node in ("tld", "resolver-unbound", "resolver-bind"):
+        inst.reload(node)
+
+
 def _is_ours(entry: str, name: str) -> bool:
     return entry == f"dnslab-{name}" or entry.startswith(f"dnslab-{name}-")
 
