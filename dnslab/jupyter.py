@@ -236,11 +236,15 @@ def _write_files(state: State, t, token: str | None) -> dict[str, str]:
     etc, data = etc_dir(state), data_dir(state)
     etc.mkdir(mode=0o750, exist_ok=True)
     os.chown(etc, 0, t.gid)
-    cfg = etc / "jupyter_server_config.json"
-    fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
-    with os.fdopen(fd, "w") as f:
-        json.dump(_config(state, t, token, kernel), f, indent=1)
-    os.chown(cfg, 0, t.gid)
+    (etc / "labconfig").mkdir(mode=0o750, exist_ok=True)
+    os.chown(etc / "labconfig", 0, t.gid)
+    # nbgrader's JupyterLab menus are the instructor's (its server side is off for trainees)
+    for cfg, content in ((etc / "jupyter_server_config.json", _config(state, t, token, kernel)),
+                         (etc / "labconfig" / "page_config.json", {"disabledExtensions": {"@jupyter/nbgrader": True}})):
+        fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        with os.fdopen(fd, "w") as f:
+            json.dump(content, f, indent=1)
+        os.chown(cfg, 0, t.gid)
     # jupyter_core migrates IPython 3 config once ~/.ipython exists (after her first kernel),
     # writing this marker here; a marker she cannot write tells it not to try
     marker = os.open(etc / "migrated", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)

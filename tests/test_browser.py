@@ -115,6 +115,7 @@ def test_a_trainee_runs_her_notebook_and_sees_her_own_lab(klass, browser):
     wait(browser, lambda d: any(e.is_displayed() for e in d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell"))
          and "Idle" in d.find_element(By.ID, "jp-main-statusbar").text, what="the notebook and her kernel")
     browser.shot("notebook")
+    assert "Nbgrader" not in browser.find_element(By.ID, "jp-menu-panel").text  # the instructor's tools
     # the notebook's first code cell attaches to her lab; a cell of her own asks it
     first = browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell")[0]
     first.find_element(By.CSS_SELECTOR, ".cm-content").click()
