@@ -39,6 +39,7 @@ SERVER_PROCS = ("jupyter", "forward", "hubapi")
 ENV_NAME = re.compile(r"^JUPYTERHUB_[A-Z0-9_]{1,64}$")
 ENV_COUNT, ENV_VALUE = 64, 4096
 POLL_EVERY = 10.0
+READY_WAIT = 300.0   # a class of many comes up in well under this
 
 
 class ClassHelper(lineserver.LineServer):
@@ -74,6 +75,13 @@ class ClassHelper(lineserver.LineServer):
         inst = Instance.open(user)
         if inst.state.data.get("meta", {}).get("class") != self.klass or inst.state.owner is None:
             raise LabError(f"instance {user} is not a trainee's lab of class {self.klass}")
+        # `up` (or a reset) still writes its state until the lab is ready: changes wait for it
+        deadline = time.monotonic() + READY_WAIT
+        while inst.state.data.get("phase") != "ready":
+            if inst.state.data.get("phase") not in ("creating", "starting") or time.monotonic() > deadline:
+                raise LabError(f"the lab of {user} is {inst.state.data.get('phase')}, not ready")
+            time.sleep(0.1)
+            inst = Instance.open(user)
         with self.locks_lock:
             lock = self.locks.setdefault(user, threading.Lock())
         return inst, lock

@@ -123,7 +123,7 @@ def cmd_up(args):
         def start_classroom(insts: list[Instance]) -> None:
             if args.hub:
                 hub.start(klass, insts, args.hub_port, args.hub_bind, args.hub_cert, args.hub_key,
-                          args.idle_timeout, _progress)
+                          args.idle_timeout, not args.no_prestart, _progress)
             else:
                 jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)
             if ex:
@@ -518,6 +518,9 @@ def parser() -> argparse.ArgumentParser:
                    help="host address the hub listens on (default 127.0.0.1; a class network's address)")
     p.add_argument("--hub-cert", metavar="PEM", help="TLS certificate for the hub (with --hub-key): https")
     p.add_argument("--hub-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--no-prestart", action="store_true",
+                   help="with --hub: start a trainee's server at her login only (default: all of them in the "
+                        "background once the hub is up, a few at a time)")
     p.add_argument("--idle-timeout", type=int, default=3600, metavar="SECONDS",
                    help="stop a trainee's server idle this long (default 3600; her work stays)")
     p.add_argument("--class", dest="klass", metavar="NAME",

@@ -12,7 +12,9 @@
   ``_dnslab-hub``, in a PID namespace of their own (stopping it stops them all), seeing the
   checkout at :data:`dnslab.confine.CODE` as trainees do; the hub's database and cookie secret
   in ``/var/lib/dnslab/hub/<class>`` (the hub user's, 0700); the idle-culler and the
-  instructor's live view (:mod:`dnslab.classview`, at ``/services/class/``) as hub services.
+  instructor's live view (:mod:`dnslab.classview`, at ``/services/class/``) as hub services,
+  and (unless told not to) :mod:`dnslab.prestart`, which starts every trainee's server in the
+  background while the class is already usable.
 
 A trainee's server runs as her in her client node (:func:`dnslab.jupyter.start_server`), behind
 a forwarder on a loopback port of the host; it reaches the hub's API at 127.0.0.1:8081 *inside
@@ -136,7 +138,7 @@ def _write(path: Path, text: str, mode: int, gid: int = 0) -> None:
     os.chmod(path, mode)
 
 
-def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool) -> str:
+def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool, prestart: bool) -> str:
     from .confine import trainee_python
     h, d = st.data["hub"], data_dir(klass)
     scheme = "https" if cert else "http"
@@ -176,6 +178,11 @@ def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool) 
         "['list:users', 'read:users:activity', 'read:servers', 'delete:servers']},",
         f"    {{'name': 'instructor', 'users': [{ADMIN!r}], 'scopes': {INSTRUCTOR_SCOPES!r}}}]",
     ]
+    if prestart:  # the trainees' servers started in the background, the class usable meanwhile
+        lines += ["c.JupyterHub.services.append({'name': 'prestart', 'command': "
+                  f"[{python!r}, '-s', '-m', 'dnslab.prestart', *{list(users)!r}]}})",
+                  "c.JupyterHub.load_roles.append({'name': 'prestart', 'services': ['prestart'], "
+                  "'scopes': ['read:users', 'servers']})"]
     if cert:
         lines += [f"c.JupyterHub.ssl_cert = {str(st.dir / 'hub.crt')!r}",
                   f"c.JupyterHub.ssl_key = {str(st.dir / 'hub.key')!r}"]
@@ -201,7 +208,7 @@ def hub_argv(argv: Sequence[str], cwd: str = "/", pid_namespace: bool = False) -
 
 
 def start(klass: str, insts: Sequence[Instance], port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND,
-          cert: str | None = None, key: str | None = None, idle: int = DEFAULT_IDLE,
+          cert: str | None = None, key: str | None = None, idle: int = DEFAULT_IDLE, prestart: bool = True,
           progress: Callable[[str], None] = lambda m: None) -> dict:
     """The class's logins, helper, hub and proxy; returns :func:`info` once the hub answers.
 
@@ -245,7 +252,7 @@ def start(klass: str, insts: Sequence[Instance], port: int = DEFAULT_PORT, bind:
         data.mkdir(mode=0o700)
         os.chown(data, uid, gid)
         st.intend("hubdata", str(data))
-        _write(d / "jupyterhub_config.py", _config(st, klass, users, idle, bool(cert)), 0o640, gid)
+        _write(d / "jupyterhub_config.py", _config(st, klass, users, idle, bool(cert), prestart), 0o640, gid)
         _start_helper(st, klass)
         procs.spawn(st, "hub", hub_argv([jupyter_python(), "-s", "-m", "jupyterhub", "-f",
                                          str(d / "jupyterhub_config.py")], cwd=str(data), pid_namespace=True),

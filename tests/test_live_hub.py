@@ -120,6 +120,19 @@ def test_one_address_and_the_logins(hc):
     assert hub_procs and all(os.stat(f"/proc/{p}").st_uid == uid for p in hub_procs), commands
 
 
+def test_servers_are_prestarted_in_the_background(hc):
+    ins = hc.login("instructor")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status, body = ins.hub_api("/users")
+        ready = {u["name"] for u in json.loads(body) if (u.get("servers") or {}).get("", {}).get("ready")}
+        if ready >= set(hc.names):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"servers ready without a login: {ready}")
+
+
 def test_login_starts_her_server_in_her_own_lab(hc):
     a = hc.login(hc.names[0])
     assert a.status == 200
