@@ -88,19 +88,21 @@ $dnslab exec demo client -- dig +nocmd +noquestion +nostats www.example.test
 echo "==> dnslab down demo"
 $dnslab down demo
 
-echo "==> a class of one: dnslab up dns-basics --trainees roster.csv --jupyter"
+echo "==> a class of one at one address: dnslab up dns-basics --trainees roster.csv --hub"
 printf 'trainee,lang\nDemo Trainee,en\n' > "$work/roster.csv"
-$dnslab up dns-basics --trainees "$work/roster.csv" --jupyter
-echo "==> the lab ships with the exercise's fault (a lame delegation): its checks fail"
-$dnslab check demo-trainee --only lab-delegation || true
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$dnslab up dns-basics --trainees "$work/roster.csv" --hub --hub-port "$port"
+echo "==> the lab ships with the exercise's fault (a lame delegation): the instructor's view of the class"
+$dnslab class status --class roster
 echo "==> the trainee hands in the reference solution (saved with her own rights); dnslab grade dns-basics"
 $dnslab exercise dns-basics --lang en -o "$work/solution.ipynb"
 trainee_uid=$(id -u dnslab-demo-trainee)
 setpriv --reuid="$trainee_uid" --regid="$trainee_uid" --clear-groups -- \
   sh -c 'cat > /var/lib/dnslab/home/demo-trainee/dns-basics/dns-basics.ipynb' < "$work/solution.ipynb"
 $dnslab grade dns-basics --class roster
-echo "==> the graded notebook repaired the live lab: dnslab check demo-trainee"
+echo "==> the graded notebook repaired the live lab: dnslab check demo-trainee; the class's view"
 $dnslab check demo-trainee
+$dnslab class status --class roster
 echo "==> dnslab down --purge demo-trainee"
 $dnslab down --purge demo-trainee
 trap - EXIT

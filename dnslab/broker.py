@@ -83,7 +83,7 @@ def call(instance: str | None, op: str, timeout: float = 30.0, **kw: Any) -> dic
         raise BrokerError(f"the lab helper of instance {instance} closed the connection (refused?)") from None
 
 
-def ensure(state: State, timeout: float = 10.0) -> int:
+def ensure(state: State, timeout: float = 30.0) -> int:
     """Start the instance's broker unless it runs; returns its PID once it answers ``status``.
 
     :raises BrokerError: it exited or did not answer (with its log's tail)
@@ -101,7 +101,7 @@ def ensure(state: State, timeout: float = 10.0) -> int:
         if proc.poll() is not None:
             raise BrokerError(f"the broker of {state.name} exited ({proc.returncode}): {safeio.tail(log_path(state))}")
         try:
-            if sock.exists() and call(state.name, "status", timeout=2.0).get("ok"):
+            if sock.exists() and call(state.name, "status", timeout=5.0).get("ok"):
                 return proc.pid
         except (BrokerError, OSError, ValueError):
             pass

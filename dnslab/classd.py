@@ -11,7 +11,7 @@ and the hub's user only (SO_PEERCRED), one JSON request per line (:mod:`dnslab.l
 - ``{"op": "poll", "user": U}``: ``{"ok": true, "running": bool}``;
 - ``{"op": "stop", "user": U}``: stop her server (her lab and files stay);
 - ``{"op": "status"}``: the class's last snapshot (:mod:`dnslab.classstatus`), which it
-  refreshes every :data:`POLL_EVERY` seconds into ``status.json``;
+  refreshes every :data:`POLL_EVERY` seconds into ``status.json`` (``"fresh": true``: now);
 - ``{"op": "break", "fault": F, "user": U or "*"}``: apply a fault of the lab to her lab, or to
   every lab of the class (the break-and-fix drill); replies the instances it broke;
 - ``{"op": "reset", "user": U}``: her lab as it was first made (:func:`dnslab.lab.reset`);
@@ -72,16 +72,23 @@ class ClassHelper(lineserver.LineServer):
         st = hub.open_class(self.klass)
         if not (isinstance(user, str) and INSTANCE.match(user) and st and user in st.data["hub"]["users"]):
             raise LabError(f"no trainee {user!r} in class {self.klass}")
-        inst = Instance.open(user)
+        # while `up` (or a reset) makes her lab it writes its state: changes wait until it is ready
+        deadline = time.monotonic() + READY_WAIT
+        while True:
+            try:
+                inst = Instance.open(user)
+                phase = inst.state.data.get("phase")
+            except LabError:
+                inst, phase = None, "absent"
+            if phase == "ready":
+                break
+            making = phase in ("creating", "starting") or (phase == "absent" and st.owner_alive())
+            if not making or time.monotonic() > deadline:
+                raise LabError(f"the lab of {user} is {phase}, not ready")
+            time.sleep(0.1)
+            st = hub.open_class(self.klass) or st
         if inst.state.data.get("meta", {}).get("class") != self.klass or inst.state.owner is None:
             raise LabError(f"instance {user} is not a trainee's lab of class {self.klass}")
-        # `up` (or a reset) still writes its state until the lab is ready: changes wait for it
-        deadline = time.monotonic() + READY_WAIT
-        while inst.state.data.get("phase") != "ready":
-            if inst.state.data.get("phase") not in ("creating", "starting") or time.monotonic() > deadline:
-                raise LabError(f"the lab of {user} is {inst.state.data.get('phase')}, not ready")
-            time.sleep(0.1)
-            inst = Instance.open(user)
         with self.locks_lock:
             lock = self.locks.setdefault(user, threading.Lock())
         return inst, lock
@@ -125,7 +132,7 @@ class ClassHelper(lineserver.LineServer):
 
 
     def op_status(self, req: dict, uid: int) -> dict:
-        if self.status is None:
+        if self.status is None or req.get("fresh") is True:
             self.poll()
         return {"ok": True, "status": self.status}
 

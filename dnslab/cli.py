@@ -121,10 +121,7 @@ def cmd_up(args):
             faults += [f for f in ex.exercise.faults if f not in faults]
 
         def start_classroom(insts: list[Instance]) -> None:
-            if args.hub:
-                hub.start(klass, insts, args.hub_port, args.hub_bind, args.hub_cert, args.hub_key,
-                          args.idle_timeout, not args.no_prestart, _progress)
-            else:
+            if not args.hub:
                 jupyter.start(insts, args.jupyter_port, args.jupyter_bind, _progress)
             if ex:
                 from . import grader
@@ -134,9 +131,21 @@ def cmd_up(args):
         before_ready = start_classroom
     from . import cgroups
     limits = cgroups.Limits(memory=args.trainee_memory, pids=args.trainee_pids)
-    insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, faults=faults,
-                   before_ready=before_ready, trainees=bool(args.trainees or args.jupyter or args.hub), limits=limits,
-                   home_size=args.home_size)
+    if args.hub:  # the class's hub starts first (for a lab validate accepts): trainees log in while labs come up
+        from . import hub, labfolder
+        labfolder.validate(d, tuple(faults))
+        hub.start(klass, {n: meta[n].get("trainee") or n for n in names}, args.hub_port, args.hub_bind,
+                  args.hub_cert, args.hub_key, args.idle_timeout, not args.no_prestart, _progress)
+    try:
+        insts = lab.up(d, names, args.backend, progress=_progress, meta=meta, faults=faults,
+                       before_ready=before_ready, trainees=bool(args.trainees or args.jupyter or args.hub),
+                       limits=limits, home_size=args.home_size)
+    except BaseException:
+        if args.hub:
+            hub.stop(klass)
+        raise
+    if args.hub:
+        hub.adopt(klass)
     data = [{"instance": i.name, "lab": i.plan.name, "backend": i.backend.name,
              "nodes": {n.name: n.addresses for n in i.plan.nodes.values()}, **({"trainee": i.state.data["meta"]
                                                                                  .get("trainee")} if meta else {})}
@@ -423,7 +432,7 @@ def cmd_class(args):
     if hub.open_class(klass) is None:
         raise InputError(f"no class {klass!r} with a hub (classes: {', '.join(hub.classes()) or 'none'})")
     if args.action == "status":
-        snap = lineserver.call(hub.class_dir(klass) / "classd.sock", {"op": "status"}, timeout=120.0)
+        snap = lineserver.call(hub.class_dir(klass) / "classd.sock", {"op": "status", "fresh": True}, timeout=300.0)
         if not snap.get("ok"):
             raise LabError(snap.get("error", "the class helper refused"))
         _out(args, snap["status"], classstatus.table(snap["status"]))

@@ -207,24 +207,28 @@ def hub_argv(argv: Sequence[str], cwd: str = "/", pid_namespace: bool = False) -
             "sh", "-c", 'cd "$0" || exit 1; exec "$@"', cwd, *argv]
 
 
-def start(klass: str, insts: Sequence[Instance], port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND,
+def start(klass: str, trainees: dict[str, str], port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND,
           cert: str | None = None, key: str | None = None, idle: int = DEFAULT_IDLE, prestart: bool = True,
           progress: Callable[[str], None] = lambda m: None) -> dict:
-    """The class's logins, helper, hub and proxy; returns :func:`info` once the hub answers.
+    """The class's logins, helper, hub and proxy for ``trainees`` (instance -> the trainee's
+    name); returns :func:`info` once the hub answers. It may start before their labs: logins
+    work at once, servers start once a lab is ready. Until :func:`adopt`, the class is this
+    process's (a ``down`` meanwhile leaves it alone; if this process dies, the next one stops it).
 
     :raises InputError: a trainee whose instance is named like the instructor's login
     :raises EnvError: the hub or its helper did not start (with its log's tail); nothing is left
     """
     from . import jupyter
     t0 = time.monotonic()
-    users = [i.name for i in insts]
+    users = list(trainees)
     if ADMIN in users:
         raise InputError(f"instance name {ADMIN!r} is the hub's instructor login: rename that trainee in the roster")
     uid, gid = hub_ids()
     d = class_dir(klass)
     d.mkdir(mode=0o750)
     os.chown(d, 0, gid)
-    st = State(d, {"instance": f"class.{klass}", "class": klass, "resources": [], "procs": {}, "phase": "creating"})
+    st = State(d, {"instance": f"class.{klass}", "class": klass, "resources": [], "procs": {}, "phase": "creating",
+                   "owner_pid": os.getpid()})
     try:
         with jupyter.ports_lock():
             taken = jupyter.ports_taken()
@@ -239,8 +243,7 @@ def start(klass: str, insts: Sequence[Instance], port: int = DEFAULT_PORT, bind:
         logins = {u: _password() for u in [ADMIN, *users]}
         _write(d / "logins.json", json.dumps({u: _hash(p) for u, p in logins.items()}), 0o640, gid)
         rows = [["trainee", "instance", "user", "password", "url"]]
-        rows += [[i.state.data.get("meta", {}).get("trainee") or i.name, i.name, i.name, logins[i.name],
-                  st.data["hub"]["url"]] for i in insts]
+        rows += [[trainees[u] or u, u, u, logins[u], st.data["hub"]["url"]] for u in users]
         rows.append(["(instructor)", "", ADMIN, logins[ADMIN], st.data["hub"]["url"] + f"services/{VIEW}/"])
         _write(d / "logins.csv", "".join(_csv_line(r) for r in rows), 0o600)
         if cert:
@@ -354,11 +357,20 @@ def stop(klass: str) -> bool:
     return True
 
 
+def adopt(klass: str) -> None:
+    """The class's labs are up: from now on the class goes with its last lab."""
+    st = open_class(klass)
+    if st is not None:
+        st.data["owner_pid"] = 0
+        st.save()
+
+
 def stop_orphaned() -> list[str]:
-    """Stop the hubs of classes that have no instance left (after ``down``, or for ``gc``)."""
+    """Stop the hubs of classes that have no instance left (after ``down``, or for ``gc``),
+    except one whose ``up`` is still making its labs."""
     from .state import all_states
     live = {s.data.get("meta", {}).get("class") for s in all_states()}
-    return [k for k in classes() if k not in live and stop(k)]
+    return [k for k in classes() if k not in live and not ((st := open_class(k)) and st.owner_alive()) and stop(k)]
 
 
 # ---------------------------------------------------------------- a trainee's way to the hub

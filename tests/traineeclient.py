@@ -53,8 +53,9 @@ class Trainee:
 
 
     # -- kernels
-    def execute(self, code: str, timeout: float = 120) -> tuple[str, list[str]]:
-        """Run ``code`` in a new kernel of hers; returns (stdout text, error tracebacks)."""
+    def execute(self, code: str, timeout: float = 120, keep: bool = False) -> tuple[str, list[str]]:
+        """Run ``code`` in a new kernel of hers (shut down after, unless ``keep``); returns
+        (stdout text, error tracebacks)."""
         from jupyter_client.session import Session
         status, body = self.api("/api/kernels", "POST", {})
         assert status == 201, (status, body)
@@ -83,7 +84,8 @@ class Trainee:
             finally:
                 ws.close()
         finally:
-            self.api(f"/api/kernels/{kid}", "DELETE")
+            if not keep:
+                self.api(f"/api/kernels/{kid}", "DELETE")
         return "".join(out), errors
 
     def run(self, code: str, timeout: float = 120) -> dict:
