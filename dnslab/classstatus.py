@@ -89,11 +89,16 @@ def _trainee(name: str, inst, tests: dict, before: dict | None, now: float) -> d
             row["health"], row["error"] = "error", str(exc)
     row["tasks"] = {t.test: (None if t.answer else t.points if all(row["checks"].get(c) for c in t.checks) else 0)
                     for t in tests.values()}
+    return {**row, **progress(row, before, now)}
+
+
+def progress(row: dict, before: dict | None, now: float) -> dict:
+    """When she last made progress (what passes, or her lab's faults, changed) and whether she is
+    stuck: something still fails and nothing changed for :data:`STUCK_AFTER` seconds."""
     moved = before is None or before.get("checks") != row["checks"] or before.get("faults") != row["faults"]
-    row["progress_at"] = now if moved else before.get("progress_at", now)
+    at = now if moved else before.get("progress_at", now)
     done = bool(row["checks"]) and all(row["checks"].values())
-    row["stuck"] = not done and now - row["progress_at"] >= STUCK_AFTER
-    return row
+    return {"progress_at": at, "stuck": not done and now - at >= STUCK_AFTER}
 
 
 def _kernels(state) -> int:

@@ -122,3 +122,19 @@ def test_graph_draws_the_derived_relations(dnslab, tmp_path):
     assert '"tld" -- "tld2"' in dot and 'label="transfers test. (TSIG)"' in dot
     assert '"sld-nsd" -- "sld-knot"' in dot and 'label="transfers lab.test."' in dot
     assert '"client" -- "resolver-unbound"' in dot and 'label="root hints"' in dot
+
+
+def test_a_trainee_is_stuck_when_nothing_changes_for_ten_minutes():
+    from dnslab.classstatus import STUCK_AFTER, progress
+    row = {"checks": {"a": True, "b": False}, "faults": ["f"]}
+    first = progress(row, None, 1000.0)
+    assert first == {"progress_at": 1000.0, "stuck": False}
+    same = {**row, **first}
+    assert progress(row, same, 1000.0 + STUCK_AFTER - 1)["stuck"] is False
+    assert progress(row, same, 1000.0 + STUCK_AFTER) == {"progress_at": 1000.0, "stuck": True}
+    # a repair is progress; a lab all green is never stuck
+    fixed = {"checks": {"a": True, "b": True}, "faults": ["f"]}
+    assert progress(fixed, same, 5000.0) == {"progress_at": 5000.0, "stuck": False}
+    assert progress(fixed, {**fixed, "progress_at": 0.0}, 5000.0)["stuck"] is False
+    # a drill (a new fault) restarts the clock
+    assert progress({**row, "faults": ["f", "g"]}, same, 5000.0)["progress_at"] == 5000.0
