@@ -8,8 +8,8 @@ it replaces, in one run.
    at ``up``, one URL each: the way a class came up before the hub), timed until it returns
    (every URL answers), then ``down --purge``;
 2. ``dnslab up dns-basics --trainees R --hub``: the hub starts first, the labs meanwhile.
-   From its start, every trainee's login form is posted (again, until the hub's session cookie
-   comes back): *up -> every trainee can log in*; and ``up`` timed until it returns (every lab
+   From its start, every trainee's login form is posted, 8 at a time (again, until the hub's
+   session cookie comes back): *up -> every trainee can log in*; and ``up`` timed until it returns (every lab
    ready). The servers start in the background once each lab is ready (:mod:`dnslab.prestart`);
 3. *login -> running kernel*, for ``--logins`` trainees one after another, while the rest of
    the class's servers are still starting: her login form, her server answering through the
@@ -93,19 +93,23 @@ def login_only(url: str, user: str, password: str) -> bool:
     return False
 
 
-def log_in_all(url: str, names: list[str], pw: dict[str, str], t0: float) -> float:
-    """Each trainee's login posted until accepted (the hub may not answer yet); the time since
-    ``t0`` when the last one was."""
-    left = list(names)
-    while left:
-        try:
-            if login_only(url, left[0], pw[left[0]]):
-                left.pop(0)
-                continue
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return time.monotonic() - t0
+def log_in_all(url: str, names: list[str], pw: dict[str, str], t0: float, at_once: int = 8) -> tuple[float, float]:
+    """Every trainee's login posted until accepted (the hub may not answer yet), ``at_once`` at a
+    time as a class arriving does; returns the times since ``t0`` of the first and the last
+    accepted login."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(name: str) -> float:
+        while True:
+            try:
+                if login_only(url, name, pw[name]):
+                    return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.1)
+    with ThreadPoolExecutor(at_once) as pool:
+        times = list(pool.map(one, names))
+    return min(times), max(times)
 
 
 def to_kernel(url: str, user: str, password: str) -> float:
@@ -125,28 +129,30 @@ def servers_ready(url: str, password: str) -> int:
 
 
 def class_rss(klass: str) -> int:
-    """RSS of the class's own processes: the hub's tree (hub, proxy, services) and the class helper
-    (the relays to the hub run in the trainees' cgroups and are counted there)."""
+    """RSS of the class's own processes: the hub's tree (hub, proxy, services, in a PID namespace
+    of their own) and the class helper itself (what it starts for a trainee, her server and the
+    relay to the hub, runs in her cgroup and is counted there)."""
     procs = hub.open_class(klass).data["procs"]
-    tops = {procs["hub"]["pid"], procs["classd"]["pid"]}
+    top = procs["hub"]["pid"]
     parent = {}
     for pid in os.listdir("/proc"):
         try:
             parent[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
+
+    def under(pid: int) -> bool:
+        while pid in parent and pid != top:
+            pid = parent[pid]
+        return pid == top
     total = 0
-    for pid in parent:
-        p = pid
-        while p in parent and p not in tops:
-            p = parent[p]
-        if p in tops:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) << 10
-            except OSError:
-                continue
+    for pid in [p for p in parent if under(p)] + [procs["classd"]["pid"]]:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) << 10
+        except OSError:
+            continue
     return total
 
 
@@ -185,7 +191,7 @@ def main() -> int:
         time.sleep(0.1)  # written whole right after it is created
         with open(logins) as f:
             pw = {row["user"]: row["password"] for row in csv.DictReader(f)}
-        r["all_logged_in"] = log_in_all(url, names, pw, t0)
+        r["first_login"], r["all_logged_in"] = log_in_all(url, names, pw, t0)
         out, err = up.communicate(timeout=900)
         r["hub_up"] = time.monotonic() - t0
         if up.returncode != 0:
@@ -219,7 +225,8 @@ def main() -> int:
     med = statistics.median
     rows = [
         ("class up until every trainee can log in", f"{r['peer_up']:.1f} s (all {n} URLs answer)",
-         f"{r['all_logged_in']:.1f} s", f"{r['peer_up'] / r['all_logged_in']:.1f}x faster"),
+         f"{r['all_logged_in']:.1f} s (first login {r['first_login']:.1f} s; 8 at a time)",
+         f"{r['peer_up'] / r['all_logged_in']:.1f}x faster"),
         ("class up until every lab is ready (`up` returns)", f"{r['peer_up']:.1f} s", f"{r['hub_up']:.1f} s",
          f"{r['peer_up'] / r['hub_up']:.1f}x faster"),
         ("every trainee's server running", f"{r['peer_up']:.1f} s", f"{r['all_servers']:.1f} s (in the background)", ""),

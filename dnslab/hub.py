@@ -24,6 +24,8 @@ host (:func:`start_relay`). ``stop`` (``down`` of the class's last instance) end
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -32,6 +34,7 @@ import shutil
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -241,7 +244,9 @@ def start(klass: str, trainees: dict[str, str], port: int = DEFAULT_PORT, bind: 
                               "ports": [port, api_port, proxy_port, view_port], "users": users}
             st.save()
         logins = {u: _password() for u in [ADMIN, *users]}
-        _write(d / "logins.json", json.dumps({u: _hash(p) for u, p in logins.items()}), 0o640, gid)
+        with ThreadPoolExecutor(max_workers=4) as pool:  # scrypt lets go of the GIL
+            hashes = dict(zip(logins, pool.map(hash_password, logins.values())))
+        _write(d / "logins.json", json.dumps(hashes), 0o640, gid)
         rows = [["trainee", "instance", "user", "password", "url"]]
         rows += [[trainees[u] or u, u, u, logins[u], st.data["hub"]["url"]] for u in users]
         rows.append(["(instructor)", "", ADMIN, logins[ADMIN], st.data["hub"]["url"] + f"services/{VIEW}/"])
@@ -275,9 +280,20 @@ def jupyter_python() -> str:
     return trainee_python()
 
 
-def _hash(password: str) -> str:
-    from .hubplugins import hash_password
-    return hash_password(password)
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """``scrypt$<salt hex>$<hash hex>``: what the hub keeps of a login (the root-only CSV keeps it
+    in clear). The passwords are random (about 59 bits), so a light scrypt (4 MiB) suffices."""
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=1 << 12, r=8, p=1, dklen=32)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    try:
+        kind, salt, _ = stored.split("$")
+        return kind == "scrypt" and hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
+    except ValueError:
+        return False
 
 
 def _csv_line(row: list[str]) -> str:

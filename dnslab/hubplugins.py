@@ -10,10 +10,7 @@ client and API token for it) travels in the request, never on a command line.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import os
 from pathlib import Path
 
 from jupyterhub.auth import Authenticator
@@ -21,23 +18,9 @@ from jupyterhub.spawner import Spawner
 from traitlets import Integer, Unicode
 
 from . import lineserver
+from .hub import password_matches
 
 HUB_API_PORT = 8081  # where a trainee's server finds the hub's API: 127.0.0.1 inside her own client node
-
-
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """``scrypt$<salt hex>$<hash hex>``: what the hub keeps of a login (the root-only CSV keeps it in clear)."""
-    salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=1 << 14, r=8, p=1, dklen=32)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def password_matches(password: str, stored: str) -> bool:
-    try:
-        kind, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    return kind == "scrypt" and hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
 
 
 def landing(handler) -> str:
