@@ -118,7 +118,10 @@ def to_kernel(url: str, user: str, password: str) -> float:
     assert t.status == 200, (user, t.status)
     t.wait_server(120)
     out, errors = t.execute("print(1+1)", timeout=60, keep=True)  # her kernel stays, as in class
-    assert out.strip() == "2" and not errors, (out, errors)
+    if out.strip() != "2" or errors:
+        log = Path(f"/run/dnslab/{user}/jupyter.log")
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+        raise SystemExit(f"{user}: no answer from a new kernel ({out!r}, {errors}); her server's log ends:\n{tail}")
     return time.monotonic() - t0
 
 

@@ -185,7 +185,7 @@ def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool, 
         lines += ["c.JupyterHub.services.append({'name': 'prestart', 'command': "
                   f"[{python!r}, '-s', '-m', 'dnslab.prestart', *{list(users)!r}]}})",
                   "c.JupyterHub.load_roles.append({'name': 'prestart', 'services': ['prestart'], "
-                  "'scopes': ['read:users', 'servers']})"]
+                  "'scopes': ['list:users', 'read:users', 'servers']})"]
     if cert:
         lines += [f"c.JupyterHub.ssl_cert = {str(st.dir / 'hub.crt')!r}",
                   f"c.JupyterHub.ssl_key = {str(st.dir / 'hub.key')!r}"]

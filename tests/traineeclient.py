@@ -69,8 +69,9 @@ class Trainee:
                 msg["channel"] = "shell"
                 ws.send(json.dumps(msg, default=str))
                 out, errors = [], []
+                replied = idle = False  # shell's reply and iopub's idle: either may come first
                 deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
+                while time.monotonic() < deadline and not (replied and idle):
                     reply = json.loads(ws.recv())
                     if reply.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
                         continue
@@ -80,7 +81,9 @@ class Trainee:
                     elif kind == "error":
                         errors.append("\n".join(reply["content"]["traceback"]))
                     elif kind == "execute_reply":
-                        break
+                        replied = True
+                    elif kind == "status" and reply["content"].get("execution_state") == "idle":
+                        idle = True
             finally:
                 ws.close()
         finally:
