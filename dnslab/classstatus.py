@@ -123,12 +123,16 @@ def _kernels(state) -> int:
 def table(snap: dict) -> str:
     """The snapshot as text: one line per trainee."""
     lines = [f"class {snap['class']} ({snap['lab']}, {snap['url']}), at {time.strftime('%H:%M:%S', time.localtime(snap['at']))}"]
+    lab_max = sum(t["points"] for t in snap["tasks"] if t["judged"] == "lab")
+    answers = sum(t["judged"] == "answer" for t in snap["tasks"])
     for t in snap["trainees"]:
         ok = sum(t["checks"].values())
         pts = sum(v for v in t["tasks"].values() if v)
         failing = [c for c, v in t["checks"].items() if not v]
         lines.append(f"  {t['trainee'] or t['instance']:<16} {t['instance']:<20} {t['health']:<8} "
-                     f"checks {ok}/{len(t['checks'])}  tasks {pts} pts  server {'up' if t['server'] else 'off'}"
+                     f"checks {ok}/{len(t['checks'])}  lab tasks {pts}/{lab_max} pts"
+                     + (f" (+{answers} answer tasks at grading)" if answers else "")
+                     + f"  server {'up' if t['server'] else 'off'}"
                      f" ({t['kernels']} kernel{'s' if t['kernels'] != 1 else ''})"
                      + ("  STUCK" if t["stuck"] else "")
                      + (f"  failing: {', '.join(failing[:4])}{' ...' if len(failing) > 4 else ''}" if failing else ""))

@@ -138,3 +138,17 @@ def test_a_trainee_is_stuck_when_nothing_changes_for_ten_minutes():
     assert progress(fixed, {**fixed, "progress_at": 0.0}, 5000.0)["stuck"] is False
     # a drill (a new fault) restarts the clock
     assert progress({**row, "faults": ["f", "g"]}, same, 5000.0)["progress_at"] == 5000.0
+
+
+def test_class_table_says_which_points_the_lab_shows():
+    """The class table counts only tasks judged from the lab; answer tasks wait for grading."""
+    from dnslab.classstatus import table
+    snap = {"class": "c", "lab": "dns-basics", "url": "http://h/", "at": 0.0,
+            "tasks": [{"id": "fix", "points": 2, "judged": "lab"}, {"id": "fix2", "points": 2, "judged": "lab"},
+                      {"id": "trace", "points": 2, "judged": "answer"}],
+            "trainees": [{"trainee": "Ana", "instance": "c-ana", "health": "ok", "checks": {"a": True, "b": False},
+                          "tasks": {"fix": 2, "fix2": 0, "trace": None}, "server": True, "kernels": 1,
+                          "stuck": True}]}
+    line = table(snap).splitlines()[1]
+    assert "checks 1/2  lab tasks 2/4 pts (+1 answer tasks at grading)" in line
+    assert "server up (1 kernel)  STUCK  failing: b" in line
