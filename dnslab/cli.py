@@ -77,7 +77,9 @@ def cmd_schema(args):
 
 def cmd_kinds(args):
     from . import kinds
-    data = {k.name: {"roles": list(k.roles), "packages": sorted(set(k.binaries.values()))} for k in kinds.KINDS.values()}
+    data = {k.name: {"roles": list(k.roles),
+                     "packages": sorted(set(k.binaries.values()) | set(k.signing_binaries.values()))}
+            for k in kinds.KINDS.values()}
     _out(args, data, _table([[k, ", ".join(v["roles"]), " ".join(v["packages"])] for k, v in data.items()],
                             ["KIND", "ROLES", "DEBIAN PACKAGES"]))
 

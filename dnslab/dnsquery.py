@@ -136,6 +136,12 @@ def serial_in(zone_text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def with_serial(zone_text: str, serial: int) -> str:
+    """The zone text with the serial of its (first) SOA replaced."""
+    m = _SOA_SERIAL.search(zone_text)
+    return zone_text[:m.start(1)] + str(serial) + zone_text[m.end(1):] if m else zone_text
+
+
 def serial_of(sockets: SocketFactory, server: str, zone: str, timeout: float = 0.3) -> int | None:
     """The SOA serial ``server`` serves for ``zone`` with authority, None if it does not (yet)."""
     try:
@@ -152,28 +158,85 @@ def serial_late(left: dict[tuple[str, str], int | None], wanted: dict[tuple[str,
     """What the first of ``left`` (from :func:`wait_serials`) serves, said for whoever reloaded ``node``."""
     (server, zone), got = next(iter(left.items()))
     serves = f"serves {zone} with serial {got}" if got is not None else f"gives no authoritative answer for {zone}"
-    return (f"{server} {serves}, not serial {wanted[(server, zone)]} (the zone file of {node}), "
-            f"{wait:.0f}s after the reload")
+    source = f"the zone file of {node}" if server == node else f"what {node} serves"
+    return f"{server} {serves}, not serial {wanted[(server, zone)]} ({source}), {wait:.0f}s after the reload"
 
 
 def wait_serials(serial_at: Callable[[str, str], int | None], wanted: dict[tuple[str, str], int],
                  deadline: float, nudge: Callable[[tuple[str, str]], None] | None = None,
-                 nudge_after: float = 1.5) -> dict[tuple[str, str], int | None]:
+                 nudge_after: float = 1.5, at_least: dict[tuple[str, str], int | None] | None = None
+                 ) -> dict[tuple[str, str], int | None]:
     """Poll until each (server, zone) serves its wanted serial; returns those that do not, with
-    what they serve. ``nudge`` as for :func:`wait_all`."""
+    what they serve. ``nudge`` as for :func:`wait_all`. A key of ``at_least`` is a signer that
+    keeps a serial of its own (BIND, Knot: the file's is a floor for one, ignored by the other):
+    it is done once it serves a serial other than the one it served before (the key's value),
+    as it raises its serial when it loads a change, or after :data:`RESIGN_GRACE` seconds of
+    serving the same one (nothing changed)."""
+    at_least = at_least or {}
     pending = dict(wanted)
     seen: dict[tuple[str, str], int | None] = {}
-    next_nudge = time.monotonic() + nudge_after
+    start = time.monotonic()
+    next_nudge = start + nudge_after
     while pending:
         if nudge is not None and time.monotonic() > next_nudge:
             next_nudge = time.monotonic() + nudge_after
             for key in list(pending):
                 nudge(key)
         for key in list(pending):
-            seen[key] = serial_at(*key)
-            if seen[key] == pending[key]:
+            got = seen[key] = serial_at(*key)
+            if key in at_least:
+                done = got is not None and (got != at_least[key] or time.monotonic() - start > RESIGN_GRACE)
+            else:
+                done = got == pending[key]
+            if done:
                 del pending[key]
         if not pending or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     return {k: seen.get(k) for k in pending}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A zone a node loads from its file, as :func:`wait_loaded` waits for it."""
+
+    zone: str
+    serial: int                     # the zone file's
+    resigned: bool = False          # the node's daemon signs it, with a serial of its own
+    secondaries: tuple[str, ...] = ()
+
+
+RESIGN_GRACE = 1.0
+
+
+def wait_loaded(serial_at: Callable[[str, str], int | None], node: str, loaded: list[Loaded], deadline: float,
+                nudge: Callable[[tuple[str, str]], None] | None = None, before: dict[str, int | None] | None = None
+                ) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
+    """Until ``node`` serves each zone of ``loaded`` with its file's serial (a re-signing signer:
+    a serial other than the one it served ``before`` the reload, by zone; see
+    :func:`wait_serials`), then its secondaries the serial it serves. Returns what is late (as :func:`wait_serials`) and
+    what was wanted."""
+    wanted = {(node, z.zone): z.serial for z in loaded}
+    left = wait_serials(serial_at, wanted, deadline, nudge,
+                        at_least={(node, z.zone): (before or {}).get(z.zone) for z in loaded if z.resigned})
+    if left:
+        return left, wanted
+    return wait_synced(serial_at, [(node, z.zone, z.secondaries) for z in loaded if z.secondaries], deadline, nudge)
+
+
+def wait_synced(serial_at: Callable[[str, str], int | None], zones: list[tuple[str, str, tuple[str, ...]]],
+                deadline: float, nudge: Callable[[tuple[str, str]], None] | None = None
+                ) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
+    """Until every secondary serves the serial its primary serves now: ``zones`` lists
+    (primary, zone, secondaries). A primary that signs may raise its serial meanwhile: its
+    secondaries are then waited for again (three times at most)."""
+    left: dict[tuple[str, str], int | None] = {}
+    wanted: dict[tuple[str, str], int] = {}
+    for _ in range(3):
+        now = {(p, zone): serial_at(p, zone) for p, zone, _ in zones}
+        wanted = {(s, zone): now[(p, zone)] for p, zone, secs in zones for s in secs if now[(p, zone)] is not None}
+        left = wait_serials(serial_at, wanted, deadline, nudge)
+        moved = [zone for p, zone, _ in zones if serial_at(p, zone) != now[(p, zone)]]
+        if not left or not moved or time.monotonic() > deadline:
+            break
+    return left, wanted

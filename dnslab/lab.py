@@ -55,9 +55,16 @@ def shipped_labs() -> list[str]:
     return sorted(d.name for d in root.iterdir() if (d / "lab.yaml").is_file()) if root.is_dir() else []
 
 
-def load_plan(lab_dir: Path, faults: Sequence[str] = (), seed: int | None = None) -> plan.LabPlan:
-    from . import plan
-    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed)
+def load_plan(lab_dir: Path, faults: Sequence[str] = (), seed: int | None = None,
+              keys: dict | None = None) -> plan.LabPlan:
+    """The plan of a lab (an instance's: with its faults, seed and DNSSEC keys as kept in its state)."""
+    from . import dnssec, plan
+    made = {z: [dnssec.Key.from_state(k) for k in ks] for z, ks in (keys or {}).items()}
+    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed, made)
+
+
+def _keys_state(lab: plan.LabPlan) -> dict[str, list[dict]]:
+    return {z: [k.to_state() for k in ks] for z, ks in lab.keys.items()}
 
 
 @dataclass
@@ -87,7 +94,8 @@ class Instance:
 
     @cached_property
     def plan(self) -> plan.LabPlan:
-        return load_plan(self.state.lab_dir, self.state.data.get("faults", ()), self.state.data.get("seed"))
+        return load_plan(self.state.lab_dir, self.state.data.get("faults", ()), self.state.data.get("seed"),
+                         self.state.data.get("dnssec"))
 
     def node(self, name: str) -> plan.NodePlan:
         try:
@@ -131,7 +139,8 @@ class Instance:
         from . import dnsquery, kinds
         plan = self.node(node)
         kind = kinds.KINDS[plan.kind]
-        for argv in kind.reload(plan, self.backend.node_path(self.state, node)):
+        before = {z.zone: self.serial_at(node, z.zone) for z in self.loaded(node) if z.resigned} if wait > 0 else {}
+        for argv in kind.reloading(plan, self.plan, self.backend.node_path(self.state, node)):
             res = self.exec(node, argv, capture=True, timeout=30)
             if res.returncode != 0:
                 raise BackendError(f"node {node}: `{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()}")
@@ -149,29 +158,33 @@ class Instance:
         finally:
             for p in probes.values():
                 p.sock.close()
-        wanted = {k: v for k, v in self.served_serials(node).items() if secondaries or k[0] == node}
-        left = dnsquery.wait_serials(
-            lambda server, zone: dnsquery.serial_of(self.sockets(node), self.address_of(server), zone),
-            wanted, deadline, nudge=lambda key: self.nudge(*key))
+        loaded = [dnsquery.Loaded(z.zone, z.serial, z.resigned, z.secondaries if secondaries else ())
+                  for z in self.loaded(node)]
+        left, wanted = dnsquery.wait_loaded(self.serial_at, node, loaded, deadline, nudge=lambda key: self.nudge(*key),
+                                            before=before)
         if left:
             server = next(iter(left))[0]
             raise BackendError(f"{dnsquery.serial_late(left, wanted, node, wait)}; the log of {server} ends "
                                f"with:\n{self.log_tail(server)}")
 
-    def served_serials(self, node: str) -> dict[tuple[str, str], int]:
-        """(server, zone) -> the serial of ``node``'s zone file: for each zone it loads from a file,
-        on itself and, when it is the zone's primary, on its secondaries."""
+    def serial_at(self, server: str, zone: str) -> int | None:
+        """The serial ``server`` serves for ``zone`` (asked from the server itself)."""
         from . import dnsquery
-        wanted = {}
+        return dnsquery.serial_of(self.sockets(server), self.address_of(server), zone)
+
+    def loaded(self, node: str) -> list[dnsquery.Loaded]:
+        """The zones ``node`` loads from a file (not as a secondary), with the serial written in
+        its copy of the file now."""
+        from . import dnsquery, kinds
+        out = []
         for zone in self.node(node).zones:
             zplan = self.plan.zones[zone]
             if zplan.primary not in (None, node):
                 continue  # a secondary's copy comes from its primary
             serial = dnsquery.serial_in(self.read_file(node, f"zones/{zplan.filename}"))
             if serial is not None:
-                for server in (node, *zplan.secondaries):
-                    wanted[(server, zone)] = serial
-        return wanted
+                out.append(dnsquery.Loaded(zone, serial, kinds.resigned(zplan, self.plan), zplan.secondaries))
+        return out
 
     def nudge(self, node: str, zone: str) -> None:
         """Tell a secondary to transfer ``zone`` again now (nothing for any other node or zone)."""
@@ -209,40 +222,56 @@ class Instance:
     def break_with(self, fault: str) -> list[str]:
         """Apply a fault of the lab to this running instance (a break-and-fix drill): the zones and
         daemon configs it changes are rewritten from the lab file with the fault and reloaded (an
-        edit the trainee made to those files is replaced), then its blocks and stops apply.
-        Returns the nodes it touched.
+        edit the trainee made to those files is replaced), then its blocks and stops apply, and
+        the resolvers forget what they cached (the drill is seen at once, not after the TTLs).
+        A zone it changes gets a serial above the one served, so that secondaries follow, unless
+        the fault sets the serial itself (a rollback: secondaries keep theirs). Returns the nodes
+        it touched.
 
         :raises InputError: no such fault, or already applied
         """
-        from . import kinds
+        from . import dnsquery, kinds
         from .confine import unpack_as
         faults = list(self.state.data.get("faults", []))
         if fault in faults:
             raise InputError(f"fault {fault} is already applied to {self.name}")
-        old, new = self.plan, load_plan(self.state.lab_dir, [*faults, fault], self.state.data.get("seed"))
+        old = self.plan
+        new = load_plan(self.state.lab_dir, [*faults, fault], self.state.data.get("seed"), self.state.data.get("dnssec"))
         touched: list[str] = []
-        keys = self.state.data.get("tsig", {})
+        rolled_back: set[str] = set()
+        keys, control = self.state.data.get("tsig", {}), self.state.data.get("control", {})
         for z, zplan in new.zones.items():
             if zplan.text == old.zones[z].text:
                 continue
-            for node in [n for n in zplan.servers if n not in zplan.secondaries]:
-                unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node}/zones/{zplan.filename}": zplan.text})
+            loaders = [n for n in zplan.servers if n not in zplan.secondaries]
+            text, serial = zplan.text, dnsquery.serial_in(zplan.text)
+            if serial is not None and serial == dnsquery.serial_in(old.zones[z].text):
+                served = max((self.serial_at(n, z) or 0 for n in loaders), default=0)
+                text = dnsquery.with_serial(text, max(serial, served) + 1)
+            elif serial is not None:
+                rolled_back.update(loaders)
+            for node in loaders:
+                unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node}/zones/{zplan.filename}": text})
                 touched.append(node)
         for name, node in new.nodes.items():
             if node.options != old.nodes[name].options:
                 kind = kinds.KINDS[node.kind]
                 d = self.backend.node_path(self.state, name)
-                files = {f"nodes/{name}/{rel}": text for rel, text in kind.spec(node, new, d, keys).files.items()
-                         if not rel.startswith("zones/")}
+                files = {f"nodes/{name}/{rel}": text
+                         for rel, text in kind.spec(node, new, d, keys, control.get(name)).files.items()
+                         if not rel.startswith(("zones/", "keys/"))}
                 unpack_as(self.state.owner, self.state.work_dir, files)
                 touched.append(name)
         self.state.data["faults"] = [*faults, fault]
         self.state.save()
         self.__dict__["plan"] = new
         for node in dict.fromkeys(touched):  # zones and config reread
-            self.reload(node, secondaries=False)
+            self.reload(node, secondaries=node not in rolled_back)
         self.apply_runtime_faults(only={n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
                                         or new.nodes[n].stop != old.nodes[n].stop})
+        for node in new.by_role("resolver"):
+            if self.backend.running(self.state, node.name):
+                self.flush(node.name)
         return sorted(set(touched) | {n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
                                       or new.nodes[n].stop != old.nodes[n].stop})
 
@@ -306,13 +335,13 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
        progress: Progress = lambda msg: None, meta: dict[str, dict] | None = None,
        faults: Sequence[str] = (), before_ready: Callable[[list[Instance]], None] | None = None,
        trainees: bool = False, limits: cgroups.Limits | None = None, home_size: int | None = None,
-       seeds: dict[str, int | None] | None = None) -> list[Instance]:
+       seeds: dict[str, int | None] | None = None, dnssec_keys: dict[str, dict] | None = None) -> list[Instance]:
     """Bring up one instance per name, in parallel; all or nothing. With ``trainees``, each
     instance gets its trainee first (user, cgroup with ``limits``, home of ``home_size`` bytes,
     working area; :func:`dnslab.confine.setup`) and its daemons run as that trainee.
     ``before_ready`` (e.g. the trainees' Jupyter servers) runs once every daemon answers; if it
-    fails, everything is removed. ``seeds`` gives instances the seed of their values (a reset
-    lab keeps its own); others draw a new one.
+    fails, everything is removed. ``seeds`` gives instances the seed of their values and
+    ``dnssec_keys`` their DNSSEC keys (a reset lab keeps its own); others draw new ones.
 
     :raises InputError: bad lab or instance name (nothing created)
     :raises EnvError: the backend cannot run here (nothing created)
@@ -325,7 +354,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         raise InputError("instance names must be unique")
     lab = labfolder.validate(lab_dir, tuple(faults)).plan  # a lab `validate` rejects is not brought up
     backend = backends.get(backend_name)
-    backend.preflight(lab, {exe: pkg for n in lab.nodes.values() for exe, pkg in kinds.KINDS[n.kind].binaries.items()})
+    backend.preflight(lab, {exe: pkg for n in lab.nodes.values() for exe, pkg in kinds.KINDS[n.kind].needs(n, lab).items()})
     t0 = time.monotonic()
     made: list[Instance] = []
     warnings: set[str] = set()
@@ -340,13 +369,17 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         # a lab with per-instance values (vary:) gets a seed, and so a plan, of its own
         seed = (seeds or {}).get(name)
         state.data["seed"] = (seed or secrets.randbelow(1 << 62) + 1) if lab.values else None
-        plan_ = load_plan(lab_dir, faults, state.data["seed"]) if lab.values else lab
+        # and a signed lab keys of its own (made here, kept in the state: never made again)
+        plan_ = load_plan(lab_dir, faults, state.data["seed"], (dnssec_keys or {}).get(name)) \
+            if lab.values or lab.keys else lab
+        state.data["dnssec"] = _keys_state(plan_)
         state.set_phase("starting")
         if trainees:
             warnings.update(confine.setup(state, limits, home_size or homes.DEFAULT_SIZE))
         keys = kinds.tsig_keys(plan_)  # per instance: each lab has its own transfer keys, kept in its state
         state.data["tsig"] = keys
-        specs = {n.name: kinds.KINDS[n.kind].spec(n, plan_, backend.node_path(state, n.name), keys)
+        control = state.data["control"] = {n: kinds.new_secret() for n in plan_.nodes}  # rndc keys, kept for drills
+        specs = {n.name: kinds.KINDS[n.kind].spec(n, plan_, backend.node_path(state, n.name), keys, control[n.name])
                  for n in plan_.nodes.values()}
         _write_view(state, plan_, specs, backend.trainee_userns)
         backend.create(state, plan_, specs)
@@ -378,6 +411,8 @@ def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec
     """``nodes.json``: the lab as its trainee sees and drives it, read without pydantic (so
     attach() is quick): nodes, zones, and per node its dir, namespace and control commands."""
     import json
+
+    from . import kinds
     from .backends.netns import NETNS_DIR, node_ns
     view = {"lab": lab.name, "backend": state.data["backend"],
             "userns": str(state.userns_file) if state.owner and userns else None,
@@ -387,7 +422,8 @@ def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec
                                "argv": specs[n.name].argv, "reload": specs[n.name].reload,
                                "stop": specs[n.name].stop} for n in lab.nodes.values()},
             "zones": {z.name: {"file": z.filename, "servers": list(z.servers), "primary": z.primary,
-                               "secondaries": list(z.secondaries)} for z in lab.zones.values()}}
+                               "secondaries": list(z.secondaries), "signer": z.signer,
+                               "resigned": kinds.resigned(z, lab)} for z in lab.zones.values()}}
     fd = os.open(state.dir / "nodes.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     with os.fdopen(fd, "w") as f:
         json.dump(view, f, indent=1)
@@ -415,6 +451,16 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
                f"did not answer for {qname} in {READY_TIMEOUT:.0f}s")
         raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) {why}; "
                            f"its log ends with:\n{inst.log_tail(node)}")
+    from . import kinds
+    deadline = time.monotonic() + READY_TIMEOUT
+    for inst in instances:  # a zone its primary signs (and re-signs) served alike by its secondaries
+        synced = [(z.primary, z.name, z.secondaries) for z in inst.plan.zones.values()
+                  if z.secondaries and kinds.resigned(z, inst.plan)]
+        late, wanted = dnsquery.wait_synced(inst.serial_at, synced, deadline, nudge=lambda k, i=inst: i.nudge(*k))
+        if late:
+            (node, zone), got = next(iter(late.items()))
+            raise BackendError(f"instance {inst.name}: {node} serves {zone} with serial {got}, not {wanted[(node, zone)]} "
+                               f"as its primary does; its log ends with:\n{inst.log_tail(node)}")
     daemons = len({k[:2] for k in probes})
     progress(f"all {daemons} daemons of {len(instances)} instance(s) answer, {time.monotonic() - t0:.2f}s after start")
 
@@ -451,7 +497,7 @@ def reset(inst: Instance, progress: Progress = lambda msg: None) -> Instance:
     from . import cgroups
     st = inst.state
     name, lab_dir, backend = st.name, st.lab_dir, st.data["backend"]
-    meta, seed = st.data.get("meta", {}), st.data.get("seed")
+    meta, seed, keys = st.data.get("meta", {}), st.data.get("seed"), st.data.get("dnssec")
     faults = st.data.get("faults_up", st.data.get("faults", []))
     lim = st.data.get("limits")
     limits = cgroups.Limits(memory=lim["memory"], pids=lim["pids"], cpu_weight=lim["cpu_weight"]) if lim else None
@@ -460,7 +506,8 @@ def reset(inst: Instance, progress: Progress = lambda msg: None) -> Instance:
         shutil.copytree(lab_dir, copy)
         down_states([st], keep_hubs=True)
         return up(copy, [name], backend, progress, meta={name: meta}, faults=faults, trainees=lim is not None,
-                  limits=limits, home_size=lim["home"] if lim else None, seeds={name: seed})[0]
+                  limits=limits, home_size=lim["home"] if lim else None, seeds={name: seed},
+                  dnssec_keys={name: keys} if keys else None)[0]
 
 
 def down(names: Sequence[str], purge_homes: bool = False) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from typing import TYPE_CHECKING
 
-from . import kinds, topology, vary, yamlsrc, zones
+from . import dnssec, kinds, topology, vary, yamlsrc, zones
 from .errors import InputProblems, Problem
 
 if TYPE_CHECKING:
@@ -95,6 +95,17 @@ class LabPlan:
         zone = zones.closest_zone(topology.zone_name(owner), self.zones)
         return zones.data_of(self.zones[zone], owner, rtype) if zone else set()
 
+    @property
+    def trust_anchor(self) -> dnssec.Key | None:
+        """The lab root's KSK, which every lab resolver trusts; None if the root is unsigned."""
+        root = self.zones.get(".")
+        return next((k for k in root.keys if k.role == "ksk"), None) if root else None
+
+    @property
+    def keys(self) -> dict[str, list[dnssec.Key]]:
+        """The keys of every signed zone."""
+        return {z: list(p.keys) for z, p in self.zones.items() if p.keys}
+
     def by_role(self, role: str) -> list[NodePlan]:
         return [n for n in self.nodes.values() if n.role == role]
 
@@ -104,21 +115,22 @@ class LabPlan:
         return clients[0].name if clients else next(iter(self.nodes))
 
 
-def load(path: Path, faults: Sequence[str] = (), seed: int | None = None) -> LabPlan:
-    """Load ``lab.yaml`` (or its folder), with the named faults (``faults/<name>.yaml``) and the
-    values an instance of ``seed`` draws (:mod:`dnslab.vary`), and derive the plan; raises
-    :class:`InputProblems`."""
+def load(path: Path, faults: Sequence[str] = (), seed: int | None = None,
+         keys: dict[str, list[dnssec.Key]] | None = None) -> LabPlan:
+    """Load ``lab.yaml`` (or its folder), with the named faults (``faults/<name>.yaml``), the
+    values an instance of ``seed`` draws (:mod:`dnslab.vary`) and an instance's DNSSEC ``keys``
+    (left out: fresh ones), and derive the plan; raises :class:`InputProblems`."""
     from . import faults as _faults
     path = path / "lab.yaml" if path.is_dir() else path
     topo, src = topology.load(path)
     values = vary.draw(topo.vary, seed)
     edits = _faults.collect(path.parent, faults, {topology.zone_name(z) for z in topo.zones}, set(topo.nodes),
                             values)
-    return derive(topo, src, edits, values)
+    return derive(topo, src, edits, values, keys)
 
 
 def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied | None = None,
-           values: vary.Values | None = None) -> LabPlan:
+           values: vary.Values | None = None, keys: dict[str, list[dnssec.Key]] | None = None) -> LabPlan:
     from . import faults as _faults
     edits = edits or _faults.Applied()
     values = values if values is not None else vary.draw(topo.vary, None)
@@ -165,6 +177,9 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         elif zone.primary is not None and len(served[z]) < 2:
             bad(("zones", original, "primary"), f"{z} has no other server to be a secondary: add it to another "
                                                 "node's zones, or drop primary")
+        if zone.dnssec and zone.primary is None and len(served[z]) > 1:
+            bad(("zones", original, "dnssec"), f"{z} is signed and served by {len(served[z])} nodes: name the one "
+                                               "that signs it as primary (the others transfer the signed zone)")
         if zone.tsig and zone.primary is None:
             bad(("zones", original, "tsig"), "tsig signs zone transfers: give the zone a primary first")
 
@@ -215,7 +230,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     zone_plans = zones.render_all(
         {z: topo.zones[orig] for z, orig in zone_names.items()}, served, hostnames,
         addrs, src, directory=src.path.parent, edits=edits, owners={h: n for n, h in hostnames.items()},
-        values=values)
+        values=values, keys=_keys_for(topo, zone_names, keys))
     problems += zones.glue_problems(zone_plans)
     if problems:
         raise InputProblems(problems)
@@ -223,6 +238,21 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
     return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints,
                    tuple(zones.delegation_warnings(zone_plans, addrs)), values)
+
+
+def _keys_for(topo: topology.Topology, zone_names: dict[str, str],
+              keys: dict[str, list[dnssec.Key]] | None) -> dict[str, list[dnssec.Key]]:
+    """The instance's keys of each signed zone; a zone without (a plan not made by ``up``, or a
+    zone the lab signs since): fresh ones."""
+    out = {}
+    for z, orig in zone_names.items():
+        policy = topo.zones[orig].dnssec
+        if policy is None:
+            continue
+        have = (keys or {}).get(z)
+        algorithm = dnssec.ALGORITHMS[policy.algorithm]
+        out[z] = have if have and all(k.algorithm == algorithm for k in have) else dnssec.make(z, algorithm)
+    return out
 
 
 def _reachability(nodes: dict[str, NodePlan], served: dict[str, list[str]], bad) -> None:

@@ -89,6 +89,23 @@ class Node(Strict):
         default=None, description="networks it attaches to; default: the lab's only network")
 
 
+class Nsec3(Strict):
+    """Hashed denial of existence (RFC 5155); RFC 9276 advises 0 iterations and no salt."""
+
+    iterations: Annotated[int, Field(ge=0, le=500)] = Field(default=0, description="extra hash iterations")
+    salt_length: Annotated[int, Field(ge=0, le=32)] = Field(default=0, description="salt bytes (drawn per instance)")
+    opt_out: bool = Field(default=False, description="unsigned delegations are left out of the chain")
+
+
+class Dnssec(Strict):
+    """How a zone is signed: by its primary (or its only server), with keys dnslab makes per
+    instance; the parent gets the DS, every lab resolver trusts the lab root's key."""
+
+    algorithm: Literal["RSASHA256", "ECDSAP256SHA256", "ECDSAP384SHA384", "ED25519"] = Field(
+        default="ECDSAP256SHA256", description="DNSSEC algorithm of both keys (KSK and ZSK)")
+    nsec3: Nsec3 | None = Field(default=None, description="NSEC3 instead of NSEC")
+
+
 class Zone(Strict):
     """A zone's content: a zone file beside lab.yaml, or a short record list; and how its
     servers get it: each loads its own copy, or, with ``primary``, the others are secondaries
@@ -105,6 +122,7 @@ class Zone(Strict):
     primary: str | None = Field(default=None, description="node that loads the zone; its other servers transfer it")
     tsig: bool = Field(default=False, description="with a primary: transfers and NOTIFY signed with a key of the "
                                                   "zone's own (TSIG); the key opens transfers from any address")
+    dnssec: Dnssec | None = Field(default=None, description="signed: the signer's policy (see Dnssec)")
 
 
 class Vary(Strict):

@@ -193,13 +193,14 @@ class Lab:
             except LabError as exc:
                 raise _shown(LabProblem(str(exc))) from None
             return
+        before = {zone: self._serial(node, zone) for zone in self.nodes[node].zones
+                  if self._zones[zone].get("resigned") and self._zones[zone].get("signer") == node}
         if not self._view.get("userns"):  # nodes she cannot enter herself (docker): the broker, with her rights
             self._broker("reload", node=node)
-            self._wait_serving(node, wait)
-            return
-        for argv in info["reload"]:
-            self.exec(argv, node=node)
-        self._wait_serving(node, wait)
+        else:
+            for argv in info["reload"]:
+                self.exec(argv, node=node)
+        self._wait_serving(node, wait, before)
 
     def restart(self, node: str, wait: float = 5.0) -> None:
         """Stop ``node``'s daemon and start it again (after a change its reload does not take)."""
@@ -235,25 +236,26 @@ class Lab:
                 return name
         return None
 
-    def _wait_serving(self, node: str, wait: float) -> None:
+    def _serial(self, server: str, zone: str) -> int | None:
+        return dnsquery.serial_of(socket.socket, self.nodes[server].address, zone)
+
+    def _wait_serving(self, node: str, wait: float, before: dict[str, int | None] | None = None) -> None:
         """Until ``node`` answers and serves the serial of each zone file it loads, and so do its
-        secondaries when it is a zone's primary (asked from your client)."""
+        secondaries when it is a zone's primary (asked from your client); a zone it signs
+        itself: a serial other than the one it served ``before`` (see :func:`dnsquery.wait_loaded`)."""
         deadline = time.monotonic() + wait
         while (silent := self._silent(node)) is not None:
             if time.monotonic() > deadline:
                 what = f"no authoritative answer for {silent}" if self.nodes[node].zones else "no answer"
                 raise _shown(LabProblem(f"node {node} gave {what} within {wait:.0f}s{self._log_of(node)}"))
             time.sleep(0.05)
-        wanted = {}
+        loaded = []
         for zone in self.nodes[node].zones:
             z = self._zones[zone]
-            if z.get("primary") not in (None, node):
-                continue
-            serial = dnsquery.serial_in(self.read_zone(node, zone))
-            for server in ([node, *z.get("secondaries", [])] if serial is not None else []):
-                wanted[(server, zone)] = serial
-        left = dnsquery.wait_serials(
-            lambda server, zone: dnsquery.serial_of(socket.socket, self.nodes[server].address, zone), wanted, deadline)
+            serial = dnsquery.serial_in(self.read_zone(node, zone)) if z.get("primary") in (None, node) else None
+            if serial is not None:
+                loaded.append(dnsquery.Loaded(zone, serial, bool(z.get("resigned")), tuple(z.get("secondaries", []))))
+        left, wanted = dnsquery.wait_loaded(self._serial, node, loaded, deadline, before=before)
         if left:
             server = next(iter(left))[0]
             raise _shown(LabProblem(dnsquery.serial_late(left, wanted, node, wait) + self._log_of(server)))

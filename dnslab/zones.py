@@ -25,9 +25,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from . import faults, vary, yamlsrc
+from . import dnssec, faults, vary, yamlsrc
 from .errors import EnvError, InputProblems, Problem
-from .topology import zone_name
+from .topology import Dnssec, zone_name
 
 MAX_ZONE_BYTES = 512 << 10  # a lab's zone is small; the check of one this size takes well under a second
 
@@ -41,6 +41,18 @@ class ZonePlan:
     text: str                          # the zone file every server loads (the primary's, with a primary)
     primary: str | None = None         # the node the others transfer it from (None: each loads its copy)
     tsig: bool = False                 # transfers and NOTIFY signed with a key of the zone's own
+    dnssec: Dnssec | None = None       # signed: the signer's policy (lab file)
+    keys: tuple[dnssec.Key, ...] = ()  # signed: this instance's KSK and ZSK
+
+    @property
+    def signer(self) -> str | None:
+        """The node that signs the zone: its primary, or its only server; None if unsigned."""
+        return (self.primary or self.servers[0]) if self.dnssec else None
+
+    @property
+    def salt(self) -> str:
+        """The NSEC3 salt as hex ("-": none), per instance."""
+        return dnssec.salt(list(self.keys), self.dnssec.nsec3.salt_length if self.dnssec and self.dnssec.nsec3 else 0)
 
     @property
     def secondaries(self) -> tuple[str, ...]:
@@ -78,14 +90,16 @@ def parent_of(zone: str, all_zones) -> str | None:
 def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, str],
                addrs: dict[str, tuple[str, ...]], src: yamlsrc.Source, directory: Path,
                edits: faults.Applied | None = None, owners: dict[str, str] | None = None,
-               values: dict[str, str] | None = None) -> dict[str, ZonePlan]:
+               values: dict[str, str] | None = None,
+               keys: dict[str, list[dnssec.Key]] | None = None) -> dict[str, ZonePlan]:
     """Render and check every zone; all problems are raised together.
 
     ``served`` maps a zone to the nodes serving it, ``hostnames`` a node to its name
     server name, ``addrs`` a name server name to its addresses, ``owners`` a name server name
     to its node; ``edits`` are the faults' changes; ``values`` fill the ``{{ name }}`` of author
-    records and zone files.
+    records and zone files; ``keys`` are the signed zones' keys (their DS go in the parent).
     """
+    keys = keys or {}
     edits = edits or faults.Applied()
     servers = {z: [hostnames[n] for n in sorted(nodes, key=lambda n: n != specs[z].primary)]  # primary: SOA MNAME
                for z, nodes in served.items()}
@@ -103,13 +117,15 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
         parent = parent_of(z, specs)
         children = [c for c in specs if parent_of(c, specs) == z]
         key = next(k for k in src.data.get("zones", {}) if zone_name(k) == z)
-        lines, where, refused = _derived(z, spec, servers, children, addrs, sources[z], edits, owners or {})
+        ds = {c: [k.ds() for k in keys.get(c, []) if k.role == "ksk"] for c in children}
+        lines, where, refused = _derived(z, spec, servers, children, addrs, sources[z], edits, owners or {}, ds)
         problems += [Problem(place, f"zones.{key}: {msg}") for place, msg in refused]
         header = f"$ORIGIN {z}\n$TTL {spec.ttl}\n"
         text = header + "".join(ln + "\n" for ln in lines) + sources[z].text
         places[z] = [f"zone {z}", f"zone {z}"] + where + sources[z].places
         plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text,
-                            spec.primary, bool(spec.primary and spec.tsig))
+                            spec.primary, bool(spec.primary and spec.tsig), spec.dnssec,
+                            tuple(keys.get(z, ())) if spec.dnssec else ())
     with ThreadPoolExecutor(max_workers=4) as pool:
         for z, found in zip(plans, pool.map(lambda z: check(z, plans[z].text), plans)):
             for line, msg in found:
@@ -214,9 +230,9 @@ def _mailbox(zone: str, mname: str) -> str:
 
 def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str],
              addrs: dict[str, tuple[str, ...]], author: _Source, edits: faults.Applied,
-             owners: dict[str, str]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+             owners: dict[str, str], ds: dict[str, list]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """The derived records of ``zone`` with the faults' changes: (lines, their places,
-    refused author records as (place, reason))."""
+    refused author records as (place, reason)); ``ds``: the DS records of signed children."""
     written = _owners(zone, author.text)
     added, removed = _fault_keys(zone, edits)
     replaced = set(added) | removed
@@ -231,6 +247,9 @@ def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str]
     for owner, hosts in [(zone, ns)] + [(c, servers[c]) for c in children]:
         if (owner, "NS") not in replaced:  # merged with any NS the author wrote
             out += [(f"{owner} IN NS {h}", place) for h in hosts]
+    for child, records in ds.items():
+        if (child, "DS") not in replaced:
+            out += [(f"{child} IN DS {r.to_text()}", place) for r in records]
     targets = set(ns) | {h for c in children for h in servers[c]}
     zname = dns.name.from_text(zone)
     refused = []

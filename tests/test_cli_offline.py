@@ -77,7 +77,7 @@ def test_kinds_json(dnslab):
         "bind9": {"roles": ["authoritative", "resolver"], "packages": ["bind9"]},
         "client": {"roles": ["client"], "packages": ["bind9-dnsutils", "knot-dnsutils"]},
         "knot": {"roles": ["authoritative"], "packages": ["knot"]},
-        "nsd": {"roles": ["authoritative"], "packages": ["nsd"]},
+        "nsd": {"roles": ["authoritative"], "packages": ["bind9-utils", "nsd"]},
         "unbound": {"roles": ["resolver"], "packages": ["unbound"]},
     }
 

@@ -454,6 +454,11 @@ def test_every_kind_declares_its_debian_packages():
     assert set(kinds.KINDS) == {"bind9", "client", "knot", "nsd", "unbound"}
     assert kinds.KINDS["bind9"].binaries == {"named": "bind9", "rndc": "bind9"}
     assert kinds.KINDS["knot"].binaries == {"knotd": "knot", "knotc": "knot"}
+    signed, basics = plan.load(REPO / "labs" / "dnssec-signing"), plan.load(DNS_BASICS)
+    nsd = kinds.KINDS["nsd"]  # a zone NSD serves signed is signed by BIND's dnssec-signzone, on the node
+    assert nsd.needs(signed.nodes["sld-nsd"], signed)["dnssec-signzone"] == "bind9-utils"
+    assert "dnssec-signzone" not in nsd.needs(signed.nodes["root-nsd"], signed)  # a secondary: no signing
+    assert "dnssec-signzone" not in nsd.needs(basics.nodes["tld2"], basics)
     for k in kinds.KINDS.values():
         assert k.roles and k.binaries
 
@@ -489,7 +494,10 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
-    assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial", "primary", "tsig"}
+    assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial", "primary", "tsig",
+                                                          "dnssec"}
+    assert set(schema["$defs"]["Dnssec"]["properties"]) == {"algorithm", "nsec3"}
+    assert set(schema["$defs"]["Nsec3"]["properties"]) == {"iterations", "salt_length", "opt_out"}
     assert all(p.get("description") for k, p in node["properties"].items())
 
 
@@ -590,3 +598,89 @@ def test_unknown_and_misplaced_values_are_refused(write_lab):
     assert "vary.lan.address: 198.51.100.0/28 overlaps network lan" in msg
     msg = problems(write_lab, VARIED.replace("n: {number: [10, 99]}", "n: {word: 5, number: [1, 2]}"))
     assert "vary.n: give exactly one of address, word, number, choice" in msg
+
+
+# ------------------------------------------------------------------------------------ DNSSEC
+
+SIGNED_LAB = REPO / "labs" / "dnssec-signing"
+
+
+@pytest.fixture(scope="module")
+def signed() -> plan.LabPlan:
+    return plan.load(SIGNED_LAB)
+
+
+def test_a_signed_child_has_its_ds_in_the_parent_and_the_root_is_the_anchor(signed):
+    for zone, parent in (("test.", "."), ("example.test.", "test.")):
+        ksk = next(k for k in signed.zones[zone].keys if k.role == "ksk")
+        assert records(signed.zones[parent], zone, "DS") == {ksk.ds().to_text().lower()}
+    assert records(signed.zones["test."], "lab.test.", "DS") == set()  # unsigned: no DS
+    root_ksk = next(k for k in signed.zones["."].keys if k.role == "ksk")
+    assert signed.trust_anchor == root_ksk
+    assert {k.role for z in ("." , "test.", "example.test.") for k in signed.zones[z].keys} == {"ksk", "zsk"}
+    assert not signed.zones["lab.test."].keys
+
+
+def test_keys_given_are_kept_and_fresh_ones_differ(signed):
+    again = plan.load(SIGNED_LAB, keys=signed.keys)
+    assert again.zones["test."].text == signed.zones["test."].text  # the same DS of example.test
+    other = plan.load(SIGNED_LAB)
+    assert other.trust_anchor.pem != signed.trust_anchor.pem
+
+
+@pytest.mark.parametrize("algorithm", ["RSASHA256", "ECDSAP256SHA256", "ECDSAP384SHA384", "ED25519"])
+def test_bind_key_files_agree_with_bind_on_tag_and_ds(tmp_path, algorithm):
+    """The key files written for the signers are what BIND's own tools read: dnssec-dsfromkey
+    computes the same key tag and DS from them."""
+    import shutil
+    import subprocess
+    from dnslab import dnssec
+    if shutil.which("dnssec-dsfromkey") is None:
+        pytest.skip("dnssec-dsfromkey (bind9-utils) is not installed")
+    for key in dnssec.make("example.test.", dnssec.ALGORITHMS[algorithm]):
+        for name, text in key.bind_files().items():
+            (tmp_path / name).write_text(text)
+        out = subprocess.run(["dnssec-dsfromkey", "-2", str(tmp_path / f"{key.basename}.key")],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out[3:] == key.ds().to_text().upper().split()
+
+
+def test_signers_render_their_signing_and_resolvers_their_anchor(signed):
+    anchor = signed.trust_anchor.ds()
+    bind = kinds.KINDS["bind9"].spec(signed.nodes["tld-bind"], signed, "/x")
+    assert 'dnssec-policy "sign-test";' in bind.files["named.conf"]
+    assert any(f.startswith("keys/K") and f.endswith(".private") for f in bind.files)
+    knot = kinds.KINDS["knot"].spec(signed.nodes["root-knot"], signed, "/x")
+    assert "dnssec-signing: on" in knot.files["knot.conf"] and "import-bind" in knot.argv[-1]
+    nsd = kinds.KINDS["nsd"].spec(signed.nodes["sld-nsd"], signed, "/x")
+    assert "dnssec-signzone" in nsd.argv[-1] and f"-3 {signed.zones['example.test.'].salt} -H 0" in nsd.argv[-1]
+    assert "dnssec-signzone" in nsd.reload[0][-1] and nsd.reload[1][-1] == "reload"
+    assert 'zonefile: "/x/zones/example.test.zone.signed"' in nsd.files["nsd.conf"]
+    secondary = kinds.KINDS["nsd"].spec(signed.nodes["root-nsd"], signed, "/x")
+    assert not any(f.startswith("keys/") for f in secondary.files)  # only a signer has the keys
+    unbound = kinds.KINDS["unbound"].spec(signed.nodes["resolver-unbound"], signed, "/x").files["unbound.conf"]
+    assert f'trust-anchor: ". DS {anchor.to_text()}"' in unbound and '"validator iterator"' in unbound
+    named = kinds.KINDS["bind9"].spec(signed.nodes["resolver-bind"], signed, "/x").files["named.conf"]
+    assert "dnssec-validation yes;" in named and f'static-ds {anchor.key_tag} 13 2 "{anchor.digest.hex()}"' in named
+
+
+def test_an_unsigned_lab_validates_nothing(basics):
+    assert basics.trust_anchor is None
+    named = kinds.KINDS["bind9"].spec(basics.nodes["resolver-bind"], basics, "/x").files["named.conf"]
+    assert "dnssec-validation no;" in named and "trust-anchors" not in named
+    unbound = kinds.KINDS["unbound"].spec(basics.nodes["resolver-unbound"], basics, "/x").files["unbound.conf"]
+    assert 'module-config: "iterator"' in unbound
+
+
+def test_a_signed_zone_on_several_servers_needs_its_signer_named(write_lab):
+    text = """
+    name: s
+    nodes:
+      a: {kind: knot, zones: [.]}
+      b: {kind: nsd, zones: [.]}
+    zones:
+      .: {dnssec: {}}
+    """
+    assert "signed and served by 2 nodes: name the one that signs it as primary" in problems(write_lab, text)
+    bad = problems(write_lab, text.replace("{dnssec: {}}", "{dnssec: {algorithm: RSASHA1, nsec3: {iterations: 501}}}"))
+    assert "algorithm" in bad and "iterations" in bad

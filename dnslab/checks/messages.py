@@ -27,6 +27,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "recursion.pass": "recursion on {server} is {actual}, as expected",
         "recursion.wrong": "recursion on {server} is {actual} but should be {expected}",
         "recursion.timeout": "{server} did not answer: {error}",
+        "validates.pass": "{name} {type} through {via} is {actual}, as expected{ede}",
+        "validates.wrong": "{name} {type} through {via} is {actual}, expected {expected}",
+        "validates.bogus": "{name} {type} through {via} fails validation (SERVFAIL{ede}), expected {expected}",
+        "validates.timeout": "{via} did not answer {name} {type}: {error}",
     },
     "es": {
         "resolves.pass": "{name} {type} resuelve a través de {via} a {got}",
@@ -49,6 +53,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "recursion.pass": "la recursión en {server} está {actual}, como se esperaba",
         "recursion.wrong": "la recursión en {server} está {actual} pero debería estar {expected}",
         "recursion.timeout": "{server} no respondió: {error}",
+        "validates.pass": "{name} {type} a través de {via} es {actual}, como se esperaba{ede}",
+        "validates.wrong": "{name} {type} a través de {via} es {actual}; se esperaba {expected}",
+        "validates.bogus": "{name} {type} a través de {via} no pasa la validación (SERVFAIL{ede}); se esperaba {expected}",
+        "validates.timeout": "{via} no respondió {name} {type}: {error}",
     },
     "pt": {
         "resolves.pass": "{name} {type} resolve pelo {via} para {got}",
@@ -71,14 +79,20 @@ MESSAGES: dict[str, dict[str, str]] = {
         "recursion.pass": "a recursão em {server} está {actual}, como esperado",
         "recursion.wrong": "a recursão em {server} está {actual} mas deveria estar {expected}",
         "recursion.timeout": "{server} não respondeu: {error}",
+        "validates.pass": "{name} {type} pelo {via} é {actual}, como esperado{ede}",
+        "validates.wrong": "{name} {type} pelo {via} é {actual}; esperado {expected}",
+        "validates.bogus": "{name} {type} pelo {via} falha na validação (SERVFAIL{ede}); esperado {expected}",
+        "validates.timeout": "{via} não respondeu {name} {type}: {error}",
     },
 }
 
 
 # Words that checks pass as parameter values, in the languages whose prose needs them translated.
 WORDS: dict[str, dict[str, str]] = {
-    "es": {"open": "abierta", "closed": "cerrada"},
-    "pt": {"open": "aberta", "closed": "fechada"},
+    "es": {"open": "abierta", "closed": "cerrada", "secure": "seguro", "insecure": "inseguro",
+           "bogus": "inválido (bogus)"},
+    "pt": {"open": "aberta", "closed": "fechada", "secure": "seguro", "insecure": "inseguro",
+           "bogus": "inválido (bogus)"},
 }
 
 

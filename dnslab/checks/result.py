@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
@@ -22,6 +23,7 @@ class Evidence:
     authority: list[str] = field(default_factory=list)
     additional: list[str] = field(default_factory=list)
     error: str = ""
+    ede: list[str] = field(default_factory=list)  # Extended DNS Errors (RFC 8914): "6 DNSSEC Bogus: ..."
 
     @classmethod
     def of(cls, server: str, query: str, source: str, reply: dns.message.Message | None,
@@ -32,7 +34,18 @@ class Evidence:
         def rrs(section):
             return [rr for rrset in section for rr in rrset.to_text().splitlines()]
         return cls(server, query, source, dns.rcode.to_text(reply.rcode()), dns.flags.to_text(reply.flags),
-                   rrs(reply.answer), rrs(reply.authority), rrs(reply.additional))
+                   rrs(reply.answer), rrs(reply.authority), rrs(reply.additional), ede=extended_errors(reply))
+
+
+def extended_errors(reply: dns.message.Message) -> list[str]:
+    """The Extended DNS Errors of a reply as text: code, its name, and the server's words."""
+    out = []
+    for opt in reply.options:
+        if opt.otype == dns.edns.EDE:
+            name = dns.edns.EDECode.to_text(opt.code).replace("_", " ").title().replace("Dnssec", "DNSSEC").replace(
+                "Dnskey", "DNSKEY").replace("Rrsigs", "RRSIGs").replace("Nsec", "NSEC")
+            out.append(f"{opt.code} {name}" + (f": {opt.text}" if opt.text else ""))
+    return out
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -19,6 +20,7 @@ from ..nodespec import NodeSpec
 
 if TYPE_CHECKING:
     from ..plan import LabPlan, NodePlan
+    from ..zones import ZonePlan
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent),
@@ -47,6 +49,12 @@ class Served:
     secondaries: tuple[str, ...] = ()           # a primary's: every address of its secondaries (who may transfer)
     notify: tuple[str, ...] = ()                # a primary's: one address per secondary, the one it expects us from
     key: str | None = None                      # the TSIG key's name, when transfers are signed
+    signs: bool = False                         # this node signs the zone (DNSSEC)
+
+    @property
+    def id(self) -> str:
+        """A name for the zone in configs: its file name without ``.zone`` (``root`` for the root)."""
+        return self.filename.removesuffix(".zone")
 
 
 def served(node: NodePlan, lab: LabPlan) -> list[Served]:
@@ -55,16 +63,23 @@ def served(node: NodePlan, lab: LabPlan) -> list[Served]:
     for z in node.zones:
         plan = lab.zones[z]
         key = f"xfr-{plan.filename.removesuffix('.zone')}" if plan.tsig else None
+        signs = plan.signer == node.name
         if plan.primary is None:
-            out.append(Served(z, plan.filename, "standalone"))
+            out.append(Served(z, plan.filename, "standalone", signs=signs))
         elif plan.primary == node.name:
             reach = [node.reachable(lab.nodes[s]) for s in plan.secondaries]
             out.append(Served(z, plan.filename, "primary", key=key, secondaries=tuple(a for r in reach for a in r),
-                              notify=tuple(r[0] for r in reach if r)))
+                              notify=tuple(r[0] for r in reach if r), signs=signs))
         else:
             reach = node.reachable(lab.nodes[plan.primary])
             out.append(Served(z, plan.filename, "secondary", primary=reach[0] if reach else None, key=key))
     return out
+
+
+def resigned(zone: ZonePlan, lab: LabPlan) -> bool:
+    """True when ``zone``'s signer is a daemon that signs it itself, raising its serial as it does."""
+    from . import KINDS
+    return zone.signer is not None and KINDS[lab.nodes[zone.signer].kind].resigns
 
 
 def new_secret() -> str:
@@ -84,11 +99,28 @@ class Kind:
     name: ClassVar[str]
     roles: ClassVar[tuple[str, ...]]
     binaries: ClassVar[dict[str, str]] = {}   # executable -> Debian package that has it
+    signing_binaries: ClassVar[dict[str, str]] = {}  # what a node needs besides when it signs a zone
     templates: ClassVar[dict[str, str]] = {}  # file written in the node dir -> template beside the kind
+    resigns: ClassVar[bool] = False           # a zone it signs is signed by the daemon, with a serial of its own
+
+    def needs(self, node: NodePlan, lab: LabPlan) -> dict[str, str]:
+        """The programs this node runs (executable -> Debian package)."""
+        signs = any(lab.zones[z].signer == node.name for z in node.zones)
+        return {**self.binaries, **(self.signing_binaries if signs else {})}
 
     def argv(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
         """The daemon's command line, in the foreground; ``d`` is the node dir as the node sees it."""
         return None
+
+    def prepare(self, node: NodePlan, lab: LabPlan, d: str) -> list[str]:
+        """Shell commands run on the node before its daemon starts (in the node dir): signing
+        zones, importing keys."""
+        return []
+
+    def signer_reload(self, node: NodePlan, lab: LabPlan, d: str) -> list[str]:
+        """Shell commands run on the node before its daemon rereads its zones (re-signing a zone
+        its daemon does not sign itself)."""
+        return []
 
     def control(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
         """The daemon's control tool with its config (rndc, knotc, ...), as typed on the node."""
@@ -128,18 +160,23 @@ class Kind:
         """Extra template variables of this kind."""
         return {}
 
-    def spec(self, node: NodePlan, lab: LabPlan, d: str, keys: dict[str, str] | None = None) -> NodeSpec:
+    def spec(self, node: NodePlan, lab: LabPlan, d: str, keys: dict[str, str] | None = None,
+             control: str | None = None) -> NodeSpec:
         """Render the node: its config files, zone files (a secondary gets none: it transfers
-        them), root hints and command. ``keys``: the instance's TSIG secrets by key name
-        (:func:`tsig_keys`; left out, fresh ones: right for a node rendered on its own only)."""
+        them), the keys of the zones it signs, root hints and command. ``keys``: the instance's
+        TSIG secrets by key name (:func:`tsig_keys`), ``control``: the node's control-channel
+        secret (both kept in the instance's state; left out, fresh ones: right for a node
+        rendered on its own only)."""
         keys = tsig_keys(lab) if keys is None else keys
         files = {}
-        secret = new_secret()  # this node's control key, made per instance
+        secret = control or new_secret()
         zones = [lab.zones[z] for z in node.zones]
         serving = served(node, lab)
         for z, how in zip(zones, serving):
             if how.role != "secondary":
                 files[f"zones/{z.filename}"] = z.text
+            if how.signs:
+                files.update({f"keys/{name}": text for k in z.keys for name, text in k.bind_files().items()})
         used = sorted({how.key for how in serving if how.key})
 
         if node.role == "resolver":
@@ -150,11 +187,20 @@ class Kind:
         ctx = {"node": node, "lab": lab, "dir": d, "zones": zones, "secret": secret, "serving": serving,
                "keys": [(k, keys[k]) for k in used],
                "lab_prefixes": [str(p) for n in lab.networks.values() for p in (n.ipv4, n.ipv6) if p],
-               **self.context(node, lab, d)}
+               "anchor": lab.trust_anchor, **self.context(node, lab, d)}
         for out, template in self.templates.items():
             files[out] = _TEMPLATES.get_template(template).render(ctx)
         control = self.control(node, d)
         if control:  # a shell on the node (dnslab-node) types the tool's name alone
             files["shell.rc"] = (f"cd {d}\nPS1='{node.name}:\\w# '\n"
                                  f"alias {control[0]}='{' '.join(control)}'\n")
-        return NodeSpec(files=files, argv=self.argv(node, d), reload=self.reload(node, d), stop=self.stop(node, d))
+        argv, before = self.argv(node, d), self.prepare(node, lab, d)
+        if argv and before:
+            argv = ("sh", "-c", f"cd {shlex.quote(d)} && {' && '.join(before)} && exec {shlex.join(argv)}")
+        return NodeSpec(files=files, argv=argv, reload=self.reloading(node, lab, d), stop=self.stop(node, d))
+
+    def reloading(self, node: NodePlan, lab: LabPlan, d: str) -> tuple[tuple[str, ...], ...]:
+        """Every command of a reload: re-signing what the daemon does not sign, then :meth:`reload`."""
+        resign = self.signer_reload(node, lab, d)
+        first = (("sh", "-c", f"cd {shlex.quote(d)} && {' && '.join(resign)}"),) if resign else ()
+        return (*first, *self.reload(node, d))

@@ -8,6 +8,7 @@ class Bind9(Kind):
     name = "bind9"
     roles = ("authoritative", "resolver")
     binaries = {"named": "bind9", "rndc": "bind9"}
+    resigns = True
     templates = {"named.conf": "bind9.named.conf.j2", "rndc.conf": "bind9.rndc.conf.j2"}
 
     def argv(self, node, d):

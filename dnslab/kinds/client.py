@@ -10,6 +10,6 @@ class Client(Kind):
     roles = ("client",)
     binaries = {"dig": "bind9-dnsutils", "delv": "bind9-dnsutils", "kdig": "knot-dnsutils"}
 
-    def spec(self, node, lab, d, keys=None):
+    def spec(self, node, lab, d, keys=None, control=None):
         # only the resolver's addresses the client can reach (validate refuses a client that reaches none)
         return NodeSpec(resolv_conf="".join(f"nameserver {a}\n" for a in node.reachable(lab.nodes[node.resolver])))
