@@ -20,7 +20,7 @@ from . import yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import schema_problems
 
-ANSWER_TYPES = ("server-of", "data-of")
+ANSWER_TYPES = ("server-of", "data-of", "ksk-tag-of", "nsec3-salt-of")
 
 
 class _Strict(BaseModel):
@@ -30,7 +30,9 @@ class _Strict(BaseModel):
 class Answer(_Strict):
     """A value the trainee reports in a variable, compared with what her own lab says:
     ``server-of`` a server of ``zone`` (host name or address); ``data-of`` the data of the
-    ``owner``/``type`` records in her lab (per-instance values make it hers alone)."""
+    ``owner``/``type`` records in her lab (per-instance values make it hers alone);
+    ``ksk-tag-of`` the key tag of signed ``zone``'s KSK, ``nsec3-salt-of`` its NSEC3 salt in hex
+    (keys are made per instance: both are hers alone)."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     accept: Literal[ANSWER_TYPES]  # type: ignore[valid-type]
@@ -40,7 +42,7 @@ class Answer(_Strict):
 
     @model_validator(mode="after")
     def _fields_of_its_kind(self) -> Answer:
-        need = ("zone",) if self.accept == "server-of" else ("owner", "type")
+        need = ("owner", "type") if self.accept == "data-of" else ("zone",)
         extra = [f for f in ("zone", "owner", "type") if f not in need and getattr(self, f) is not None]
         missing = [f for f in need if getattr(self, f) is None]
         if missing or extra:

@@ -11,17 +11,19 @@ from dnslab.checks import messages
 from dnslab.errors import InputProblems
 
 SOURCE = exercise.find("dns-basics")
+SOURCES = [exercise.find(p.name) for p in sorted(exercise.exercises_root().iterdir()) if (p / "exercise.yaml").is_file()]
 
 
 def code_of(nb):
     return [(c.source, c.metadata.get("nbgrader")) for c in nb.cells if c.cell_type == "code"]
 
 
-def test_three_languages_share_code_tests_and_points():
-    assert SOURCE.languages == ["en", "es", "pt"]
-    en = SOURCE.notebook("en")
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_three_languages_share_code_tests_and_points(source):
+    assert source.languages == ["en", "es", "pt"]
+    en = source.notebook("en")
     for lang in ("es", "pt"):
-        other = SOURCE.notebook(lang)
+        other = source.notebook(lang)
         # code cells are identical except the translated note heading each test cell
         for (a, ma), (b, mb) in zip(code_of(en), code_of(other)):
             assert ma == mb
@@ -31,14 +33,23 @@ def test_three_languages_share_code_tests_and_points():
         assert en.cells[0].source != other.cells[0].source  # the prose is translated
 
 
-def test_test_cells_judge_the_lab_and_hide_their_code():
-    nb = SOURCE.notebook("en")
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_test_cells_judge_the_lab_and_hide_their_code(source):
+    nb = source.notebook("en")
     tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert sum(c.metadata["nbgrader"]["points"] for c in tests) == 10
     for c in tests:
         assert c.metadata["nbgrader"]["locked"] and not c.metadata["nbgrader"]["solution"]
         assert "### BEGIN HIDDEN TESTS" in c.source and "### END HIDDEN TESTS" in c.source
-    assert set(SOURCE.tests()) == {c.metadata["nbgrader"]["grade_id"] for c in tests}
+    assert set(source.tests()) == {c.metadata["nbgrader"]["grade_id"] for c in tests}
+
+
+def test_every_exercise_has_its_lab_and_scenario_in_every_language():
+    from dnslab.lab import labs_root
+    assert {s.name for s in SOURCES} >= {"dns-basics", "dnssec-signing"}
+    for source in SOURCES:
+        for lang in source.languages:
+            assert (labs_root() / source.exercise.lab / f"scenario.{lang}.md").is_file(), (source.name, lang)
 
 
 def test_a_missing_or_extra_translation_is_named(tmp_path):

@@ -1,4 +1,5 @@
-"""Grading on live labs, for real: dns-basics with its lame-glue fault, one instance per
+"""Grading on live labs, for real: dns-basics with its lame-glue fault (and every other shipped
+exercise, for full marks and zero), one instance per
 submission, each notebook executed by `dnslab grade` with a kernel inside its own lab as its
 own trainee, nbgrader recording the grades.
 
@@ -35,10 +36,12 @@ FULL = 10.0
 
 
 class Class:
-    """Instances of dns-basics with the exercise's faults, graded through the real CLI."""
+    """Instances of an exercise's lab (dns-basics unless said) with the exercise's faults, graded
+    through the real CLI."""
 
-    def __init__(self, tmp: Path, prefix: str, count: int, langs: list[str] | None = None) -> None:
-        self.tmp = tmp
+    def __init__(self, tmp: Path, prefix: str, count: int, langs: list[str] | None = None,
+                 source: exercise.Source = SOURCE) -> None:
+        self.tmp, self.source = tmp, source
         self.course = tmp / "course"
         self.subs = tmp / "subs"
         self.subs.mkdir()
@@ -46,12 +49,14 @@ class Class:
         meta = {n: {"trainee": n, "lang": (langs or ["en"] * count)[i]} for i, n in enumerate(self.names)}
         for n in self.names:
             livelab.remove(n)
-        self.insts = lab.up(livelab.DNS_BASICS, self.names, meta=meta, faults=SOURCE.exercise.faults, trainees=True)
-        grader.Course(self.course).prepare(SOURCE, sorted({m["lang"] for m in meta.values()}))
+        self.insts = lab.up(lab.labs_root() / source.exercise.lab, self.names, meta=meta,
+                            faults=source.exercise.faults, trainees=True)
+        grader.Course(self.course).prepare(source, sorted({m["lang"] for m in meta.values()}))
 
     def notebook(self, lang: str, version: str) -> nbformat.NotebookNode:
         """``source`` (the reference solution) or ``release`` (the untouched student notebook)."""
-        return nbformat.read(self.course / version / SOURCE.assignment(lang) / "dns-basics.ipynb", as_version=4)
+        return nbformat.read(self.course / version / self.source.assignment(lang) / f"{self.source.name}.ipynb",
+                             as_version=4)
 
     def submit(self, name: str, nb: nbformat.NotebookNode | str) -> None:
         path = self.subs / f"{name}.ipynb"
@@ -80,8 +85,8 @@ class Class:
 def make_class(tmp_path):
     made: list[Class] = []
 
-    def make(prefix: str, count: int, langs: list[str] | None = None) -> Class:
-        made.append(Class(tmp_path, prefix, count, langs))
+    def make(prefix: str, count: int, langs: list[str] | None = None, source: exercise.Source = SOURCE) -> Class:
+        made.append(Class(tmp_path, prefix, count, langs, source))
         return made[-1]
     yield make
     for c in made:
@@ -92,9 +97,13 @@ def cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
     return next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-def test_solution_full_marks_untouched_zero_in_every_language(make_class):
-    langs = [lang for lang in LANGS for _ in range(2)]
-    cls = make_class("gl", len(langs), langs)
+SOURCES = [exercise.find(p.name) for p in sorted(exercise.exercises_root().iterdir()) if (p / "exercise.yaml").is_file()]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_solution_full_marks_untouched_zero_in_every_language(make_class, source):
+    langs = [lang for lang in source.languages for _ in range(2)]
+    cls = make_class("gl", len(langs), langs, source)
     for i, (name, lang) in enumerate(zip(cls.names, langs)):
         cls.submit(name, cls.notebook(lang, "source" if i % 2 == 0 else "release"))
     grades = cls.grade()
@@ -106,9 +115,9 @@ def test_solution_full_marks_untouched_zero_in_every_language(make_class):
         assert g["note"] == ""
     # feedback in the trainee's language, without any hidden test
     for name, lang in zip(cls.names, langs):
-        html = (cls.course / "feedback" / name / SOURCE.assignment(lang) / "dns-basics.html").read_text()
+        html = (cls.course / "feedback" / name / source.assignment(lang) / f"{source.name}.html").read_text()
         assert "BEGIN HIDDEN TESTS" not in html and "testcells.answer" not in html
-        assert SOURCE.catalogs[lang]["test_note"].split(".")[0] in html
+        assert source.catalogs[lang]["test_note"].split(".")[0] in html
 
 
 def test_same_notebook_scores_by_each_trainees_own_lab(make_class):

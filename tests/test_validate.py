@@ -185,6 +185,10 @@ def test_exercise_typos_found_at_validate(dnslab, lab, tmp_path):
     res = dnslab("validate", d, env={"DNSLAB_EXERCISES": str(tmp_path / "exercises")})
     assert "accept: data-of takes owner and type (missing owner, type) (not zone)" in res.stderr, explain(res)
     assert f"{ex}/exercise.yaml:" in res.stderr and "problems:" in res.stderr.splitlines()[0]
+    text = text.replace("accept: data-of, zone: lab.test", "accept: ksk-tag-of, zone: test")
+    (ex / "exercise.yaml").write_text(text)
+    res = dnslab("validate", d, env={"DNSLAB_EXERCISES": str(tmp_path / "exercises")})
+    assert "answer.zone: test. is not signed in the lab" in res.stderr, explain(res)
 
 
 # ----------------------------------------------------------------------------- bounded input
@@ -235,6 +239,12 @@ def test_no_dangling_colon_nor_wrapper_in_messages(dnslab, lab):
                                      "interfaces (a, b)")
     assert not any(line.rstrip().endswith(":") for line in err.splitlines()[1:]), err
     assert err.startswith("dnslab: 5 problems:\n") and "InputProblems" not in err
+
+
+def test_the_signed_lab_validates_without_warning(dnslab):
+    data = json.loads(dnslab("validate", "dnssec-signing", "--json").stdout)
+    assert data["warnings"] == [] and data["exercise"] == "dnssec-signing"
+    assert data["faults"] == ["clock-skew", "ds-mismatch", "unsupported-algorithm"]
 
 
 def test_validate_json_and_shipped_labs_have_no_warnings(dnslab):
