@@ -263,12 +263,41 @@ def cmd_reload(args):
 
 
 def cmd_break(args):
+    """A fault on an instance, or on every instance of a lab; ``--random``: a fault drawn for each
+    instance among those not applied yet (a drill where neighbours' faults differ)."""
+    import random
+
+    from . import faults as _faults
+    from .errors import InputError
+    if (args.fault is None) == (not args.random):
+        raise InputError("name a fault of the lab (dnslab faults <lab> lists them), or give --random")
+    rng = random.Random(args.seed)
+    done = []
+    for inst in _check_targets(args.target, None):
+        fault = args.fault
+        if args.random:
+            left = sorted(set(_faults.available(inst.state.lab_dir)) - set(inst.state.data.get("faults", [])))
+            if not left:
+                raise InputError(f"instance {inst.name} has every fault of its lab already")
+            fault = rng.choice(left)
+        touched = inst.break_with(fault)
+        done.append({"instance": inst.name, "fault": fault, "faults": inst.state.data["faults"], "nodes": touched})
+    _out(args, done, "\n".join(f"fault {d['fault']} applied to {d['instance']} ({', '.join(d['nodes']) or 'no node'}); "
+                               f"faults now: {', '.join(d['faults'])}" for d in done))
+
+
+def cmd_faults(args):
+    from . import faults as _faults
     from . import lab
-    inst = lab.Instance.open(args.instance)
-    touched = inst.break_with(args.fault)
-    _out(args, {"instance": inst.name, "fault": args.fault, "faults": inst.state.data["faults"], "nodes": touched},
-         f"fault {args.fault} applied to {inst.name} ({', '.join(touched) or 'no node'}); "
-         f"faults now: {', '.join(inst.state.data['faults'])}")
+    from .state import all_states
+    running = {s.name: s for s in all_states()}
+    lab_dir = running[args.lab].lab_dir if args.lab in running else lab.find_lab(args.lab)
+    rows = []
+    for name in _faults.available(lab_dir):
+        fault = _faults.load(lab_dir, name)[0]
+        rows.append({"name": name, "summary": fault.summary, "seen_by": fault.seen_by})
+    _out(args, rows, _table([[r["name"], r["summary"]] for r in rows], ["FAULT", "WHAT IT BREAKS"])
+         if rows else f"lab {lab_dir.name} has no faults")
 
 
 def cmd_flush(args):
@@ -411,6 +440,17 @@ def cmd_graph(args):
     fmt = args.format if args.output is None else out.suffix.lstrip(".") or args.format
     graph.render(p, out, fmt)
     print(f"wrote {out}")
+
+
+def cmd_dnsviz(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    out = Path(args.output or f"{args.name.rstrip('.') or 'root'}.png")
+    fmt = out.suffix.lstrip(".") or "png"
+    _progress(f"probing {args.name} from {inst.default_vantage()} and drawing its chain of trust")
+    data = inst.dnsviz(args.name, args.via, fmt)
+    out.write_bytes(data)
+    print(f"wrote {out} ({len(data)} bytes)")
 
 
 def cmd_gc(args):
@@ -560,9 +600,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("instance")
     p.add_argument("nodes", nargs="*", help="default: every node with a daemon")
     p.add_argument("--wait", type=float, default=10.0, metavar="SECONDS", help="how long to wait (10)")
-    p = add("break", cmd_break, "apply a fault of the lab to a running instance (break-and-fix drill)")
-    p.add_argument("instance")
-    p.add_argument("fault", help="a fault of the lab's faults/ folder")
+    p = add("break", cmd_break, "apply a fault of the lab to a running instance, or to each instance of a lab "
+                                "(break-and-fix drill)")
+    p.add_argument("target", help="an instance, or a lab (each of its instances)")
+    p.add_argument("fault", nargs="?", help="a fault of the lab's faults/ folder (dnslab faults <lab>)")
+    p.add_argument("--random", action="store_true", help="a fault drawn for each instance, one not applied yet")
+    p.add_argument("--seed", type=int, help="with --random: the same draw again")
+    p = add("faults", cmd_faults, "list a lab's faults (a shipped lab, a lab folder or an instance)")
+    p.add_argument("lab")
     p = add("flush", cmd_flush, "empty resolvers' caches (a repaired delegation shows at once)")
     p.add_argument("instance")
     p.add_argument("nodes", nargs="*", help="default: every resolver")
@@ -601,6 +646,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("lab")
     p.add_argument("-o", "--output", help="output file (.svg or .png)")
     p.add_argument("--format", choices=["svg", "png", "dot"], default="svg")
+    p = add("dnsviz", cmd_dnsviz, "draw the chain of trust of a name (dnsviz, from inside the lab, with the "
+                                  "lab root's key)", json_flag=False)
+    p.add_argument("instance")
+    p.add_argument("name", help="a DNS name, e.g. www.example.test")
+    p.add_argument("-o", "--output", help="output file, .png (default) or .svg; default <name>.png")
+    p.add_argument("--via", metavar="NODE", help="the resolver to probe through (default: the client's)")
     p = add("class", cmd_class, "a class with a hub: live status of its labs, a drill (break), a lab reset")
     p.add_argument("action", choices=["status", "break", "reset"])
     p.add_argument("fault", nargs="?", help="break: the fault of the lab to apply")

@@ -214,29 +214,37 @@ def wait_loaded(serial_at: Callable[[str, str], int | None], node: str, loaded: 
                 ) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
     """Until ``node`` serves each zone of ``loaded`` with its file's serial (a re-signing signer:
     a serial other than the one it served ``before`` the reload, by zone; see
-    :func:`wait_serials`), then its secondaries the serial it serves. Returns what is late (as :func:`wait_serials`) and
-    what was wanted."""
+    :func:`wait_serials`), then its secondaries the serial it serves. Returns what is late (as
+    :func:`wait_serials`) and what was wanted."""
     wanted = {(node, z.zone): z.serial for z in loaded}
     left = wait_serials(serial_at, wanted, deadline, nudge,
                         at_least={(node, z.zone): (before or {}).get(z.zone) for z in loaded if z.resigned})
     if left:
         return left, wanted
-    return wait_synced(serial_at, [(node, z.zone, z.secondaries) for z in loaded if z.secondaries], deadline, nudge)
+    wanted = {(s, z.zone): z.serial for z in loaded if not z.resigned for s in z.secondaries}
+    left = wait_serials(serial_at, wanted, deadline, nudge)
+    if left:
+        return left, wanted
+    return wait_synced(serial_at, [(node, z.zone, z.secondaries) for z in loaded if z.resigned and z.secondaries],
+                       deadline, nudge)
 
 
 def wait_synced(serial_at: Callable[[str, str], int | None], zones: list[tuple[str, str, tuple[str, ...]]],
-                deadline: float, nudge: Callable[[tuple[str, str]], None] | None = None
-                ) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
-    """Until every secondary serves the serial its primary serves now: ``zones`` lists
-    (primary, zone, secondaries). A primary that signs may raise its serial meanwhile: its
-    secondaries are then waited for again (three times at most)."""
+                deadline: float, nudge: Callable[[tuple[str, str]], None] | None = None,
+                settle: float = RESIGN_GRACE) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
+    """Until every secondary serves the serial its primary serves, and the primaries have kept
+    that serial for ``settle`` seconds: ``zones`` lists (primary, zone, secondaries) of zones
+    whose primary signs them, and may raise its serial a few times as it does (BIND signs a new
+    zone in steps)."""
     left: dict[tuple[str, str], int | None] = {}
     wanted: dict[tuple[str, str], int] = {}
-    for _ in range(3):
+    while zones:
         now = {(p, zone): serial_at(p, zone) for p, zone, _ in zones}
         wanted = {(s, zone): now[(p, zone)] for p, zone, secs in zones for s in secs if now[(p, zone)] is not None}
         left = wait_serials(serial_at, wanted, deadline, nudge)
-        moved = [zone for p, zone, _ in zones if serial_at(p, zone) != now[(p, zone)]]
-        if not left or not moved or time.monotonic() > deadline:
+        if left or time.monotonic() + settle > deadline:
+            break
+        time.sleep(settle)
+        if all(serial_at(p, zone) == now[(p, zone)] for p, zone, _ in zones):
             break
     return left, wanted

@@ -275,6 +275,30 @@ class Instance:
         return sorted(set(touched) | {n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
                                       or new.nodes[n].stop != old.nodes[n].stop})
 
+    def dnsviz(self, name: str, via: str | None = None, fmt: str = "png") -> bytes:
+        """The chain of trust of ``name`` as a picture, drawn by dnsviz on the lab's client through
+        resolver ``via`` (default: the client's), against the lab root's key.
+
+        :raises InputError: the lab's root is unsigned, a bad name, format or resolver
+        :raises BackendError: dnsviz failed (its message says why)
+        """
+        from . import dnsviz
+        anchor = self.plan.trust_anchor
+        if anchor is None:
+            raise InputError(f"lab {self.plan.name} has no signed root: no trust anchor to draw a chain of trust from")
+        client = self.node(self.default_vantage())
+        resolver = self.node(via or client.resolver or self.plan.by_role("resolver")[0].name)
+        if resolver.role != "resolver" or not client.reachable(resolver):
+            raise InputError(f"{resolver.name} is not a resolver that {client.name} reaches")
+        argv = dnsviz.command(anchor.dnskey_record(), client.reachable(resolver)[0], name, fmt)
+        res = self.exec(client.name, argv, capture=True, timeout=120)
+        if res.returncode == 127:
+            raise BackendError(f"dnsviz is not installed on node {client.name}: apt-get install dnsviz "
+                               "(setup.sh installs it; docker: dnslab images build)")
+        if res.returncode != 0:
+            raise BackendError(f"dnsviz on {client.name} failed: {res.stderr.strip()[-1500:]}")
+        return dnsviz.decode(res.stdout)
+
     def flush(self, node: str) -> None:
         """Empty a resolver's cache (its reload does that too, and rereads its config)."""
         from . import kinds
@@ -423,7 +447,8 @@ def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec
                                "stop": specs[n.name].stop} for n in lab.nodes.values()},
             "zones": {z.name: {"file": z.filename, "servers": list(z.servers), "primary": z.primary,
                                "secondaries": list(z.secondaries), "signer": z.signer,
-                               "resigned": kinds.resigned(z, lab)} for z in lab.zones.values()}}
+                               "resigned": kinds.resigned(z, lab)} for z in lab.zones.values()},
+            "trust_anchor": lab.trust_anchor.dnskey_record() if lab.trust_anchor else None}
     fd = os.open(state.dir / "nodes.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     with os.fdopen(fd, "w") as f:
         json.dump(view, f, indent=1)

@@ -142,6 +142,25 @@ class Lab:
             raise _shown(LabProblem(f"no answer from {at or server} ({server}) for {name} {type}: "
                                     f"{exc or type(exc).__name__}")) from None
 
+    def dnsviz(self, name: str, via: str | None = None, fmt: str = "png"):
+        """The chain of trust of ``name`` as a picture (dnsviz, probing through your resolver or
+        ``via``, against your lab root's key), shown in the notebook."""
+        from IPython.display import SVG, Image
+
+        from . import dnsviz
+        from .errors import InputError
+        try:
+            if self._instance:
+                data = self._instance.dnsviz(name, via, fmt)
+            else:
+                if not self._view.get("trust_anchor"):
+                    raise InputError("this lab has no signed root: no trust anchor to draw a chain of trust from")
+                argv = dnsviz.command(self._view["trust_anchor"], self.address(via or self.resolver), name, fmt)
+                data = dnsviz.decode(self.exec(argv, timeout=120))
+        except LabError as exc:
+            raise _shown(LabProblem(str(exc))) from None
+        return Image(data=data, format="png") if fmt == "png" else SVG(data=data)
+
     def exec(self, cmd: str | Sequence[str], node: str | None = None, timeout: float = 30) -> str:
         """Run a command on a node of your lab (default: your client node); returns its output.
         On a server node it runs as that node's root (of your lab only), from the node's dir."""

@@ -94,7 +94,7 @@ COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every s
 def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
                              "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break",
-                             "class"}
+                             "class", "faults", "dnsviz"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -152,3 +152,15 @@ def test_class_table_says_which_points_the_lab_shows():
     line = table(snap).splitlines()[1]
     assert "checks 1/2  lab tasks 2/4 pts (+1 answer tasks at grading)" in line
     assert "server up (1 kernel)  STUCK  failing: b" in line
+
+
+def test_faults_lists_a_labs_faults(dnslab):
+    rows = json.loads(ok(dnslab("faults", "dnssec-signing", "--json")).stdout)
+    assert [r["name"] for r in rows] == ["clock-skew", "ds-mismatch", "unsupported-algorithm"]
+    assert all(r["summary"] and r["seen_by"] for r in rows)
+    assert "ds-mismatch" in ok(dnslab("faults", "dnssec-signing")).stdout
+
+
+def test_break_needs_a_fault_or_random(dnslab):
+    res = dnslab("break", "nothing-here")
+    assert res.returncode == 2 and "name a fault of the lab" in res.stderr

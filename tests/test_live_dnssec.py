@@ -49,7 +49,7 @@ def test_every_check_of_the_signed_lab_passes(signed):
 def test_each_signer_validates_through_each_resolver(signed, zone, resolver):
     name, qtype = NAMES[zone]
     reply = signed.query(name, qtype, server=resolver, dnssec=True)
-    assert checks.dns.verdict(reply) == "secure", (zone, resolver, reply)
+    assert checks.dnssec.verdict(reply) == "secure", (zone, resolver, reply)
 
 
 @pytest.mark.parametrize("zone", list(SIGNED))
@@ -152,3 +152,47 @@ def test_a_signer_reload_serves_an_edit_signed_on_every_server(signed):
             reply = signed.query(owner, "TXT", server=server, rd=False, dnssec=True, tcp=True)
             types = {r.rdtype for r in reply.answer}
             assert types == {dns.rdatatype.TXT, dns.rdatatype.RRSIG}, (zone, server, reply)
+
+
+def test_the_chain_check_walks_the_instance_keys(signed):
+    result = checks.run(signed, only="example-chain")[0]
+    assert result.passed, result.message()
+    for zone in SIGNED:
+        for key in signed.plan.zones[zone].keys:
+            assert str(key.tag) in result.params["chain"]
+    assert result.params["days"] >= 7
+
+
+def test_dnsviz_draws_the_chain_from_the_lab_anchor(signed, tmp_path):
+    """`dnslab dnsviz` probes from the lab's client through its resolver and draws against the
+    instance's own root key: the picture names the instance's key tags."""
+    res = livelab.cli("dnsviz", signed.name, "www.example.test", "-o", str(tmp_path / "chain.svg"))
+    assert res.returncode == 0, livelab.explain(res)
+    svg = (tmp_path / "chain.svg").read_text()
+    for zone in SIGNED:
+        for key in signed.plan.zones[zone].keys:
+            assert f"id={key.tag}" in svg, (zone, key.tag)
+    assert signed.dnsviz("www.example.test").startswith(b"\x89PNG")
+
+
+def test_a_random_drill_breaks_each_instance_of_a_lab(backend, tmp_path):
+    """`dnslab break LAB --random` draws a fault per instance of the lab; each is seen by the
+    checks it names."""
+    import json
+    import shutil
+    from dnslab import faults
+    name = f"drill{os.getpid() % 100000}"  # a lab of its own: other tests' instances are not its
+    d = tmp_path / name
+    shutil.copytree(LAB, d)
+    (d / "lab.yaml").write_text((d / "lab.yaml").read_text().replace("name: dnssec-signing", f"name: {name}"))
+    names = [livelab.unique_name("sd"), livelab.unique_name("sd")]
+    with livelab.instances(names, d, backend) as insts:
+        res = livelab.cli("break", name, "--random", "--json")
+        assert res.returncode == 0, livelab.explain(res)
+        drawn = {d["instance"]: d["fault"] for d in json.loads(res.stdout)}
+        assert set(drawn) == set(names) and set(drawn.values()) <= set(faults.available(d))
+        for inst in insts:
+            inst = type(inst).open(inst.name)
+            assert inst.state.data["faults"] == [drawn[inst.name]]
+            seen_by = faults.load(d, drawn[inst.name])[0].seen_by
+            assert not any(r.passed for r in checks.run(inst) if r.id in seen_by)

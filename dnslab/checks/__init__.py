@@ -15,6 +15,7 @@ from .. import vary, yamlsrc
 from ..errors import InputProblems, LabError, Problem
 from ..topology import schema_problems, suggest, zone_name
 from . import dns as _dns
+from . import dnssec as _dnssec
 from .base import Check
 from .result import CheckResult, Evidence
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from ..lab import Instance
     from ..plan import LabPlan
 
-CHECKS: dict[str, type[Check]] = {c.check_type: c for c in _dns.CHECKS}  # every check type, by its name
+CHECKS: dict[str, type[Check]] = {c.check_type: c for c in (*_dns.CHECKS, *_dnssec.CHECKS)}  # every check type, by its name
 
 
 class CheckError(LabError):

@@ -206,41 +206,6 @@ class Recursion(Check):
                            server=self.server, actual=actual, expected=self.expect)
 
 
-class Validates(Check):
-    """A name, asked through a resolver with DNSSEC, is validated as expected: ``secure`` (the
-    AD flag), ``insecure`` (an answer without AD: unsigned, or no chain of trust to it) or
-    ``bogus`` (SERVFAIL, with the Extended DNS Error the resolver gives, if any)."""
-
-    check_type = "validates"
-    check: Literal["validates"]
-    name: str
-    type: str = "A"
-    expect: Literal["secure", "insecure", "bogus"] = "secure"
-    via: str | None = Field(default=None, description="resolver node (default: the client's resolver)")
-
-    resolver = Resolves.resolver
-    targets = Resolves.targets
-
-    def run(self, inst):
-        via = self.resolver(inst.plan)
-        reply, ev = ask(inst, via, self.name, self.type, source=self.source, rd=True, dnssec=True)
-        p = {"name": self.name, "type": self.type, "via": via, "expected": self.expect}
-        if reply is None:
-            return self.result(False, "timeout", [ev], error=ev.error, **p)
-        actual = verdict(reply)
-        ede = "".join(f", EDE {e}" for e in ev.ede)
-        if actual == self.expect:
-            return self.result(True, "pass", [ev], actual=actual, ede=ede, **p)
-        return self.result(False, "bogus" if actual == "bogus" else "wrong", [ev], actual=actual, ede=ede, **p)
-
-
-def verdict(reply) -> str:
-    """How a validating resolver judged an answer: secure, insecure or bogus."""
-    if reply.rcode() == dns.rcode.SERVFAIL:
-        return "bogus"
-    return "secure" if reply.flags & dns.flags.AD else "insecure"
-
-
 def _canon_rdata(qtype: str, text: str) -> str:
     """``2001:DB8::0080`` and ``2001:db8::80`` compare equal; names are taken as absolute."""
     try:
@@ -256,4 +221,4 @@ def _addresses_of(inst, host: str) -> list[str]:
     return []
 
 
-CHECKS = (Resolves, Authoritative, Delegation, Serials, Recursion, Validates)
+CHECKS = (Resolves, Authoritative, Delegation, Serials, Recursion)
