@@ -453,6 +453,51 @@ def cmd_dnsviz(args):
     print(f"wrote {out} ({len(data)} bytes)")
 
 
+def cmd_dnssec(args):
+    """DNSSEC of a live instance: key status per signed zone, or a DS submitted to a registry."""
+    from . import keystate, lab
+    from .errors import InputError
+    inst = lab.Instance.open(args.instance)
+    if args.action in ("rollover", "checkds") and not args.zone:
+        raise InputError(f"dnslab dnssec {args.action} INSTANCE ZONE" + (" ksk|zsk" if args.action == "rollover" else ""))
+    if args.action == "rollover":
+        role = (args.records or ["zsk"])[0].lower()
+        if role not in ("ksk", "zsk") or len(args.records) > 1:
+            raise InputError("dnslab dnssec rollover INSTANCE ZONE ksk|zsk")
+        old = inst.rollover(args.zone, role)
+        if not args.wait:
+            _out(args, {"zone": args.zone, "role": role, "replacing": old},
+                 f"{role.upper()} rollover of {args.zone} started (replacing key {old}); follow it with "
+                 f"dnslab dnssec status {inst.name} {args.zone}, or start it with --wait")
+            return 0
+        took = inst.follow_rollover(args.zone, old, args.timeout, progress=_progress)
+        _out(args, {"zone": args.zone, "role": role, "replaced": old, "seconds": round(took, 1)},
+             f"{role.upper()} rollover of {args.zone} done in {took:.1f}s (key {old} replaced)")
+        return 0
+    if args.action == "checkds":
+        told = inst.checkds(args.zone)
+        _out(args, [{"tag": t, "ds": s} for t, s in told],
+             "; ".join(f"KSK {t}: DS {s}" for t, s in told) or f"the signer of {args.zone} checks its DS itself")
+        return 0
+    if args.action == "submit-ds":
+        if not args.zone or not args.records:
+            raise InputError("dnslab dnssec submit-ds INSTANCE ZONE 'TAG ALG DIGEST-TYPE DIGEST' [...]")
+        published = inst.submit_ds(args.zone, args.records)
+        _out(args, {"zone": args.zone, "published": published},
+             f"the registry published the DS of {args.zone}: " + "; ".join(published))
+        return 0
+    views = keystate.status(inst, args.zone)
+    rows = [[v.zone, f"{v.signer} ({v.kind})",
+             ", ".join(f"{k.tag} {k.role} alg {k.algorithm}{' DS' if k.ds else ''}{' CDS' if k.cds else ''}"
+                       for k in sorted(v.keys, key=lambda k: (k.role, k.tag))) or "none served",
+             v.registry or "-"] for v in views]
+    human = _table(rows, ["ZONE", "SIGNER", "KEYS (DS: vouched by the parent's DS, CDS: asked for by the zone)",
+                          "REGISTRY"])
+    if args.verbose:
+        human += "".join(f"\n\n{v.zone} as {v.signer} sees its keys:\n{v.signer_says}" for v in views if v.signer_says)
+    _out(args, [v.to_dict() for v in views], human)
+
+
 def cmd_gc(args):
     from . import lab
     removed = lab.gc(everything=args.all)
@@ -652,6 +697,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="a DNS name, e.g. www.example.test")
     p.add_argument("-o", "--output", help="output file, .png (default) or .svg; default <name>.png")
     p.add_argument("--via", metavar="NODE", help="the resolver to probe through (default: the client's)")
+    p = add("dnssec", cmd_dnssec, "DNSSEC of a live instance: keys and DS per signed zone, a DS submitted to a "
+                                  "registry, key rollovers")
+    p.add_argument("action", choices=["status", "submit-ds", "rollover", "checkds"],
+                   help="status: keys per zone; submit-ds: DS records for ZONE to its parent's registry; rollover: "
+                        "start a ksk or zsk rollover of ZONE; checkds: tell ZONE's signer which DS its parent has")
+    p.add_argument("instance")
+    p.add_argument("zone", nargs="?", help="status: one zone (default: every signed zone); others: the zone")
+    p.add_argument("records", nargs="*", help="submit-ds: DS records, 'TAG ALG DIGEST-TYPE DIGEST' each; "
+                                              "rollover: ksk or zsk")
+    p.add_argument("-v", "--verbose", action="store_true", help="status: the signer's own account of its keys")
+    p.add_argument("--wait", action="store_true", help="rollover: follow it to its end (telling the signer when "
+                                                       "the parent's DS changed, as its operator would)")
+    p.add_argument("--timeout", type=float, default=180, help="rollover --wait: give up after this many seconds")
     p = add("class", cmd_class, "a class with a hub: live status of its labs, a drill (break), a lab reset")
     p.add_argument("action", choices=["status", "break", "reset"])
     p.add_argument("fault", nargs="?", help="break: the fault of the lab to apply")

@@ -299,6 +299,120 @@ class Instance:
             raise BackendError(f"dnsviz on {client.name} failed: {res.stderr.strip()[-1500:]}")
         return dnsviz.decode(res.stdout)
 
+    def rollover(self, zone: str, role: str) -> int:
+        """Start a rollover of ``zone``'s KSK or ZSK (``role``) on its signer, with the signer's own
+        command (``rndc dnssec -rollover``, ``knotc zone-key-rollover``). Returns the tag of the key
+        being replaced. The rollover goes on by the signer's policy (lab timers: within a minute;
+        a KSK rollover waits for the parent's DS, which a registry updates from the CDS).
+
+        :raises InputError: an unsigned zone, a signer that does not roll keys itself, no such key
+        """
+        from . import keystate, kinds
+        from .topology import zone_name
+        zone = zone_name(zone)
+        zplan = self.plan.zones.get(zone)
+        if zplan is None or not zplan.dnssec:
+            raise InputError(f"{zone} is not a signed zone of {self.name}")
+        node = self.plan.nodes[zplan.signer]
+        current = [k for k in keystate.zone_view(self, zone).keys if k.role == role.upper()]
+        if not current:
+            raise InputError(f"{node.name} serves no {role.upper()} for {zone}")
+        if len(current) > 1:
+            raise InputError(f"a {role.upper()} rollover of {zone} is under way (keys "
+                             f"{', '.join(str(k.tag) for k in current)}): let it end first")
+        argv = kinds.KINDS[node.kind].rollover(node, self.backend.node_path(self.state, node.name), zone, role,
+                                               current[0].tag)
+        if argv is None:
+            raise InputError(f"{node.name} ({node.kind}) does not roll keys itself: make a new key in its keys/ "
+                             "(dnssec-keygen) and sign with both, by hand")
+        res = self.exec(node.name, argv, capture=True, timeout=30)
+        if res.returncode != 0:
+            raise BackendError(f"node {node.name}: `{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()}")
+        return current[0].tag
+
+    def follow_rollover(self, zone: str, old: int, timeout: float = 180,
+                        progress: Progress = lambda msg: None) -> float:
+        """Until the rollover that replaces key ``old`` of ``zone`` is over: the key gone from the
+        zone's DNSKEY set and every KSK left vouched for by the parent's DS. Tells the signer what
+        the parent's DS says as it changes (:meth:`checkds`). Returns the seconds it took.
+
+        :raises BackendError: not over in ``timeout`` seconds (the message says where it stands)
+        """
+        from . import keystate
+        t0 = time.monotonic()
+        last = None
+        while True:
+            view = keystate.zone_view(self, zone)
+            now = ", ".join(f"{k.tag} {k.role}{' DS' if k.ds else ''}" for k in sorted(view.keys, key=lambda k: k.tag))
+            if now != last:
+                progress(f"{time.monotonic() - t0:5.1f}s  {zone} keys: {now}" +
+                         (f"; registry: {view.registry}" if view.registry else ""))
+                last = now
+            if view.keys and old not in {k.tag for k in view.keys} and all(k.ds for k in view.keys if k.role == "KSK"):
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise BackendError(f"the rollover of key {old} of {zone} is not over after {timeout:.0f}s: keys {now}"
+                                   + (f"; its registry: {view.registry}" if view.registry else "; no registry "
+                                      "updates its DS: submit the new one (dnslab dnssec submit-ds)"))
+            self.checkds(zone)
+            time.sleep(0.5)
+
+    def checkds(self, zone: str) -> list[tuple[int, str]]:
+        """Tell ``zone``'s signer what the parent's DS says of its KSKs now (``rndc dnssec -checkds``),
+        as an operator does once the parent has acted: published for a key the DS vouches for and
+        the signer keeps, withdrawn for a key it retires that the DS no longer vouches for. Nothing
+        for a signer that checks the parent itself (Knot). Returns (key tag, "published" or
+        "withdrawn") for each KSK told."""
+        from . import keystate, kinds
+        from .topology import zone_name
+        zone = zone_name(zone)
+        view = keystate.zone_view(self, zone)
+        node = self.plan.nodes[view.signer]
+        kind = kinds.KINDS[node.kind]
+        retiring = kind.retiring(view.signer_says)
+        told = []
+        for key in (k for k in view.keys if k.role == "KSK" and k.ds != (k.tag in retiring)):
+            if kind.told(lambda rel: self.read_file(node.name, rel), zone, key.tag, key.algorithm, key.ds):
+                continue
+            argv = kind.checkds(node, self.backend.node_path(self.state, node.name), zone, key.tag, key.ds)
+            if argv is not None and self.exec(node.name, argv, capture=True, timeout=30).returncode == 0:
+                told.append((key.tag, "published" if key.ds else "withdrawn"))
+        return told
+
+    def registry_of(self, zone: str) -> tuple[str, dict]:
+        """The registry node that manages ``zone``'s DS in its parent, and its scanner's config of
+        that parent (as written on the node).
+
+        :raises InputError: no registry manages the zone's DS
+        """
+        import json
+
+        from .topology import zone_name
+        zplan = self.plan.zones.get(zone_name(zone))
+        parent = self.plan.zones.get(zplan.parent) if zplan and zplan.parent else None
+        if parent is None or parent.registry is None:
+            raise InputError(f"no registry manages the DS of {zone_name(zone)} in this lab "
+                             f"(a parent zone names one with registry:)")
+        config = json.loads(self.read_file(parent.registry.node, "registry.json") or "{}")
+        reg = next((r for r in config.get("registries", []) if r["parent"] == parent.name), None)
+        if reg is None:
+            raise BackendError(f"the registry node {parent.registry.node} has no config for {parent.name}")
+        return parent.registry.node, reg
+
+    def submit_ds(self, zone: str, records: Sequence[str]) -> list[str]:
+        """DS records for ``zone`` submitted to its parent's registry, as through a registrar's form:
+        checked against the zone's DNSKEY set (as its name servers serve it), then published in the
+        parent by the registry's signed dynamic update. Returns the DS records published.
+
+        :raises InputError: no registry, or the registry refused them (the message says why)
+        """
+        from . import registry
+        node, config = self.registry_of(zone)
+        try:
+            return registry.submit(config, zone, records, self.sockets(node))
+        except registry.Refused as exc:
+            raise InputError(f"the registry of {config['parent']} refused: {exc}") from None
+
     def flush(self, node: str) -> None:
         """Empty a resolver's cache (its reload does that too, and rereads its config)."""
         from . import kinds

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from . import faults as _faults
 
 
+LAB_TIMERS_MAX_TTL = 60  # a zone signed with lab timers: rollovers wait for TTLs of seconds
+
+
 @dataclass(frozen=True)
 class InterfacePlan:
     network: str
@@ -180,6 +183,11 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         if zone.dnssec and zone.primary is None and len(served[z]) > 1:
             bad(("zones", original, "dnssec"), f"{z} is signed and served by {len(served[z])} nodes: name the one "
                                                "that signs it as primary (the others transfer the signed zone)")
+        if zone.dnssec and zone.dnssec.timers == "lab" and zone.ttl > LAB_TIMERS_MAX_TTL:
+            bad(("zones", original, "ttl"), f"{z} is signed with lab timers: its TTL must be at most "
+                                            f"{LAB_TIMERS_MAX_TTL} s (a rollover waits for TTLs to pass), not {zone.ttl}")
+        if zone.registry is not None:
+            _registry_rules(z, original, zone, served[z], topo, roles, bad)
         if zone.tsig and zone.primary is None:
             bad(("zones", original, "tsig"), "tsig signs zone transfers: give the zone a primary first")
 
@@ -224,6 +232,16 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         for name, node in topo.nodes.items()
     }
     _reachability(nodes, served, bad)
+    for z, original in zone_names.items():
+        reg = topo.zones[original].registry
+        if reg is not None and reg.node in nodes:
+            loader = topo.zones[original].primary or served[z][0]
+            children = [c for c in zone_names if zones.parent_of(c, zone_names) == z]
+            for target in [loader, *(s for c in children for s in served[c])]:
+                if not nodes[reg.node].reachable(nodes[target]):
+                    bad(("zones", original, "registry", "node"), f"registry {reg.node} shares no network (and IP "
+                                                                 f"family) with {target}, which it must reach")
+                    break
     if problems:
         raise InputProblems(problems)
     addrs = {hostnames[n]: tuple(nodes[n].addresses) for n in hostnames}
@@ -232,12 +250,33 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         addrs, src, directory=src.path.parent, edits=edits, owners={h: n for n, h in hostnames.items()},
         values=values, keys=_keys_for(topo, zone_names, keys))
     problems += zones.glue_problems(zone_plans)
+    problems += [Problem(src.where(("zones", zone_names[z], "ttl")), f"zones.{zone_names[z]}: {msg}")
+                 for z, msg in zones.ttl_problems(zone_plans) if topo.zones[zone_names[z]].dnssec
+                 and topo.zones[zone_names[z]].dnssec.timers == "lab"]
     if problems:
         raise InputProblems(problems)
     root_hints = tuple((hostnames[n], addrs[hostnames[n]]) for n in served.get(".", []))
     networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
     return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints,
                    tuple(zones.delegation_warnings(zone_plans, addrs)), values)
+
+
+def _registry_rules(z: str, original: str, zone: topology.Zone, servers: list[str], topo: topology.Topology,
+                    roles: dict[str, str], bad) -> None:
+    """A registry is a registry node, and the zone's primary takes dynamic updates (Knot)."""
+    node = zone.registry.node
+    loc = ("zones", original, "registry", "node")
+    if node not in topo.nodes:
+        bad(loc, f"no node {node!r} in the lab" + topology.suggest(node, set(topo.nodes)))
+    elif roles.get(node) not in (None, "registry"):
+        bad(loc, f"{node} is a {topo.nodes[node].kind} node: a registry runs on a node of kind registry")
+    loader = zone.primary or (servers[0] if len(servers) == 1 else None)
+    if loader is None and servers:
+        bad(("zones", original, "registry"), f"the registry updates {z} on its primary: name one (primary:)")
+    elif loader is not None and topo.nodes[loader].kind != "knot":
+        bad(("zones", original, "registry"), f"the registry updates {z} by dynamic update on its primary "
+                                             f"{loader}, a {topo.nodes[loader].kind} node: make a knot node the "
+                                             "primary (BIND takes updates only in zones not edited as files)")
 
 
 def _keys_for(topo: topology.Topology, zone_names: dict[str, str],

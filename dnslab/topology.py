@@ -78,8 +78,8 @@ class Interface(Strict):
 class Node(Strict):
     """One machine of the lab, running one kind of software."""
 
-    kind: str = Field(description="bind9, unbound, knot, nsd or client (see `dnslab kinds`)")
-    role: Literal["authoritative", "resolver", "client"] | None = Field(
+    kind: str = Field(description="bind9, unbound, knot, nsd, client or registry (see `dnslab kinds`)")
+    role: Literal["authoritative", "resolver", "client", "registry"] | None = Field(
         default=None, description="what the node does, when its kind can do more than one thing")
     zones: list[DnsName] = Field(default_factory=list, description="zones this node serves as authoritative")
     hostname: DnsName | None = Field(
@@ -104,6 +104,19 @@ class Dnssec(Strict):
     algorithm: Literal["RSASHA256", "ECDSAP256SHA256", "ECDSAP384SHA384", "ED25519"] = Field(
         default="ECDSAP256SHA256", description="DNSSEC algorithm of both keys (KSK and ZSK)")
     nsec3: Nsec3 | None = Field(default=None, description="NSEC3 instead of NSEC")
+    timers: Literal["standard", "lab"] = Field(
+        default="standard", description="lab: TTLs and margins of seconds, so that key rollovers finish within a "
+                                        "minute (zone TTLs of 60 s at most); standard: the signer's defaults")
+
+
+class Registry(Strict):
+    """The zone's registry: a node of kind ``registry`` that scans the children's CDS (RFC 7344,
+    8078) and takes DS records submitted by hand, and puts them in this zone by dynamic update
+    signed with a key of its own (TSIG)."""
+
+    node: str = Field(description="the registry node (kind: registry)")
+    interval: Annotated[float, Field(ge=0.5, le=60)] = Field(default=2, description="seconds between scans")
+    stable: Annotated[int, Field(ge=1, le=20)] = Field(default=3, description="scans a CDS set must stay the same")
 
 
 class Zone(Strict):
@@ -123,6 +136,7 @@ class Zone(Strict):
     tsig: bool = Field(default=False, description="with a primary: transfers and NOTIFY signed with a key of the "
                                                   "zone's own (TSIG); the key opens transfers from any address")
     dnssec: Dnssec | None = Field(default=None, description="signed: the signer's policy (see Dnssec)")
+    registry: Registry | None = Field(default=None, description="DS records of its children managed by a registry")
 
 
 class Vary(Strict):

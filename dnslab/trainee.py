@@ -142,6 +142,29 @@ class Lab:
             raise _shown(LabProblem(f"no answer from {at or server} ({server}) for {name} {type}: "
                                     f"{exc or type(exc).__name__}")) from None
 
+    def submit_ds(self, zone: str, *records: str) -> list[str]:
+        """Submit DS records for ``zone`` to the registry of its parent, as through a registrar's
+        form (``"TAG ALG DIGEST-TYPE DIGEST"`` or a whole DS line each): a DS that is malformed,
+        has the wrong digest or matches no key-signing key of the zone is refused, with the
+        reason. Returns what was published in the parent."""
+        from . import registry
+        name = _zone_name(zone)
+        try:
+            if self._instance:
+                return self._instance.submit_ds(name, records)
+            for node, info in self._view["nodes"].items():
+                if info["kind"] != "registry":
+                    continue
+                config = json.loads(Path(info["dir"], "registry.json").read_text())
+                for reg in config["registries"]:
+                    if name in reg["children"]:
+                        return registry.submit(reg, name, records)
+        except registry.Refused as exc:
+            raise _shown(LabProblem(f"the registry refused: {exc}")) from None
+        except LabError as exc:
+            raise _shown(LabProblem(str(exc))) from None
+        raise _shown(LabProblem(f"no registry in this lab manages the DS of {name}"))
+
     def dnsviz(self, name: str, via: str | None = None, fmt: str = "png"):
         """The chain of trust of ``name`` as a picture (dnsviz, probing through your resolver or
         ``via``, against your lab root's key), shown in the notebook."""

@@ -27,7 +27,7 @@ import dns.zone
 
 from . import dnssec, faults, vary, yamlsrc
 from .errors import EnvError, InputProblems, Problem
-from .topology import Dnssec, zone_name
+from .topology import Dnssec, Registry, zone_name
 
 MAX_ZONE_BYTES = 512 << 10  # a lab's zone is small; the check of one this size takes well under a second
 
@@ -43,11 +43,18 @@ class ZonePlan:
     tsig: bool = False                 # transfers and NOTIFY signed with a key of the zone's own
     dnssec: Dnssec | None = None       # signed: the signer's policy (lab file)
     keys: tuple[dnssec.Key, ...] = ()  # signed: this instance's KSK and ZSK
+    registry: Registry | None = None   # the registry node that manages its children's DS
+    ttl: int = 3600                    # the zone's default TTL ($TTL)
+
+    @property
+    def loader(self) -> str:
+        """The node that loads the zone from its file: its primary, or its first server."""
+        return self.primary or self.servers[0]
 
     @property
     def signer(self) -> str | None:
         """The node that signs the zone: its primary, or its only server; None if unsigned."""
-        return (self.primary or self.servers[0]) if self.dnssec else None
+        return self.loader if self.dnssec else None
 
     @property
     def salt(self) -> str:
@@ -125,7 +132,7 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
         places[z] = [f"zone {z}", f"zone {z}"] + where + sources[z].places
         plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text,
                             spec.primary, bool(spec.primary and spec.tsig), spec.dnssec,
-                            tuple(keys.get(z, ())) if spec.dnssec else ())
+                            tuple(keys.get(z, ())) if spec.dnssec else (), spec.registry, spec.ttl)
     with ThreadPoolExecutor(max_workers=4) as pool:
         for z, found in zip(plans, pool.map(lambda z: check(z, plans[z].text), plans)):
             for line, msg in found:
@@ -380,6 +387,21 @@ def glue_problems(plans: dict[str, ZonePlan]) -> list[Problem]:
                     problems.append(Problem(f"zone {z}", f"the delegation of {name} names {target}, inside {name}, "
                                                          f"with no address (glue) in {z}: nobody could reach it"))
     return problems
+
+
+def ttl_problems(plans: dict[str, ZonePlan]) -> list[tuple[str, str]]:
+    """(zone, why) for each zone with a record whose TTL is above the zone's own TTL: a signer
+    with lab timers takes the zone's TTL as the longest it waits for."""
+    out = []
+    for z, plan in plans.items():
+        parsed = _parse(z, plan.text)
+        for name, node in (parsed.items() if parsed else []):
+            for rds in node:
+                if rds.ttl > plan.ttl:
+                    out.append((z, f"{name} {dns.rdatatype.to_text(rds.rdtype)} has TTL {rds.ttl}, above the "
+                                   f"zone's TTL {plan.ttl}: with lab timers, no record may outlive the zone's TTL"))
+                    break
+    return out
 
 
 def delegation_warnings(plans: dict[str, ZonePlan], addrs: dict[str, tuple[str, ...]]) -> list[Problem]:

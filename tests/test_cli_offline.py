@@ -78,6 +78,7 @@ def test_kinds_json(dnslab):
         "client": {"roles": ["client"], "packages": ["bind9-dnsutils", "knot-dnsutils"]},
         "knot": {"roles": ["authoritative"], "packages": ["knot"]},
         "nsd": {"roles": ["authoritative"], "packages": ["bind9-utils", "nsd"]},
+        "registry": {"roles": ["registry"], "packages": ["python3-dnspython"]},
         "unbound": {"roles": ["resolver"], "packages": ["unbound"]},
     }
 
@@ -94,7 +95,7 @@ COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every s
 def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
                              "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break",
-                             "class", "faults", "dnsviz"}
+                             "class", "faults", "dnsviz", "dnssec"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

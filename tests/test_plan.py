@@ -451,7 +451,7 @@ def test_client_resolv_conf_points_at_its_resolver(basics):
 
 
 def test_every_kind_declares_its_debian_packages():
-    assert set(kinds.KINDS) == {"bind9", "client", "knot", "nsd", "unbound"}
+    assert set(kinds.KINDS) == {"bind9", "client", "knot", "nsd", "registry", "unbound"}
     assert kinds.KINDS["bind9"].binaries == {"named": "bind9", "rndc": "bind9"}
     assert kinds.KINDS["knot"].binaries == {"knotd": "knot", "knotc": "knot"}
     signed, basics = plan.load(REPO / "labs" / "dnssec-signing"), plan.load(DNS_BASICS)
@@ -495,8 +495,9 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
     assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial", "primary", "tsig",
-                                                          "dnssec"}
-    assert set(schema["$defs"]["Dnssec"]["properties"]) == {"algorithm", "nsec3"}
+                                                          "dnssec", "registry"}
+    assert set(schema["$defs"]["Dnssec"]["properties"]) == {"algorithm", "nsec3", "timers"}
+    assert set(schema["$defs"]["Registry"]["properties"]) == {"node", "interval", "stable"}
     assert set(schema["$defs"]["Nsec3"]["properties"]) == {"iterations", "salt_length", "opt_out"}
     assert all(p.get("description") for k, p in node["properties"].items())
 
@@ -684,3 +685,38 @@ def test_a_signed_zone_on_several_servers_needs_its_signer_named(write_lab):
     assert "signed and served by 2 nodes: name the one that signs it as primary" in problems(write_lab, text)
     bad = problems(write_lab, text.replace("{dnssec: {}}", "{dnssec: {algorithm: RSASHA1, nsec3: {iterations: 501}}}"))
     assert "algorithm" in bad and "iterations" in bad
+
+
+def test_a_registry_needs_a_registry_node_and_a_knot_primary(write_lab):
+    text = """
+    name: r
+    nodes:
+      root: {kind: knot, zones: [.]}
+      tld: {kind: bind9, zones: [test]}
+      reg: {kind: registry}
+    zones:
+      .: {}
+      test: {registry: {node: reg}}
+    """
+    assert "make a knot node the primary" in problems(write_lab, text)
+    assert "a registry runs on a node of kind registry" in problems(
+        write_lab, text.replace("{node: reg}", "{node: root}").replace("kind: bind9", "kind: knot"))
+    assert "no node 'regg'" in problems(write_lab, text.replace("{node: reg}", "{node: regg}"))
+    ok = load(write_lab, text.replace("kind: bind9", "kind: knot"))
+    config = kinds.KINDS["registry"].config(ok.nodes["reg"], ok, "/x", kinds.tsig_keys(ok))
+    assert config["registries"][0]["parent"] == "test." and config["registries"][0]["key"] == "registry-test"
+    conf = kinds.KINDS["knot"].spec(ok.nodes["tld"], ok, "/x").files["knot.conf"]
+    assert "action: update" in conf and "update-type: [DS]" in conf and "registry-test" in conf
+
+
+def test_lab_timers_keep_ttls_short(write_lab):
+    text = """
+    name: t
+    nodes:
+      root: {kind: knot, zones: [.]}
+    zones:
+      .: {ttl: 10, dnssec: {timers: lab}, records: ["x IN TXT hi"]}
+    """
+    load(write_lab, text)
+    assert "its TTL must be at most 60 s" in problems(write_lab, text.replace("ttl: 10", "ttl: 3600"))
+    assert "has TTL 300, above the zone's TTL 10" in problems(write_lab, text.replace("x IN TXT", "x 300 IN TXT"))

@@ -128,6 +128,43 @@ class Chain(Check):
         return self.result(True, "pass", evidence, target=target, chain=" -> ".join(levels), days=days)
 
 
+class DsSync(Check):
+    """The parent publishes the DS set the zone asks for in its CDS (RFC 7344): a KSK rollover is
+    not stalled waiting for the parent. A zone that publishes no CDS asks for nothing: it passes."""
+
+    check_type = "ds_sync"
+    check: Literal["ds_sync"]
+    zone: str
+
+    def targets(self, lab):
+        zplan = lab.zones[_zone(self.zone)]
+        return [zplan.servers[0]] + ([lab.zones[zplan.parent].servers[0]] if zplan.parent else [])
+
+    def run(self, inst):
+        zone = _zone(self.zone)
+        zplan = inst.plan.zones[zone]
+        p = {"zone": zone, "parent": zplan.parent or "."}
+        if zplan.parent is None:
+            return self.result(False, "no_parent", [], **p)
+        got = {}
+        evidence = []
+        for what, server in (("CDS", zplan.servers[0]), ("DS", inst.plan.zones[zplan.parent].servers[0])):
+            reply, ev = ask(inst, server, zone, what, source=self.source, dnssec=True, tcp=True)
+            evidence.append(ev)
+            if reply is None:
+                return self.result(False, "timeout", evidence, server=server, error=ev.error, **p)
+            got[what] = sorted(rr.to_text() for rrset in reply.answer
+                               if rrset.rdtype == dns.rdatatype.from_text(what) for rr in rrset)
+        cds, ds = got["CDS"], got["DS"]
+        asked = [] if cds and all(c.split()[1] == "0" for c in cds) else cds  # CDS 0 0 0 00: remove the DS
+        tags = {k: ", ".join(sorted({r.split()[0] for r in v})) or "none" for k, v in (("cds", asked), ("ds", ds))}
+        if not cds:
+            return self.result(True, "no_cds", evidence, ds=tags["ds"], **p)
+        if asked == ds:
+            return self.result(True, "pass", evidence, ds=tags["ds"], **p)
+        return self.result(False, "waiting", evidence, cds=tags["cds"], ds=tags["ds"], **p)
+
+
 def _path(lab, zone: str) -> list[str]:
     """The lab's zones from the root down to ``zone``."""
     out = [zone]
@@ -155,4 +192,4 @@ def _tags(tags: dict) -> str:
     return ", ".join(f"{t}{' KSK' if k.flags & 1 else ''}" for t, k in sorted(tags.items()))
 
 
-CHECKS = (Validates, Chain)
+CHECKS = (Validates, Chain, DsSync)

@@ -40,6 +40,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "chain.bad_soa_sig": "the SOA of {zone} is not validly signed by its keys ({keys}): {error}",
         "chain.expiring": "signatures of {zone} expire in {days} days, fewer than {min_days}",
         "chain.timeout": "{server} did not answer for {zone}: {error}",
+        "ds_sync.pass": "{parent} publishes the DS that {zone} asks for in its CDS (key tag {ds})",
+        "ds_sync.no_cds": "{zone} publishes no CDS: it asks its parent for nothing (DS key tag {ds})",
+        "ds_sync.waiting": "{zone} asks for DS key tag {cds} in its CDS, but {parent} publishes {ds}: a KSK rollover waits for the parent",
+        "ds_sync.no_parent": "{zone} has no parent zone in this lab: its DS is the resolvers' trust anchor",
+        "ds_sync.timeout": "{server} did not answer for {zone}: {error}",
     },
     "es": {
         "resolves.pass": "{name} {type} resuelve a través de {via} a {got}",
@@ -75,6 +80,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "chain.bad_soa_sig": "el SOA de {zone} no está firmado válidamente por sus claves ({keys}): {error}",
         "chain.expiring": "las firmas de {zone} vencen en {days} días, menos de {min_days}",
         "chain.timeout": "{server} no respondió para {zone}: {error}",
+        "ds_sync.pass": "{parent} publica el DS que {zone} pide en su CDS (identificador {ds})",
+        "ds_sync.no_cds": "{zone} no publica CDS: no pide nada a su zona padre (DS con identificador {ds})",
+        "ds_sync.waiting": "{zone} pide en su CDS el DS con identificador {cds}, pero {parent} publica {ds}: una rotación de claves de la KSK espera a la zona padre",
+        "ds_sync.no_parent": "{zone} no tiene zona padre en este laboratorio: su DS es el ancla de confianza de los resolvedores",
+        "ds_sync.timeout": "{server} no respondió para {zone}: {error}",
     },
     "pt": {
         "resolves.pass": "{name} {type} resolve pelo {via} para {got}",
@@ -110,6 +120,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "chain.bad_soa_sig": "o SOA de {zone} não está assinado validamente pelas suas chaves ({keys}): {error}",
         "chain.expiring": "as assinaturas de {zone} vencem em {days} dias, menos de {min_days}",
         "chain.timeout": "{server} não respondeu para {zone}: {error}",
+        "ds_sync.pass": "{parent} publica o DS que {zone} pede no seu CDS (identificador {ds})",
+        "ds_sync.no_cds": "{zone} não publica CDS: não pede nada à zona pai (DS com identificador {ds})",
+        "ds_sync.waiting": "{zone} pede no seu CDS o DS com identificador {cds}, mas {parent} publica {ds}: uma rolagem de chaves da KSK espera pela zona pai",
+        "ds_sync.no_parent": "{zone} não tem zona pai neste laboratório: o seu DS é a âncora de confiança dos resolvedores",
+        "ds_sync.timeout": "{server} não respondeu para {zone}: {error}",
     },
 }
 

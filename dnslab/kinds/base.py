@@ -50,6 +50,7 @@ class Served:
     notify: tuple[str, ...] = ()                # a primary's: one address per secondary, the one it expects us from
     key: str | None = None                      # the TSIG key's name, when transfers are signed
     signs: bool = False                         # this node signs the zone (DNSSEC)
+    update_key: str | None = None               # the TSIG key of the zone's registry, on the node it updates
 
     @property
     def id(self) -> str:
@@ -64,12 +65,13 @@ def served(node: NodePlan, lab: LabPlan) -> list[Served]:
         plan = lab.zones[z]
         key = f"xfr-{plan.filename.removesuffix('.zone')}" if plan.tsig else None
         signs = plan.signer == node.name
+        update = registry_key(z, lab) if plan.registry and plan.loader == node.name else None
         if plan.primary is None:
-            out.append(Served(z, plan.filename, "standalone", signs=signs))
+            out.append(Served(z, plan.filename, "standalone", signs=signs, update_key=update))
         elif plan.primary == node.name:
             reach = [node.reachable(lab.nodes[s]) for s in plan.secondaries]
             out.append(Served(z, plan.filename, "primary", key=key, secondaries=tuple(a for r in reach for a in r),
-                              notify=tuple(r[0] for r in reach if r), signs=signs))
+                              notify=tuple(r[0] for r in reach if r), signs=signs, update_key=update))
         else:
             reach = node.reachable(lab.nodes[plan.primary])
             out.append(Served(z, plan.filename, "secondary", primary=reach[0] if reach else None, key=key))
@@ -82,15 +84,34 @@ def resigned(zone: ZonePlan, lab: LabPlan) -> bool:
     return zone.signer is not None and KINDS[lab.nodes[zone.signer].kind].resigns
 
 
+def _parents(node: NodePlan, lab: LabPlan) -> dict[str, list[str]]:
+    """For each zone ``node`` signs with lab timers: the addresses of its parent's servers (where
+    a signer that checks its DS itself, Knot, looks for it during a KSK rollover) that the node
+    reaches."""
+    out = {}
+    for z in node.zones:
+        zplan = lab.zones[z]
+        if zplan.signer == node.name and zplan.dnssec.timers == "lab" and zplan.parent:
+            out[z] = [a for s in lab.zones[zplan.parent].servers for a in node.reachable(lab.nodes[s])[:1]]
+    return out
+
+
 def new_secret() -> str:
     """A fresh HMAC-SHA256 secret, base64 (control channels, TSIG keys)."""
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def tsig_keys(lab: LabPlan) -> dict[str, str]:
-    """A fresh secret for each zone whose transfers are signed: one set per instance, shared by
-    the zone's primary and secondaries."""
-    return {f"xfr-{z.filename.removesuffix('.zone')}": new_secret() for z in lab.zones.values() if z.tsig}
+    """A fresh secret for each zone whose transfers are signed (shared by the zone's primary and
+    secondaries) and for each zone's registry (shared by the registry and the zone's primary):
+    one set per instance."""
+    return {**{f"xfr-{z.filename.removesuffix('.zone')}": new_secret() for z in lab.zones.values() if z.tsig},
+            **{registry_key(z.name, lab): new_secret() for z in lab.zones.values() if z.registry}}
+
+
+def registry_key(zone: str, lab: LabPlan) -> str:
+    """The name of the TSIG key a zone's registry signs its updates with."""
+    return f"registry-{lab.zones[zone].filename.removesuffix('.zone')}"
 
 
 class Kind:
@@ -130,6 +151,30 @@ class Kind:
         """Commands that make the daemon reread its config and zones (and a resolver drop its cache)."""
         c = self.control(node, d)
         return ((*c, "reload"),) if c else ()
+
+    def rollover(self, node: NodePlan, d: str, zone: str, role: str, tag: int) -> tuple[str, ...] | None:
+        """The command that starts a rollover of the zone's ``role`` key (``ksk`` or ``zsk``; ``tag``:
+        the key being replaced) on a signer that rolls keys itself (None: it does not)."""
+        return None
+
+    def checkds(self, node: NodePlan, d: str, zone: str, tag: int, published: bool) -> tuple[str, ...] | None:
+        """The command that tells the signer the parent's DS for KSK ``tag`` is now published (or
+        withdrawn), so that a KSK rollover goes on (None: the signer checks the parent itself)."""
+        return None
+
+    def told(self, read, zone: str, tag: int, algorithm: int, published: bool) -> bool:
+        """Whether the signer already knows that the DS of key ``tag`` is published (or withdrawn);
+        ``read`` gives the text of a file of the node dir."""
+        return False
+
+    def retiring(self, key_states: str) -> set[int]:
+        """The tags of keys on their way out, read from the output of :meth:`key_states`."""
+        return set()
+
+    def key_states(self, node: NodePlan, d: str, zone: str) -> tuple[str, ...] | None:
+        """The command that shows how the daemon sees the keys of a zone it signs (None: it keeps
+        no key states)."""
+        return None
 
     def retransfer(self, node: NodePlan, d: str, zone: str) -> tuple[str, ...] | None:
         """The command that makes a secondary transfer ``zone`` again now (after a failed try,
@@ -177,7 +222,7 @@ class Kind:
                 files[f"zones/{z.filename}"] = z.text
             if how.signs:
                 files.update({f"keys/{name}": text for k in z.keys for name, text in k.bind_files().items()})
-        used = sorted({how.key for how in serving if how.key})
+        used = sorted({k for how in serving for k in (how.key, how.update_key) if k})
 
         if node.role == "resolver":
             files["root.hints"] = "".join(
@@ -187,7 +232,9 @@ class Kind:
         ctx = {"node": node, "lab": lab, "dir": d, "zones": zones, "secret": secret, "serving": serving,
                "keys": [(k, keys[k]) for k in used],
                "lab_prefixes": [str(p) for n in lab.networks.values() for p in (n.ipv4, n.ipv6) if p],
-               "anchor": lab.trust_anchor, **self.context(node, lab, d)}
+               "anchor": lab.trust_anchor, "parents": _parents(node, lab),
+               "parent_ttl": {z.name: lab.zones[z.parent].ttl if z.parent else 0 for z in zones},
+               **self.context(node, lab, d)}
         for out, template in self.templates.items():
             files[out] = _TEMPLATES.get_template(template).render(ctx)
         control = self.control(node, d)

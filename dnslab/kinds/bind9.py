@@ -1,6 +1,8 @@
 """BIND 9: authoritative server or recursive resolver; rndc on 127.0.0.1 with a key of the node's own."""
 from __future__ import annotations
 
+import re
+
 from .base import Kind
 
 
@@ -16,6 +18,27 @@ class Bind9(Kind):
 
     def control(self, node, d):
         return ("rndc", "-c", f"{d}/rndc.conf")
+
+    def rollover(self, node, d, zone, role, tag):
+        return (*self.control(node, d), "dnssec", "-rollover", "-key", str(tag), zone)
+
+    def checkds(self, node, d, zone, tag, published):
+        # named 9.18 did not act on parental-agents here: it is told, as an operator does
+        return (*self.control(node, d), "dnssec", "-checkds", "-key", str(tag),
+                "published" if published else "withdrawn", zone)
+
+    def told(self, read, zone, tag, algorithm, published):
+        # each -checkds restarts named's wait for the DS TTL: told once, as its key state file records
+        state = read(f"keys/K{zone}+{algorithm:03d}+{tag:05d}.state")
+        return ("DSPublish:" if published else "DSRemoved:") in state
+
+    def retiring(self, key_states):
+        # rndc dnssec -status: "key: TAG (ALG), KSK" ... "- goal:           hidden"
+        blocks = re.finditer(r"(?ms)^key: (\d+) .*?(?=^key: |\Z)", key_states)
+        return {int(m.group(1)) for m in blocks if re.search(r"- goal:\s+hidden", m.group(0))}
+
+    def key_states(self, node, d, zone):
+        return (*self.control(node, d), "dnssec", "-status", zone)
 
     def retransfer(self, node, d, zone):
         return (*self.control(node, d), "retransfer", zone)

@@ -22,6 +22,12 @@ class Knot(Kind):
     def control(self, node, d):
         return ("knotc", "-c", f"{d}/knot.conf")
 
+    def rollover(self, node, d, zone, role, tag):
+        return (*self.control(node, d), "zone-key-rollover", zone, role)
+
+    def key_states(self, node, d, zone):
+        return ("keymgr", "-c", f"{d}/knot.conf", zone, "list", "-e")
+
     def retransfer(self, node, d, zone):
         return (*self.control(node, d), "zone-retransfer", zone)
 

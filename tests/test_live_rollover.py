@@ -1,0 +1,145 @@
+"""The rollover lab (labs/dnssec-rollover) on both backends: the registry of test. takes a DS
+submitted by hand only when it is right (and says why not), rebuilds a broken DS from the
+child's CDS, and carries the KSK rollovers; ZSK and KSK rollovers on BIND and Knot finish with no
+validation failure among continuous queries through both resolvers; a rollover stalled for want
+of a DS is seen by the ds_sync check and finished by a DS submitted by hand."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import dns.flags
+import dns.rdata
+import pytest
+
+try:
+    from . import livelab
+except ImportError:
+    import livelab
+
+from dnslab import checks, keystate, registry
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0:
+    pytest.skip("live labs need root (network namespaces)", allow_module_level=True)
+
+LAB = livelab.REPO / "labs" / "dnssec-rollover"
+
+
+@pytest.fixture(scope="module")
+def rolling(backend):
+    with livelab.instance(livelab.unique_name("ro"), LAB, backend) as inst:
+        yield inst
+
+
+def ksk(inst, zone: str):
+    return next(k for k in keystate.zone_view(inst, zone).keys if k.role == "KSK")
+
+
+def test_every_check_passes_and_the_registry_is_in_sync(rolling):
+    failed = [r.message() for r in checks.run(rolling) if not r.passed]
+    assert not failed, failed
+    livelab.wait_for(lambda: all(v.registry == "in sync" for v in keystate.status(rolling)
+                                 if v.zone in ("bind.test.", "knot.test.")), what="the registry in sync")
+
+
+def test_a_ds_submitted_by_hand_is_checked_before_it_is_published(rolling):
+    zone = "knot.test."
+    key = next(k for k in rolling.plan.zones[zone].keys if k.role == "ksk")
+    live = ksk(rolling, zone)  # the lab's key, unless a test rolled it already
+    zsk = next(k for k in keystate.zone_view(rolling, zone).keys if k.role == "ZSK")
+    refused = {
+        "not a DS record": ["ds for me please"],
+        "digest type 1 is not accepted": [f"{live.tag} 13 1 {'ab' * 20}"],
+        "has no key with tag": [f"{(live.tag + 1) % 65536} 13 2 {'ab' * 32}"],
+        "(wrong digest)": [f"{live.tag} 13 2 {'ab' * 32}"],
+        "is a DS of lab.test.": [f"lab.test. IN DS {key.ds().to_text()}"],
+        "not a key-signing key": [f"{zsk.tag} 13 2 {'ab' * 32}"],
+    }
+    for reason, records in refused.items():
+        res = livelab.cli("dnssec", "submit-ds", rolling.name, zone, *records)
+        assert res.returncode == 2 and reason in res.stderr, (reason, livelab.explain(res))
+    good = [d for d in keystate.zone_view(rolling, zone).cds]
+    res = livelab.cli("dnssec", "submit-ds", rolling.name, zone, *good, "--json")
+    assert res.returncode == 0, livelab.explain(res)
+    assert sorted(json.loads(res.stdout)["published"]) == sorted(good)
+    assert checks.run(rolling, only="knot-secure-unbound")[0].passed
+
+
+def test_the_registry_rebuilds_a_broken_ds_from_the_cds(rolling):
+    """A DS that vouches for nothing (a botched registrar edit, sent with the registry's own key)
+    makes knot.test bogus; the registry sees the child's CDS, the same on every name server over
+    its stable scans, and puts the right DS back (bootstrapping: the broken chain cannot vouch)."""
+    _, config = rolling.registry_of("knot.test")
+    bogus = dns.rdata.from_text("IN", "DS", f"4711 13 2 {'ab' * 32}")
+    registry.update_parent(config["primary"], config["parent"], "knot.test.", [bogus], config["key"],
+                           config["secret"], rolling.sockets("registry"), ttl=config["ds_ttl"])
+    for node in ("resolver-bind", "resolver-unbound"):
+        rolling.flush(node)
+    assert not checks.run(rolling, only="knot-chain")[0].passed
+    livelab.wait_for(lambda: checks.run(rolling, only="knot-chain")[0].passed, timeout=30,
+                     what="the registry to restore the DS of knot.test")
+
+    def validates() -> bool:  # once the parent's secondary has the DS too
+        for node in ("resolver-bind", "resolver-unbound"):
+            rolling.flush(node)
+        return all(checks.run(rolling, only=i)[0].passed for i in ("knot-secure-bind", "knot-secure-unbound"))
+    livelab.wait_for(validates, timeout=15, interval=0.5, what="both resolvers to validate knot.test again")
+
+
+@pytest.mark.parametrize("zone, role", [("knot.test.", "zsk"), ("knot.test.", "ksk"),
+                                        ("bind.test.", "zsk"), ("bind.test.", "ksk")])
+def test_a_rollover_ends_without_a_validation_failure(rolling, zone, role):
+    """Continuous validating queries through both resolvers, every 50 ms, from the start of the
+    rollover to its end: not one fails. A KSK rollover ends with the registry's DS replaced."""
+    failures, count, stop = [], [0], threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            for resolver in ("resolver-unbound", "resolver-bind"):
+                try:
+                    reply = rolling.query(f"www.{zone}", "A", server=resolver, dnssec=True, timeout=2)
+                    ok = reply.rcode() == 0 and bool(reply.flags & dns.flags.AD)
+                except Exception as exc:  # a timeout is a failure too
+                    ok, reply = False, exc
+                count[0] += 1
+                if not ok:
+                    failures.append((resolver, str(reply)[:200]))
+            time.sleep(0.05)
+    before = {k.tag for k in keystate.zone_view(rolling, zone).keys}
+    thread = threading.Thread(target=ask)
+    thread.start()
+    try:
+        old = rolling.rollover(zone, role)
+        took = rolling.follow_rollover(zone, old, timeout=150)
+    finally:
+        stop.set()
+        thread.join()
+    after = keystate.zone_view(rolling, zone)
+    assert old in before and old not in {k.tag for k in after.keys}
+    assert len([k for k in after.keys if k.role == role.upper()]) == 1
+    assert count[0] > 100 and not failures, (took, count[0], failures[:5])
+    if role == "ksk":
+        assert after.ds == after.cds  # the parent's DS is the new key's
+    assert checks.run(rolling, only=f"{zone.split('.')[0]}-chain")[0].passed
+
+
+def test_a_ksk_rollover_stalled_without_its_registry_ends_with_a_ds_by_hand(backend):
+    """With the registry down, a KSK rollover on Knot waits for its DS: the ds_sync check says so;
+    the new DS submitted by hand (from the CDS the child publishes) ends it."""
+    with livelab.instance(livelab.unique_name("rs"), LAB, backend, faults=["registry-down"]) as inst:
+        assert not inst.backend.running(inst.state, "registry")
+        old = inst.rollover("knot.test", "ksk")
+        livelab.wait_for(lambda: not checks.run(inst, only="knot-ds")[0].passed, timeout=30,
+                         what="the child's new CDS")
+        result = checks.run(inst, only="knot-ds")[0]
+        assert result.key == "ds_sync.waiting", result.message()
+        time.sleep(3)
+        assert not checks.run(inst, only="knot-ds")[0].passed  # nobody acts: it stays stalled
+        cds = keystate.zone_view(inst, "knot.test").cds
+        inst.submit_ds("knot.test", cds)
+        inst.follow_rollover("knot.test", old, timeout=60)
+        inst.submit_ds("knot.test", keystate.zone_view(inst, "knot.test").cds)  # the old key's DS withdrawn too
+        assert checks.run(inst, only="knot-ds")[0].passed and checks.run(inst, only="knot-chain")[0].passed
