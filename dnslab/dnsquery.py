@@ -7,7 +7,7 @@ import select
 import socket
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 import dns.exception
 import dns.flags
@@ -229,13 +229,14 @@ def wait_loaded(serial_at: Callable[[str, str], int | None], node: str, loaded: 
                        deadline, nudge)
 
 
-def wait_synced(serial_at: Callable[[str, str], int | None], zones: list[tuple[str, str, tuple[str, ...]]],
-                deadline: float, nudge: Callable[[tuple[str, str]], None] | None = None,
-                settle: float = RESIGN_GRACE) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], int]]:
+def wait_synced(serial_at: Callable[[Hashable, str], int | None], zones: list[tuple[Hashable, str, tuple]],
+                deadline: float, nudge: Callable[[tuple], None] | None = None,
+                settle: float = RESIGN_GRACE) -> tuple[dict[tuple, int | None], dict[tuple, int]]:
     """Until every secondary serves the serial its primary serves, and the primaries have kept
     that serial for ``settle`` seconds: ``zones`` lists (primary, zone, secondaries) of zones
     whose primary signs them, and may raise its serial a few times as it does (BIND signs a new
-    zone in steps)."""
+    zone in steps). A server is whatever ``serial_at`` takes (a node name; (instance, node) for
+    several instances at once)."""
     left: dict[tuple[str, str], int | None] = {}
     wanted: dict[tuple[str, str], int] = {}
     while zones:

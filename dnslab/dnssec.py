@@ -12,6 +12,7 @@ import base64
 import hashlib
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import dns.dnssec
 import dns.name
@@ -57,7 +58,7 @@ class Key:
     pem: str
     created: int
 
-    @property
+    @cached_property
     def private(self):
         return serialization.load_pem_private_key(self.pem.encode(), password=None)
 
@@ -65,11 +66,11 @@ class Key:
     def flags(self) -> int:
         return KSK if self.role == "ksk" else ZSK
 
-    @property
+    @cached_property
     def dnskey(self) -> dns.rdata.Rdata:
         return dns.dnssec.make_dnskey(self.private.public_key(), self.algorithm, flags=self.flags)
 
-    @property
+    @cached_property
     def tag(self) -> int:
         return dns.dnssec.key_id(self.dnskey)
 

@@ -507,9 +507,10 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         # a lab with per-instance values (vary:) gets a seed, and so a plan, of its own
         seed = (seeds or {}).get(name)
         state.data["seed"] = (seed or secrets.randbelow(1 << 62) + 1) if lab.values else None
-        # and a signed lab keys of its own (made here, kept in the state: never made again)
-        plan_ = load_plan(lab_dir, faults, state.data["seed"], (dnssec_keys or {}).get(name)) \
-            if lab.values or lab.keys else lab
+        # and a signed lab keys of its own (made here, kept in the state: never made again); the
+        # validated plan's fresh keys serve the first instance
+        kept = (dnssec_keys or {}).get(name) or (_keys_state(lab) if name == names[0] else None)
+        plan_ = load_plan(lab_dir, faults, state.data["seed"], kept) if lab.values or lab.keys else lab
         state.data["dnssec"] = _keys_state(plan_)
         state.set_phase("starting")
         if trainees:
@@ -591,15 +592,18 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
         raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) {why}; "
                            f"its log ends with:\n{inst.log_tail(node)}")
     from . import kinds
-    deadline = time.monotonic() + READY_TIMEOUT
-    for inst in instances:  # a zone its primary signs (and re-signs) served alike by its secondaries
-        synced = [(z.primary, z.name, z.secondaries) for z in inst.plan.zones.values()
-                  if z.secondaries and kinds.resigned(z, inst.plan)]
-        late, wanted = dnsquery.wait_synced(inst.serial_at, synced, deadline, nudge=lambda k, i=inst: i.nudge(*k))
-        if late:
-            (node, zone), got = next(iter(late.items()))
-            raise BackendError(f"instance {inst.name}: {node} serves {zone} with serial {got}, not {wanted[(node, zone)]} "
-                               f"as its primary does; its log ends with:\n{inst.log_tail(node)}")
+    # a zone its primary signs (and re-signs) served alike by its secondaries, in every instance at once
+    synced = [((i, z.primary), z.name, tuple((i, s) for s in z.secondaries))
+              for i, inst in enumerate(instances) for z in inst.plan.zones.values()
+              if z.secondaries and kinds.resigned(z, inst.plan)]
+    late, wanted = dnsquery.wait_synced(lambda key, zone: instances[key[0]].serial_at(key[1], zone), synced,
+                                        time.monotonic() + READY_TIMEOUT,
+                                        nudge=lambda k: instances[k[0][0]].nudge(k[0][1], k[1]))
+    if late:
+        ((i, node), zone), got = next(iter(late.items()))
+        raise BackendError(f"instance {instances[i].name}: {node} serves {zone} with serial {got}, not "
+                           f"{wanted[((i, node), zone)]} as its primary does; its log ends with:\n"
+                           f"{instances[i].log_tail(node)}")
     daemons = len({k[:2] for k in probes})
     progress(f"all {daemons} daemons of {len(instances)} instance(s) answer, {time.monotonic() - t0:.2f}s after start")
 

@@ -53,16 +53,20 @@ def validate(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> Folder:
         return None
 
     lab = attempt(lambda: _plan.load(lab_dir, with_faults))
-    base = lab if not with_faults else attempt(lambda: _plan.load(lab_dir))
+    keys = lab.keys if lab is not None else None  # made once (an RSA key takes tens of ms), for every variant
+    base = lab if not with_faults else attempt(lambda: _plan.load(lab_dir, keys=keys))
     checks, ids = _checks(lab_dir, base, attempt)
     names = _faults.available(lab_dir)
-    for name in names:
-        fault = attempt(lambda name=name: _faults.load(lab_dir, name))
+    loaded = [(name, attempt(lambda name=name: _faults.load(lab_dir, name))) for name in names]
+    if base is not None:  # each fault's records are valid zone data (zone checks run as subprocesses: in parallel)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda name: attempt(lambda: _plan.load(lab_dir, [name], keys=keys)),
+                          [name for name, fault in loaded if fault is not None]))
+    for name, fault in loaded:
         if fault is None:
             continue
         spec, src = fault
-        if base is not None:
-            attempt(lambda name=name: _plan.load(lab_dir, [name]))  # its records are valid zone data
         for i, check_id in enumerate(spec.seen_by):
             if ids is not None and check_id not in ids:
                 problems.append(Problem(src.where(("seen_by", i)), f"seen_by[{i}]: no check {check_id!r} in "

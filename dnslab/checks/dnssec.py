@@ -125,7 +125,8 @@ class Chain(Check):
         if days < self.min_days:
             return self.result(False, "expiring", evidence, zone=where, target=target, days=days,
                                min_days=self.min_days)
-        return self.result(True, "pass", evidence, target=target, chain=" -> ".join(levels), days=days)
+        return self.result(True, "pass", evidence, target=target, chain=" -> ".join(levels), days=days,
+                           valid=_span(first - time.time()))
 
 
 class DsSync(Check):
@@ -163,6 +164,16 @@ class DsSync(Check):
         if asked == ds:
             return self.result(True, "pass", evidence, ds=tags["ds"], **p)
         return self.result(False, "waiting", evidence, cds=tags["cds"], ds=tags["ds"], **p)
+
+
+def _span(seconds: float) -> str:
+    """A duration as people read it: ``14d 0h``, ``3h 20m``, ``52s``."""
+    s = max(0, int(seconds))
+    if s >= 86400:
+        return f"{s // 86400}d {s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
 
 
 def _path(lab, zone: str) -> list[str]:
