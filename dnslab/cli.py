@@ -676,7 +676,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_dir", metavar="DIR",
                    help="take each instance's notebook from DIR/<instance>.ipynb instead of the trainee's home")
     p.add_argument("--jobs", type=int, help="notebooks executed at once (default: 2 per core)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="time limit of one cell (30)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit of one cell (default: the exercise's, else 30)")
     p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS",
                    help="time limit of one whole notebook, however many cells it has (300)")
     p.add_argument("--max-output", type=_size, default=2 << 20, metavar="SIZE",

@@ -81,6 +81,8 @@ class TestCell(_Strict):
 class Exercise(_Strict):
     lab: str
     faults: list[str] = []
+    cell_timeout: Annotated[float, Field(ge=10, le=600)] | None = Field(
+        default=None, description="seconds a cell may take when graded (default 30): a rollover waits longer")
     cells: Annotated[list[Union[TextCell, CodeCell, SolutionCell, TestCell]], Field(min_length=1)]
 
 

@@ -31,6 +31,8 @@ recorder writes the gradebook.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import json
 import multiprocessing
@@ -67,7 +69,8 @@ Progress = Callable[[str], None]
 class Budget:
     """What one submission may cost, set by the instructor, never by the notebook."""
 
-    cell: float = 30.0          # seconds of one cell (then it is interrupted, the next runs)
+    cell: float | None = None   # seconds of one cell (then it is interrupted, the next runs); None:
+                                # the exercise's cell_timeout, else 30
     notebook: float = 300.0     # seconds of the whole run, start-up included (then it is killed)
     output: int = 2 << 20       # bytes of output kept (then the run is stopped)
     cells: int = 200            # cells run and kept
@@ -217,6 +220,8 @@ def grade(lab_name: str, instances: Sequence, *, from_dir: Path | None = None, j
     """
     source = _exercise.find(lab_name)
     budget = budget or Budget()
+    if budget.cell is None:
+        budget = dataclasses.replace(budget, cell=source.exercise.cell_timeout or 30.0)
     course = course or Course()
     trainees = {inst.name: confine.require_trainee(inst.state) for inst in instances}
     subs = [_submission(inst, source, from_dir) for inst in instances]

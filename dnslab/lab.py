@@ -559,6 +559,7 @@ def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec
                                "zones": list(n.zones), "resolver": n.resolver, "dir": str(state.node_dir(n.name)),
                                "netns": str(NETNS_DIR / node_ns(state.name, n.name)),
                                "argv": specs[n.name].argv, "reload": specs[n.name].reload,
+                               "control": specs[n.name].control,
                                "stop": specs[n.name].stop} for n in lab.nodes.values()},
             "zones": {z.name: {"file": z.filename, "servers": list(z.servers), "primary": z.primary,
                                "secondaries": list(z.secondaries), "signer": z.signer,

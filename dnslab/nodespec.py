@@ -17,3 +17,4 @@ class NodeSpec:
     resolv_conf: str | None = None                       # /etc/resolv.conf as the node sees it
     reload: tuple[tuple[str, ...], ...] = ()             # rereads config and zones (a resolver: and its cache)
     stop: tuple[str, ...] | None = None                  # asks the daemon to exit
+    control: tuple[str, ...] | None = None               # the daemon's control tool with its config (rndc -c ...)

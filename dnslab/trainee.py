@@ -142,6 +142,15 @@ class Lab:
             raise _shown(LabProblem(f"no answer from {at or server} ({server}) for {name} {type}: "
                                     f"{exc or type(exc).__name__}")) from None
 
+    def control(self, node: str, *args: str, timeout: float = 30) -> str:
+        """Run ``node``'s control tool with its own config (``rndc``, ``knotc``, ``nsd-control``,
+        ``unbound-control``) with ``args``, on the node; returns its output. For instance
+        ``lab.control("sld-bind", "dnssec", "-status", "bind.test")``."""
+        info = self._view["nodes"][self._node(node).name]
+        if not info.get("control"):
+            raise _shown(LabProblem(f"node {node} ({info['kind']}) has no control tool"))
+        return self.exec([*info["control"], *args], node=node, timeout=timeout)
+
     def submit_ds(self, zone: str, *records: str) -> list[str]:
         """Submit DS records for ``zone`` to the registry of its parent, as through a registrar's
         form (``"TAG ALG DIGEST-TYPE DIGEST"`` or a whole DS line each): a DS that is malformed,

@@ -166,6 +166,38 @@ class DsSync(Check):
         return self.result(False, "waiting", evidence, cds=tags["cds"], ds=tags["ds"], **p)
 
 
+class Rolled(Check):
+    """A rollover of a zone's KSK or ZSK is over: its signer serves exactly one key of that role,
+    and it is not the one the lab made for the instance at ``up``."""
+
+    check_type = "rolled"
+    check: Literal["rolled"]
+    zone: str
+    role: Literal["ksk", "zsk"]
+
+    def targets(self, lab):
+        return [lab.zones[_zone(self.zone)].loader]
+
+    def run(self, inst):
+        zone = _zone(self.zone)
+        zplan = inst.plan.zones[zone]
+        p = {"zone": zone, "role": self.role.upper()}
+        reply, ev = ask(inst, zplan.loader, zone, "DNSKEY", source=self.source, dnssec=True, tcp=True)
+        if reply is None:
+            return self.result(False, "timeout", [ev], server=zplan.loader, error=ev.error, **p)
+        sep = self.role == "ksk"
+        served = sorted(dns.dnssec.key_id(k) for rrset in reply.answer if rrset.rdtype == dns.rdatatype.DNSKEY
+                        for k in rrset if bool(k.flags & 1) == sep)
+        original = {k.tag for k in zplan.keys if k.role == self.role}
+        tags = ", ".join(map(str, served)) or "none"
+        if set(served) & original:
+            key = "under_way" if len(served) > 1 else "original"
+            return self.result(False, key, [ev], keys=tags, original=", ".join(map(str, sorted(original))), **p)
+        if len(served) != 1:
+            return self.result(False, "under_way", [ev], keys=tags, original="", **p)
+        return self.result(True, "pass", [ev], keys=tags, **p)
+
+
 def _span(seconds: float) -> str:
     """A duration as people read it: ``14d 0h``, ``3h 20m``, ``52s``."""
     s = max(0, int(seconds))
@@ -203,4 +235,4 @@ def _tags(tags: dict) -> str:
     return ", ".join(f"{t}{' KSK' if k.flags & 1 else ''}" for t, k in sorted(tags.items()))
 
 
-CHECKS = (Validates, Chain, DsSync)
+CHECKS = (Validates, Chain, DsSync, Rolled)

@@ -45,6 +45,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ds_sync.waiting": "{zone} asks for DS key tag {cds} in its CDS, but {parent} publishes {ds}: a KSK rollover waits for the parent",
         "ds_sync.no_parent": "{zone} has no parent zone in this lab: its DS is the resolvers' trust anchor",
         "ds_sync.timeout": "{server} did not answer for {zone}: {error}",
+        "rolled.pass": "the {role} of {zone} has been replaced: it is now key {keys}",
+        "rolled.original": "the {role} of {zone} is still the lab's first key ({keys})",
+        "rolled.under_way": "a {role} rollover of {zone} is under way: keys {keys} are served",
+        "rolled.timeout": "{server} did not answer for {zone}: {error}",
     },
     "es": {
         "resolves.pass": "{name} {type} resuelve a través de {via} a {got}",
@@ -85,6 +89,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ds_sync.waiting": "{zone} pide en su CDS el DS con identificador {cds}, pero {parent} publica {ds}: una rotación de claves de la KSK espera a la zona padre",
         "ds_sync.no_parent": "{zone} no tiene zona padre en este laboratorio: su DS es el ancla de confianza de los resolvedores",
         "ds_sync.timeout": "{server} no respondió para {zone}: {error}",
+        "rolled.pass": "la {role} de {zone} fue reemplazada: ahora es la clave {keys}",
+        "rolled.original": "la {role} de {zone} sigue siendo la primera clave del laboratorio ({keys})",
+        "rolled.under_way": "una rotación de claves de la {role} de {zone} está en curso: se sirven las claves {keys}",
+        "rolled.timeout": "{server} no respondió para {zone}: {error}",
     },
     "pt": {
         "resolves.pass": "{name} {type} resolve pelo {via} para {got}",
@@ -125,6 +133,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ds_sync.waiting": "{zone} pede no seu CDS o DS com identificador {cds}, mas {parent} publica {ds}: uma rolagem de chaves da KSK espera pela zona pai",
         "ds_sync.no_parent": "{zone} não tem zona pai neste laboratório: o seu DS é a âncora de confiança dos resolvedores",
         "ds_sync.timeout": "{server} não respondeu para {zone}: {error}",
+        "rolled.pass": "a {role} de {zone} foi substituída: agora é a chave {keys}",
+        "rolled.original": "a {role} de {zone} ainda é a primeira chave do laboratório ({keys})",
+        "rolled.under_way": "uma rolagem de chaves da {role} de {zone} está em andamento: são servidas as chaves {keys}",
+        "rolled.timeout": "{server} não respondeu para {zone}: {error}",
     },
 }
 

@@ -244,7 +244,8 @@ class Kind:
         argv, before = self.argv(node, d), self.prepare(node, lab, d)
         if argv and before:
             argv = ("sh", "-c", f"cd {shlex.quote(d)} && {' && '.join(before)} && exec {shlex.join(argv)}")
-        return NodeSpec(files=files, argv=argv, reload=self.reloading(node, lab, d), stop=self.stop(node, d))
+        return NodeSpec(files=files, argv=argv, reload=self.reloading(node, lab, d), stop=self.stop(node, d),
+                        control=control)
 
     def reloading(self, node: NodePlan, lab: LabPlan, d: str) -> tuple[tuple[str, ...], ...]:
         """Every command of a reload: re-signing what the daemon does not sign, then :meth:`reload`."""
