@@ -237,15 +237,28 @@ def wait_synced(serial_at: Callable[[Hashable, str], int | None], zones: list[tu
     whose primary signs them, and may raise its serial a few times as it does (BIND signs a new
     zone in steps). A server is whatever ``serial_at`` takes (a node name; (instance, node) for
     several instances at once)."""
-    left: dict[tuple[str, str], int | None] = {}
-    wanted: dict[tuple[str, str], int] = {}
+    left: dict[tuple, int | None] = {}
+    wanted: dict[tuple, int | None] = {}
+    since = last = None  # since when every secondary has served its primary's serial, primaries unchanged
+    next_nudge = time.monotonic() + 1.5
     while zones:
         now = {(p, zone): serial_at(p, zone) for p, zone, _ in zones}
-        wanted = {(s, zone): now[(p, zone)] for p, zone, secs in zones for s in secs if now[(p, zone)] is not None}
-        left = wait_serials(serial_at, wanted, deadline, nudge)
-        if left or time.monotonic() + settle > deadline:
+        wanted = {(s, zone): now[(p, zone)] for p, zone, secs in zones for s in secs}
+        left = {}
+        for key, want in wanted.items():  # each secondary against its primary's serial of this round
+            got = serial_at(*key)
+            if got is None or got != want:
+                left[key] = got
+        t = time.monotonic()
+        since = None if left else (since if now == last and since is not None else t)
+        last = now
+        if since is not None and t - since >= settle:
+            return {}, wanted
+        if t > deadline:
             break
-        time.sleep(settle)
-        if all(serial_at(p, zone) == now[(p, zone)] for p, zone, _ in zones):
-            break
+        if left and nudge is not None and t > next_nudge:
+            next_nudge = t + 1.5
+            for key in left:
+                nudge(key)
+        time.sleep(0.05)
     return left, wanted
