@@ -300,6 +300,13 @@ def cmd_faults(args):
          if rows else f"lab {lab_dir.name} has no faults")
 
 
+def cmd_start(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    inst.start(args.node)
+    _out(args, {"started": args.node}, f"the daemon of {args.node} runs and answers again")
+
+
 def cmd_flush(args):
     from . import lab
     inst = lab.Instance.open(args.instance)
@@ -653,6 +660,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="with --random: the same draw again")
     p = add("faults", cmd_faults, "list a lab's faults (a shipped lab, a lab folder or an instance)")
     p.add_argument("lab")
+    p = add("start", cmd_start, "start a node's daemon again after a fault or a drill stopped it")
+    p.add_argument("instance")
+    p.add_argument("node")
     p = add("flush", cmd_flush, "empty resolvers' caches (a repaired delegation shows at once)")
     p.add_argument("instance")
     p.add_argument("nodes", nargs="*", help="default: every resolver")

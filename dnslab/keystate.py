@@ -32,7 +32,7 @@ class ZoneView:
     signer: str
     kind: str
     keys: list[KeyView] = field(default_factory=list)
-    ds: list[str] = field(default_factory=list)       # the parent's DS records (from the parent's first server)
+    ds: list[str] = field(default_factory=list)       # the parent's DS records (from the parent's primary)
     cds: list[str] = field(default_factory=list)      # the zone's CDS records
     registry: str = ""                                # the parent's registry: its state for this zone
     signer_says: str = ""                             # the signer's own tool, on its keys
@@ -60,7 +60,7 @@ def zone_view(inst: Instance, zone: str) -> ZoneView:
     view = ZoneView(zone, node.name, node.kind)
     name = dns.name.from_text(zone)
     keys = _rdatas(inst, node.name, zone, "DNSKEY")
-    ds = _rdatas(inst, inst.plan.zones[zplan.parent].servers[0], zone, "DS") if zplan.parent else \
+    ds = _rdatas(inst, inst.plan.zones[zplan.parent].loader, zone, "DS") if zplan.parent else \
         ([inst.plan.trust_anchor.ds()] if inst.plan.trust_anchor else [])
     cds = _rdatas(inst, node.name, zone, "CDS")
     view.ds, view.cds = [d.to_text() for d in ds], [c.to_text() for c in cds]

@@ -413,6 +413,32 @@ class Instance:
         except registry.Refused as exc:
             raise InputError(f"the registry of {config['parent']} refused: {exc}") from None
 
+    def start(self, node: str, wait: float = 10.0) -> None:
+        """Start a node's daemon again after a fault or a drill stopped it, with the command it was
+        first started with; returns once it answers what it serves.
+
+        :raises InputError: the node runs no daemon, or it is running
+        :raises BackendError: it did not answer within ``wait`` seconds
+        """
+        import json
+
+        from . import dnsquery
+        argv = json.loads((self.state.dir / "nodes.json").read_text())["nodes"][self.node(node).name]["argv"]
+        if not argv:
+            raise InputError(f"node {node} runs no daemon")
+        if self.backend.running(self.state, node):
+            raise InputError(f"the daemon of node {node} is running")
+        self.backend.start_daemon(self.state, node, argv)
+        probes = self.probes(node)
+        try:
+            left = dnsquery.wait_all(probes, lambda k: self.backend.running(self.state, k[0]), time.monotonic() + wait)
+        finally:
+            for p in probes.values():
+                p.sock.close()
+        if left:
+            raise BackendError(f"node {node} did not answer within {wait:.0f}s of its start; its log ends with:\n"
+                               f"{self.log_tail(node)}")
+
     def flush(self, node: str) -> None:
         """Empty a resolver's cache (its reload does that too, and rereads its config)."""
         from . import kinds

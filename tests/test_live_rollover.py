@@ -149,3 +149,36 @@ def test_a_ksk_rollover_stalled_without_its_registry_ends_with_a_ds_by_hand(back
         inst.follow_rollover("knot.test", old, timeout=60)
         inst.submit_ds("knot.test", keystate.zone_view(inst, "knot.test").cds)  # the old key's DS withdrawn too
         assert checks.run(inst, only="knot-ds")[0].passed and checks.run(inst, only="knot-chain")[0].passed
+
+
+def test_a_stopped_signer_leaves_its_secondary_serving_signatures_that_expire(backend):
+    """With BIND (bind.test's signer) stopped, its secondary answers on, with signatures of a
+    minute: within it, both resolvers stop validating bind.test (BIND: bogus; Unbound, trying the
+    dead signer too, gives no validated answer in time); the checks the fault names see it; the
+    signer started again, everything validates."""
+    from dnslab import faults
+    seen_by = set(faults.load(LAB, "stale-signatures")[0].seen_by)
+    with livelab.instance(livelab.unique_name("rx"), LAB, backend) as inst:
+        res = livelab.cli("break", inst.name, "stale-signatures")
+        assert res.returncode == 0, livelab.explain(res)
+        inst = type(inst).open(inst.name)
+        assert not inst.backend.running(inst.state, "sld-bind")
+        reply = inst.query("www.bind.test", "A", server="sld-knot", rd=False)
+        assert reply.answer  # the secondary still answers
+
+        def expired():
+            for node in ("resolver-bind", "resolver-unbound"):
+                inst.flush(node)
+            return checks.run(inst, only="bind-secure-bind")[0].key == "validates.bogus" and \
+                not checks.run(inst, only="bind-secure-unbound")[0].passed
+        livelab.wait_for(expired, timeout=100, interval=2, what="bind.test's signatures to expire")
+        failed = {r.id for r in checks.run(inst) if not r.passed and r.check != "rolled"}
+        assert failed == seen_by, failed
+        res = livelab.cli("start", inst.name, "sld-bind")
+        assert res.returncode == 0, livelab.explain(res)
+
+        def repaired():
+            for node in ("resolver-bind", "resolver-unbound"):
+                inst.flush(node)
+            return not [r for r in checks.run(inst) if not r.passed and r.check != "rolled"]
+        livelab.wait_for(repaired, timeout=30, interval=1, what="bind.test to validate again")

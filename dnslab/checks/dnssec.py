@@ -58,7 +58,7 @@ class Chain(Check):
     """The chain of trust down to a signed zone, level by level from the lab root: the parent's
     DS (the root's: the trust anchor) matches a DNSKEY of the zone, that key signs the zone's
     DNSKEY set, which signs its SOA; every signature seen is valid for ``min_days`` more days.
-    Each zone is asked at its first server, over TCP, with DNSSEC records."""
+    Each zone is asked at its primary (or only server), over TCP, with DNSSEC records."""
 
     check_type = "chain"
     check: Literal["chain"]
@@ -66,7 +66,7 @@ class Chain(Check):
     min_days: float = Field(default=0, ge=0, description="days every signature must stay valid")
 
     def targets(self, lab):
-        return [lab.zones[z].servers[0] for z in _path(lab, _zone(self.zone))]
+        return [lab.zones[z].loader for z in _path(lab, _zone(self.zone))]
 
     def run(self, inst):
         lab, target = inst.plan, _zone(self.zone)
@@ -80,7 +80,7 @@ class Chain(Check):
                     return self.result(False, "no_anchor", evidence, **p)
                 ds_set = [anchor.ds()]
             else:
-                reply, ev = ask(inst, lab.zones[zplan.parent].servers[0], z, "DS", source=self.source, dnssec=True,
+                reply, ev = ask(inst, lab.zones[zplan.parent].loader, z, "DS", source=self.source, dnssec=True,
                                 tcp=True)
                 evidence.append(ev)
                 if reply is None:
@@ -89,13 +89,13 @@ class Chain(Check):
                 if not ds_set:
                     return self.result(False, "no_ds", evidence, parent=zplan.parent, **p)
             name = dns.name.from_text(z)
-            reply, ev = ask(inst, zplan.servers[0], z, "DNSKEY", source=self.source, dnssec=True, tcp=True)
+            reply, ev = ask(inst, zplan.loader, z, "DNSKEY", source=self.source, dnssec=True, tcp=True)
             evidence.append(ev)
             if reply is None:
                 return self.result(False, "timeout", evidence, server=ev.server, error=ev.error, **p)
             keys, key_sigs = _rrset(reply, name, dns.rdatatype.DNSKEY)
             if keys is None:
-                return self.result(False, "no_dnskey", evidence, server=zplan.servers[0], **p)
+                return self.result(False, "no_dnskey", evidence, server=zplan.loader, **p)
             tags = {dns.dnssec.key_id(k): k for k in keys}
             vouched = [t for t, k in tags.items() for ds in ds_set if _matches(name, k, ds)]
             ds_tags = ", ".join(sorted({str(ds.key_tag) for ds in ds_set}))
@@ -108,7 +108,7 @@ class Chain(Check):
                     keys.ttl, [tags[t] for t in vouched])})
             except dns.dnssec.ValidationFailure as exc:
                 return self.result(False, "bad_dnskey_sig", evidence, keys=_tags(tags), error=str(exc), **p)
-            reply, ev = ask(inst, zplan.servers[0], z, "SOA", source=self.source, dnssec=True, tcp=True)
+            reply, ev = ask(inst, zplan.loader, z, "SOA", source=self.source, dnssec=True, tcp=True)
             evidence.append(ev)
             soa, soa_sigs = _rrset(reply, name, dns.rdatatype.SOA) if reply is not None else (None, None)
             try:
@@ -139,7 +139,7 @@ class DsSync(Check):
 
     def targets(self, lab):
         zplan = lab.zones[_zone(self.zone)]
-        return [zplan.servers[0]] + ([lab.zones[zplan.parent].servers[0]] if zplan.parent else [])
+        return [zplan.loader] + ([lab.zones[zplan.parent].loader] if zplan.parent else [])
 
     def run(self, inst):
         zone = _zone(self.zone)
@@ -149,7 +149,7 @@ class DsSync(Check):
             return self.result(False, "no_parent", [], **p)
         got = {}
         evidence = []
-        for what, server in (("CDS", zplan.servers[0]), ("DS", inst.plan.zones[zplan.parent].servers[0])):
+        for what, server in (("CDS", zplan.loader), ("DS", inst.plan.zones[zplan.parent].loader)):
             reply, ev = ask(inst, server, zone, what, source=self.source, dnssec=True, tcp=True)
             evidence.append(ev)
             if reply is None:

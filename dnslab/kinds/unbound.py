@@ -23,4 +23,5 @@ class Unbound(Kind):
     def context(self, node, lab, d):
         # Unbound answers special-use names (test., invalid., ...) itself unless told not to.
         names = {z for z in lab.zones if z != "."} | {z.split(".")[-2] + "." for z in lab.zones if z != "."}
-        return {"nodefault": sorted(names)}
+        lab_timers = any(z.dnssec and z.dnssec.timers == "lab" for z in lab.zones.values())
+        return {"nodefault": sorted(names), "lab_timers": lab_timers}
