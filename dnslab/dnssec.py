@@ -141,5 +141,18 @@ def salt(keys: list[Key], length: int) -> str:
     return hashlib.sha256(keys[0].pem.encode()).hexdigest()[:2 * length]
 
 
+def vouches(zone: dns.name.Name, key: dns.rdata.Rdata, record: dns.rdata.Rdata) -> bool:
+    """Whether a DS or CDS record is the digest of DNSKEY ``key`` of ``zone`` (False for a digest
+    type dnspython cannot make, and for CDS 0 0 0 00, the request to remove the DS)."""
+    if record.algorithm == 0:
+        return False
+    try:
+        ds = dns.dnssec.make_ds(zone, key, record.digest_type)
+    except (dns.dnssec.UnsupportedAlgorithm, ValueError):
+        return False
+    return (ds.key_tag, ds.algorithm, ds.digest_type, ds.digest) == \
+        (record.key_tag, record.algorithm, record.digest_type, record.digest)
+
+
 def name_of(algorithm: int) -> str:
     return _NAMES.get(algorithm, str(algorithm))

@@ -52,7 +52,7 @@ def _rdatas(inst: Instance, server: str, zone: str, rdtype: str) -> list:
 
 
 def zone_view(inst: Instance, zone: str) -> ZoneView:
-    from . import kinds
+    from . import dnssec, kinds
     from .topology import zone_name
     zone = zone_name(zone)
     zplan = inst.plan.zones[zone]
@@ -65,9 +65,8 @@ def zone_view(inst: Instance, zone: str) -> ZoneView:
     cds = _rdatas(inst, node.name, zone, "CDS")
     view.ds, view.cds = [d.to_text() for d in ds], [c.to_text() for c in cds]
 
-    def vouched(key, records) -> bool:  # a DS or CDS record that is the digest of ``key``
-        return any(r.algorithm != 0 and r.digest_type in (1, 2, 4) and dns.dnssec.make_ds(
-            name, key, {1: "SHA1", 2: "SHA256", 4: "SHA384"}[r.digest_type]).digest == r.digest for r in records)
+    def vouched(key, records) -> bool:
+        return any(dnssec.vouches(name, key, r) for r in records)
     view.keys = [KeyView(dns.dnssec.key_id(k), "KSK" if k.flags & 1 else "ZSK", int(k.algorithm), vouched(k, ds),
                          vouched(k, cds)) for k in keys]
     if zplan.parent and inst.plan.zones[zplan.parent].registry:

@@ -21,7 +21,7 @@ from .state import State, all_states, check_name
 if TYPE_CHECKING:  # imported where used: `down` needs neither pydantic, jinja2 nor dnspython
     import dns.message
 
-    from . import cgroups, dnsquery, kinds, plan
+    from . import cgroups, dnsquery, keystate, kinds, plan
 
 READY_TIMEOUT = 30.0
 Progress = Callable[[str], None]
@@ -139,7 +139,8 @@ class Instance:
         from . import dnsquery, kinds
         plan = self.node(node)
         kind = kinds.KINDS[plan.kind]
-        before = {z.zone: self.serial_at(node, z.zone) for z in self.loaded(node) if z.resigned} if wait > 0 else {}
+        loaded = self.loaded(node) if wait > 0 else []  # the files' serials, as the reload will find them
+        before = {z.zone: self.serial_at(node, z.zone) for z in loaded if z.resigned}
         for argv in kind.reloading(plan, self.plan, self.backend.node_path(self.state, node)):
             res = self.exec(node, argv, capture=True, timeout=30)
             if res.returncode != 0:
@@ -159,7 +160,7 @@ class Instance:
             for p in probes.values():
                 p.sock.close()
         loaded = [dnsquery.Loaded(z.zone, z.serial, z.resigned, z.secondaries if secondaries else ())
-                  for z in self.loaded(node)]
+                  for z in loaded]
         left, wanted = dnsquery.wait_loaded(self.serial_at, node, loaded, deadline, nudge=lambda key: self.nudge(*key),
                                             before=before)
         if left:
@@ -354,19 +355,19 @@ class Instance:
                 raise BackendError(f"the rollover of key {old} of {zone} is not over after {timeout:.0f}s: keys {now}"
                                    + (f"; its registry: {view.registry}" if view.registry else "; no registry "
                                       "updates its DS: submit the new one (dnslab dnssec submit-ds)"))
-            self.checkds(zone)
+            self.checkds(zone, view)
             time.sleep(0.5)
 
-    def checkds(self, zone: str) -> list[tuple[int, str]]:
+    def checkds(self, zone: str, view: keystate.ZoneView | None = None) -> list[tuple[int, str]]:
         """Tell ``zone``'s signer what the parent's DS says of its KSKs now (``rndc dnssec -checkds``),
         as an operator does once the parent has acted: published for a key the DS vouches for and
         the signer keeps, withdrawn for a key it retires that the DS no longer vouches for. Nothing
         for a signer that checks the parent itself (Knot). Returns (key tag, "published" or
-        "withdrawn") for each KSK told."""
+        "withdrawn") for each KSK told; ``view``: the zone as just read (default: read now)."""
         from . import keystate, kinds
         from .topology import zone_name
         zone = zone_name(zone)
-        view = keystate.zone_view(self, zone)
+        view = view or keystate.zone_view(self, zone)
         node = self.plan.nodes[view.signer]
         kind = kinds.KINDS[node.kind]
         retiring = kind.retiring(view.signer_says)
@@ -381,23 +382,21 @@ class Instance:
 
     def registry_of(self, zone: str) -> tuple[str, dict]:
         """The registry node that manages ``zone``'s DS in its parent, and its scanner's config of
-        that parent (as written on the node).
+        that parent (derived from the plan and the instance's keys, never read back from the node).
 
         :raises InputError: no registry manages the zone's DS
         """
-        import json
-
+        from . import kinds
         from .topology import zone_name
         zplan = self.plan.zones.get(zone_name(zone))
         parent = self.plan.zones.get(zplan.parent) if zplan and zplan.parent else None
         if parent is None or parent.registry is None:
             raise InputError(f"no registry manages the DS of {zone_name(zone)} in this lab "
                              f"(a parent zone names one with registry:)")
-        config = json.loads(self.read_file(parent.registry.node, "registry.json") or "{}")
-        reg = next((r for r in config.get("registries", []) if r["parent"] == parent.name), None)
-        if reg is None:
-            raise BackendError(f"the registry node {parent.registry.node} has no config for {parent.name}")
-        return parent.registry.node, reg
+        node = self.plan.nodes[parent.registry.node]
+        config = kinds.KINDS[node.kind].config(node, self.plan, self.backend.node_path(self.state, node.name),
+                                               self.state.data.get("tsig", {}))
+        return node.name, next(r for r in config["registries"] if r["parent"] == parent.name)
 
     def submit_ds(self, zone: str, records: Sequence[str]) -> list[str]:
         """DS records for ``zone`` submitted to its parent's registry, as through a registrar's form:

@@ -14,6 +14,7 @@ import dns.rdataset
 import dns.rdatatype
 from pydantic import Field
 
+from .. import dnssec
 from ..topology import zone_name as _zone
 from .base import Check, ask
 from .dns import Resolves
@@ -97,7 +98,7 @@ class Chain(Check):
             if keys is None:
                 return self.result(False, "no_dnskey", evidence, server=zplan.loader, **p)
             tags = {dns.dnssec.key_id(k): k for k in keys}
-            vouched = [t for t, k in tags.items() for ds in ds_set if _matches(name, k, ds)]
+            vouched = [t for t, k in tags.items() for ds in ds_set if dnssec.vouches(name, k, ds)]
             ds_tags = ", ".join(sorted({str(ds.key_tag) for ds in ds_set}))
             if not vouched:
                 return self.result(False, "ds_mismatch", evidence, ds=ds_tags, keys=_tags(tags), **p)
@@ -222,13 +223,6 @@ def _rrset(reply, name, rdtype):
     sigs = next((r for r in reply.answer if r.name == name and r.rdtype == dns.rdatatype.RRSIG
                  and r.covers == rdtype), None)
     return (rrset, sigs) if rrset is not None else (None, None)
-
-
-def _matches(name, key, ds) -> bool:
-    try:
-        return dns.dnssec.make_ds(name, key, ds.digest_type) == ds
-    except (dns.dnssec.UnsupportedAlgorithm, ValueError):
-        return False
 
 
 def _tags(tags: dict) -> str:
