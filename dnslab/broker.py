@@ -3,7 +3,7 @@
 A trainee drives her own lab herself (her daemons, files and namespaces are hers); what she
 cannot do is judge it the way the grader does: checks ask from any node of the lab, through
 sockets opened inside each node's namespace, which takes root. So the broker offers a closed
-list of read-only operations, nothing else:
+list of operations, nothing else:
 
 - ``{"op": "check", "name": "www-via-unbound"}`` (``name`` optional: every check;
   ``lang`` optional): ``{"ok": true, "results": [CheckResult.to_dict(), ...]}``, the very
@@ -14,7 +14,9 @@ list of read-only operations, nothing else:
   "seconds": s}`` runs a command on one of *her* nodes *with her rights* (at most
   ``EXEC_ARGS`` arguments, ``EXEC_TIMEOUT`` seconds, ``EXEC_OUTPUT`` bytes of output back), and
   ``{"op": "reload", "node": N}`` runs the node's reload commands the same way and waits until
-  it answers. On the netns backend both are refused: she does them herself.
+  it answers. On the netns backend both are refused: she does them herself;
+- ``{"op": "unblock", "node": N}``: her node's firewall opened again (what a fault blocks in
+  its namespace: the namespace is root's on both backends), ``{"ok": true, "was_blocked": b}``.
 
 ``python -I -m dnslab.broker <instance>`` (isolated: no path of anyone else's on its
 ``sys.path``, working directory ``/``) listens on ``/run/dnslab/<instance>/control.sock``
@@ -129,7 +131,8 @@ class Broker(lineserver.LineServer):
         return t.gid if t else None
 
     def operations(self):
-        return {"check": self.op_check, "status": self.op_status, "exec": self.op_exec, "reload": self.op_reload}
+        return {"check": self.op_check, "status": self.op_status, "exec": self.op_exec, "reload": self.op_reload,
+                "unblock": self.op_unblock}
 
     def open_instance(self):
         from .lab import Instance
@@ -179,6 +182,13 @@ class Broker(lineserver.LineServer):
         inst, node = self._her_node(req)
         inst.reload(node)
         return {"ok": True, "node": node}
+
+
+    def op_unblock(self, req: dict, uid: int) -> dict:
+        inst, node = self.open_instance(), req.get("node")
+        if not isinstance(node, str):
+            raise LabError("which node?")
+        return {"ok": True, "node": node, "was_blocked": inst.unblock(node)}
 
 
 def main(argv: list[str] | None = None) -> int:

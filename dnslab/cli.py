@@ -307,6 +307,14 @@ def cmd_start(args):
     _out(args, {"started": args.node}, f"the daemon of {args.node} runs and answers again")
 
 
+def cmd_unblock(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    blocked = inst.unblock(args.node)
+    _out(args, {"unblocked": args.node, "was_blocked": blocked},
+         f"{args.node} lets all its traffic through" + ("" if blocked else " (nothing was blocked)"))
+
+
 def cmd_flush(args):
     from . import lab
     inst = lab.Instance.open(args.instance)
@@ -661,6 +669,9 @@ def parser() -> argparse.ArgumentParser:
     p = add("faults", cmd_faults, "list a lab's faults (a shipped lab, a lab folder or an instance)")
     p.add_argument("lab")
     p = add("start", cmd_start, "start a node's daemon again after a fault or a drill stopped it")
+    p.add_argument("instance")
+    p.add_argument("node")
+    p = add("unblock", cmd_unblock, "open a node's firewall: let through what a fault blocks (tcp/53, ...)")
     p.add_argument("instance")
     p.add_argument("node")
     p = add("flush", cmd_flush, "empty resolvers' caches (a repaired delegation shows at once)")

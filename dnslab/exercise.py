@@ -20,7 +20,7 @@ from . import yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import schema_problems
 
-ANSWER_TYPES = ("server-of", "data-of", "ksk-tag-of", "nsec3-salt-of")
+ANSWER_TYPES = ("server-of", "data-of", "ksk-tag-of", "zsk-tag-of", "nsec3-salt-of")
 
 
 class _Strict(BaseModel):
@@ -31,7 +31,7 @@ class Answer(_Strict):
     """A value the trainee reports in a variable, compared with what her own lab says:
     ``server-of`` a server of ``zone`` (host name or address); ``data-of`` the data of the
     ``owner``/``type`` records in her lab (per-instance values make it hers alone);
-    ``ksk-tag-of`` the key tag of signed ``zone``'s KSK, ``nsec3-salt-of`` its NSEC3 salt in hex
+    ``ksk-tag-of`` (``zsk-tag-of``) the key tag of signed ``zone``'s KSK (ZSK), ``nsec3-salt-of`` its NSEC3 salt in hex
     (keys are made per instance: both are hers alone)."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]

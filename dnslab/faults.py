@@ -7,6 +7,11 @@ A fault breaks what the lab serves or how its nodes behave, and names the checks
   the same owner and type, derived or authored (a delegation's glue, an address);
 - ``zones.<zone>.remove``: RRsets removed, as ``"<owner> <type>"`` (``"ns1.lab A"``);
 - ``zones.<zone>.serial``: the zone's SOA serial (rolled back below what secondaries hold);
+- ``zones.<zone>.signed``: what an offline signer (``dnssec-signzone`` on an NSD primary) does
+  wrong: ``expires`` its signatures that many seconds from now (valid from a minute ago; negative:
+  expired, valid the day before),
+  ``remove`` records from the signed zone, as ``"<owner> <type> [<first field>]"`` (``"* NSEC3"``,
+  ``"@ DNSKEY 256"``); written into the node's ``sign.sh``, where the trainee can see and mend it;
 - ``nodes.<node>.options``: lines added to the daemon's main options, in its own syntax;
 - ``nodes.<node>.stop``: the node's daemon is stopped once the lab is up;
 - ``nodes.<node>.block``: traffic dropped inside the node: ``tcp/53``, ``udp/53``,
@@ -41,6 +46,18 @@ class ZoneEdit(_Strict):
     remove: list[Annotated[str, Field(pattern=r"^\S+\s+[A-Za-z0-9]+$")]] = Field(
         default_factory=list, description='RRsets removed: "<owner> <type>"')
     serial: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(default=None, description="the zone's serial")
+    signed: SignedEdit | None = Field(default=None, description="what the offline signer does wrong")
+
+
+SIGNED_REMOVE = r"^(\*|@|[A-Za-z0-9_.-]+)\s+([A-Za-z0-9]+)(?:\s+(\S+))?$"
+TEN_YEARS = 10 * 366 * 86400
+
+
+class SignedEdit(_Strict):
+    expires: Annotated[int, Field(ge=-TEN_YEARS, le=TEN_YEARS)] | None = Field(
+        default=None, description="signatures expire this many seconds from now (negative: expired)")
+    remove: list[Annotated[str, Field(pattern=SIGNED_REMOVE)]] = Field(
+        default_factory=list, description='records removed after signing: "<owner> <type> [<first field>]"')
 
 
 class NodeEdit(_Strict):
@@ -75,6 +92,7 @@ class Applied:
     records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # zone -> [(record, file:line)]
     remove: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # zone -> [(owner, type, place)]
     serials: dict[str, int] = field(default_factory=dict)
+    signed: dict[str, tuple[SignedEdit, str]] = field(default_factory=dict)  # zone -> (edit, file:line)
     nodes: dict[str, NodeEdit] = field(default_factory=dict)
 
 
@@ -129,6 +147,11 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                 (*r.split(), src.where(("zones", z, "remove", i))) for i, r in enumerate(edit.remove))
             if edit.serial is not None:
                 applied.serials[zone] = edit.serial
+            if edit.signed is not None:  # several faults on one zone: all their removals, the last expiry
+                prev = applied.signed.get(zone, (SignedEdit(), ""))[0]
+                merged = SignedEdit(expires=edit.signed.expires if edit.signed.expires is not None else prev.expires,
+                                    remove=[*prev.remove, *edit.signed.remove])
+                applied.signed[zone] = (merged, src.where(("zones", z, "signed")))
         for n, edit in fault.nodes.items():
             if n not in nodes:
                 problems.append(Problem(src.where(("nodes", n)), f"nodes.{n}: no node {n!r} in the lab"))

@@ -438,8 +438,8 @@ def _accepted(plan, answer: _exercise.Answer) -> set[str]:
     if answer.accept == "data-of":
         return {_normal(d) for d in plan.data_of(answer.owner, answer.type)}
     zone = plan.zones[zone_name(answer.zone)]
-    if answer.accept == "ksk-tag-of":
-        return {str(k.tag) for k in zone.keys if k.role == "ksk"}
+    if answer.accept in ("ksk-tag-of", "zsk-tag-of"):
+        return {str(k.tag) for k in zone.keys if k.role == answer.accept[:3]}
     if answer.accept == "nsec3-salt-of":
         return {zone.salt.lower()} if zone.dnssec and zone.dnssec.nsec3 else set()
     raise InputError(f"unknown answer type {answer.accept!r}")

@@ -242,7 +242,7 @@ class Instance:
         rolled_back: set[str] = set()
         keys, control = self.state.data.get("tsig", {}), self.state.data.get("control", {})
         for z, zplan in new.zones.items():
-            if zplan.text == old.zones[z].text:
+            if zplan.text == old.zones[z].text and zplan.signing_fault == old.zones[z].signing_fault:
                 continue
             loaders = [n for n in zplan.servers if n not in zplan.secondaries]
             text, serial = zplan.text, dnsquery.serial_in(zplan.text)
@@ -254,13 +254,13 @@ class Instance:
             for node in loaders:
                 unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node}/zones/{zplan.filename}": text})
                 touched.append(node)
-        for name, node in new.nodes.items():
-            if node.options != old.nodes[name].options:
-                kind = kinds.KINDS[node.kind]
-                d = self.backend.node_path(self.state, name)
-                files = {f"nodes/{name}/{rel}": text
-                         for rel, text in kind.spec(node, new, d, keys, control.get(name)).files.items()
-                         if not rel.startswith(("zones/", "keys/"))}
+        for name, node in new.nodes.items():  # configs (and scripts) the fault renders otherwise
+            kind, d = kinds.KINDS[node.kind], self.backend.node_path(self.state, name)
+            before, after = (kind.spec(n, p, d, keys, control.get(name)).files for n, p in ((old.nodes[name], old),
+                                                                                            (node, new)))
+            files = {f"nodes/{name}/{rel}": text for rel, text in after.items()
+                     if not rel.startswith(("zones/", "keys/")) and before.get(rel) != text}
+            if files:
                 unpack_as(self.state.owner, self.state.work_dir, files)
                 touched.append(name)
         self.state.data["faults"] = [*faults, fault]
@@ -411,6 +411,13 @@ class Instance:
             return registry.submit(config, zone, records, self.sockets(node))
         except registry.Refused as exc:
             raise InputError(f"the registry of {config['parent']} refused: {exc}") from None
+
+    def unblock(self, node: str) -> bool:
+        """Open a node's firewall again: drop what a fault blocks inside it (it stays open until
+        the fault is applied again). Returns whether the node had anything blocked."""
+        plan = self.node(node)
+        self.backend.block(self.state, node, ())
+        return bool(plan.block)
 
     def start(self, node: str, wait: float = 10.0) -> None:
         """Start a node's daemon again after a fault or a drill stopped it, with the command it was

@@ -121,7 +121,7 @@ def _exercise_of(lab_dir: Path, lab: _plan.LabPlan, ids: set[str] | None, faults
         if answer is not None and answer.zone is not None and zone_name(answer.zone) not in lab.zones:
             problems.append(Problem(src.where(("cells", i, "answer", "zone")),
                                     f"cells[{i}].answer.zone: no zone {zone_name(answer.zone)} in the lab"))
-        elif answer is not None and answer.accept in ("ksk-tag-of", "nsec3-salt-of"):
+        elif answer is not None and answer.accept in ("ksk-tag-of", "zsk-tag-of", "nsec3-salt-of"):
             policy = lab.zones[zone_name(answer.zone)].dnssec
             if policy is None or (answer.accept == "nsec3-salt-of" and policy.nsec3 is None):
                 what = "signed with NSEC3" if answer.accept == "nsec3-salt-of" else "signed"

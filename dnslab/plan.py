@@ -242,6 +242,14 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                     bad(("zones", original, "registry", "node"), f"registry {reg.node} shares no network (and IP "
                                                                  f"family) with {target}, which it must reach")
                     break
+    for z, (_, place) in edits.signed.items():
+        signer = topo.zones[zone_names[z]].primary or served[z][0]
+        if topo.zones[zone_names[z]].dnssec is None:
+            problems.append(Problem(place, f"signed: {z} is not signed in the lab (add dnssec: to the zone)"))
+        elif kinds.KINDS[nodes[signer].kind].resigns:
+            problems.append(Problem(place, f"signed: {z} is signed by its daemon on {signer} "
+                                           f"({nodes[signer].kind}); only an offline signer (an nsd primary, "
+                                           "dnssec-signzone) can be made to sign it wrong"))
     if problems:
         raise InputProblems(problems)
     addrs = {hostnames[n]: tuple(nodes[n].addresses) for n in hostnames}

@@ -45,6 +45,7 @@ class ZonePlan:
     keys: tuple[dnssec.Key, ...] = ()  # signed: this instance's KSK and ZSK
     registry: Registry | None = None   # the registry node that manages its children's DS
     ttl: int = 3600                    # the zone's default TTL ($TTL)
+    signing_fault: faults.SignedEdit | None = None  # what a fault makes the offline signer do wrong
 
     @property
     def loader(self) -> str:
@@ -132,7 +133,8 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
         places[z] = [f"zone {z}", f"zone {z}"] + where + sources[z].places
         plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text,
                             spec.primary, bool(spec.primary and spec.tsig), spec.dnssec,
-                            tuple(keys.get(z, ())) if spec.dnssec else (), spec.registry, spec.ttl)
+                            tuple(keys.get(z, ())) if spec.dnssec else (), spec.registry, spec.ttl,
+                            edits.signed[z][0] if z in edits.signed else None)
     with ThreadPoolExecutor(max_workers=4) as pool:
         for z, found in zip(plans, pool.map(lambda z: check(z, plans[z].text), plans)):
             for line, msg in found:

@@ -168,6 +168,17 @@ def test_fault_errors_name_the_fault_file(dnslab, lab):
     failing(dnslab, lab(files={"faults/bad.yaml": fault}), "{lab}/faults/bad.yaml:6:", "zone test.")
 
 
+def test_a_signing_fault_needs_a_zone_an_offline_signer_signs(dnslab, lab):
+    fault = "summary: x\nseen_by: [tld-aa]\nzones:\n  test:\n    signed: {expires: -3600}\n"
+    failing(dnslab, lab(files={"faults/sig.yaml": fault}), "{lab}/faults/sig.yaml:5:",
+            "signed: test. is not signed in the lab (add dnssec: to the zone)")
+    signed = LAB.replace("  test: {}", "  test: {primary: tld, dnssec: {}}")
+    failing(dnslab, lab(signed, files={"faults/sig.yaml": fault}), "{lab}/faults/sig.yaml:5:",
+            "signed: test. is signed by its daemon on tld (bind9); only an offline signer")
+    bad = "summary: x\nseen_by: [tld-aa]\nzones:\n  test:\n    signed: {remove: [\"www A ; rm -rf\"]}\n"
+    failing(dnslab, lab(files={"faults/sig.yaml": bad}), "{lab}/faults/sig.yaml:5:", "signed.remove[0]")
+
+
 def test_exercise_typos_found_at_validate(dnslab, lab, tmp_path):
     d = lab(LAB.replace("name: mini", "name: minix"))
     ex = tmp_path / "exercises" / "minix"

@@ -49,7 +49,8 @@ class Backend(Protocol):
         """Start the node's daemon (again)."""
 
     def block(self, state: State, node: str, rules: Sequence[str]) -> None:
-        """Drop traffic inside the node: ``tcp/53``, ``udp/53``, ``fragments``, ``udp/53>1232``."""
+        """Drop traffic inside the node: ``tcp/53``, ``udp/53``, ``fragments``, ``udp/53>1232``;
+        no rules: let it all through again."""
 
     def running(self, state: State, node: str) -> bool:
         """True while the node's daemon (or, for a node without one, the node) is alive."""

@@ -130,10 +130,18 @@ def write_files(state: State, specs: dict[str, NodeSpec]) -> None:
 
 def block(state: State, node: str, rules: Sequence[str]) -> None:
     """Drop traffic inside a node (a fault): a ``dnslab_fault`` nftables table in its namespace,
-    dropping what ``rules`` name (tcp/53, udp/53, fragments, udp/53>1232) in and out."""
+    dropping what ``rules`` name (tcp/53, udp/53, fragments, udp/53>1232) in and out; no rules:
+    the table goes, and the node's traffic flows again."""
     nft = shutil.which("nft", path="/usr/sbin:/usr/bin:/sbin:/bin")
     if nft is None:
         raise EnvError("faults that block traffic need nft: apt-get install nftables")
+    ns = node_ns(state.name, node)
+    if not rules:
+        res = subprocess.run(["ip", "netns", "exec", ns, nft, "delete", "table", "inet", "dnslab_fault"],
+                             capture_output=True, text=True, cwd="/")
+        if res.returncode != 0 and "No such file" not in res.stderr:
+            raise BackendError(f"opening {ns} again failed: {res.stderr.strip()}")
+        return
     lines = []
     for rule in rules:
         if rule == "fragments":
@@ -146,7 +154,6 @@ def block(state: State, node: str, rules: Sequence[str]) -> None:
     body = "".join(f"    {ln}\n" for ln in lines)
     ruleset = (f"table inet dnslab_fault {{\n  chain input {{\n    type filter hook input priority 0;\n{body}  }}\n"
                f"  chain output {{\n    type filter hook output priority 0;\n{body}  }}\n}}\n")
-    ns = node_ns(state.name, node)
     res = subprocess.run(["ip", "netns", "exec", ns, nft, "-f", "-"], input=ruleset, capture_output=True, text=True,
                          cwd="/")
     if res.returncode != 0:

@@ -58,8 +58,8 @@ def verdict(reply) -> str:
 class Chain(Check):
     """The chain of trust down to a signed zone, level by level from the lab root: the parent's
     DS (the root's: the trust anchor) matches a DNSKEY of the zone, that key signs the zone's
-    DNSKEY set, which signs its SOA; every signature seen is valid for ``min_days`` more days.
-    Each zone is asked at its primary (or only server), over TCP, with DNSSEC records."""
+    DNSKEY set, which signs its SOA; no signature is valid for less time than the TTL of what it
+    signs; every signature seen is valid for ``min_days`` more days. Each zone is asked at its primary (or only server), over TCP, with DNSSEC records."""
 
     check_type = "chain"
     check: Literal["chain"]
@@ -118,6 +118,11 @@ class Chain(Check):
                 dns.dnssec.validate(soa, soa_sigs, {name: keys})
             except dns.dnssec.ValidationFailure as exc:
                 return self.result(False, "bad_soa_sig", evidence, keys=_tags(tags), error=str(exc), **p)
+            for rrset, sigs in ((keys, key_sigs), (soa, soa_sigs)):
+                validity = min(s.expiration - s.inception for s in sigs)
+                if rrset.ttl > validity:  # RFC 6781 4.4.2: a cached copy would outlive its signature
+                    return self.result(False, "ttl_outlives", evidence, rtype=dns.rdatatype.to_text(rrset.rdtype),
+                                       ttl=rrset.ttl, validity=_span(validity), **p)
             expiry.append((min(s.expiration for s in (*key_sigs, *soa_sigs)), z))
             levels.append(f"{z} (DS {ds_tags}, keys {_tags(tags)})" if zplan.parent else
                           f"{z} (anchor {ds_tags}, keys {_tags(tags)})")

@@ -1,0 +1,106 @@
+"""The break-and-fix lab (labs/dnssec-breakfix) on both backends: each of its faults, applied to a
+running lab by `dnslab break`, is seen by exactly the checks it names, Unbound says why with an
+Extended DNS Error, and the operator's repair (done as the trainee would: the node's sign.sh
+mended, a new serial, a reload; the firewall opened; the right DS) restores every check."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+try:
+    from . import livelab
+except ImportError:
+    import livelab
+
+from dnslab import checks, faults
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0:
+    pytest.skip("live labs need root (network namespaces)", allow_module_level=True)
+
+LAB = livelab.REPO / "labs" / "dnssec-breakfix"
+
+
+def _resign(inst, mend) -> None:
+    """shop-nsd's sign.sh mended by ``mend``, the zone's serial raised, shop-nsd reloaded (it signs
+    again; its Knot secondary follows before reload returns)."""
+    d = inst.state.node_dir("shop-nsd")
+    script = d / "sign.sh"
+    script.write_text(mend(script.read_text()))
+    zone = d / "zones" / "shop.test.zone"
+    zone.write_text(livelab.bump_serial(zone.read_text())[0])
+    inst.reload("shop-nsd")
+
+
+def _no_window(text: str) -> str:
+    return re.sub(r" -P -s now\S+ -e now\S+", "", text)
+
+
+def _no_removal(text: str) -> str:
+    return re.sub(r"(?m)^(grep|mv) .*\n", "", text)
+
+
+def _right_ds(inst) -> None:
+    good = [ln for ln in inst.read_file("shop-nsd", "keys/dsset-shop.test.").splitlines() if " DS " in ln]
+    assert good
+    path = inst.state.node_dir("tld-bind") / "zones" / "test.zone"
+    text = re.sub(r"(?m)^shop\.test\. IN DS .*\n", "", path.read_text())
+    path.write_text(livelab.bump_serial(text, by=100)[0] + "".join(f"{ln}\n" for ln in good))
+    inst.reload("tld-bind")
+
+
+def _open_tcp(inst) -> None:
+    for node in ("shop-nsd", "shop-knot"):
+        res = livelab.cli("unblock", inst.name, node)
+        assert res.returncode == 0, livelab.explain(res)
+
+
+REPAIRS = {
+    "expired-signatures": lambda inst: _resign(inst, _no_window),
+    "ttl-outlives-signatures": lambda inst: _resign(inst, _no_window),
+    "missing-dnskey": lambda inst: _resign(inst, _no_removal),
+    "broken-nsec3": lambda inst: _resign(inst, _no_removal),
+    "tcp-blocked": _open_tcp,
+    "ds-mismatch": _right_ds,
+}
+
+
+def test_every_fault_of_the_lab_has_a_repair_here():
+    assert set(REPAIRS) == set(faults.available(LAB))
+
+
+@pytest.mark.parametrize("fault", sorted(REPAIRS))
+def test_each_fault_is_seen_and_its_repair_restores_every_check(backend, fault):
+    seen_by = faults.load(LAB, fault)[0].seen_by
+    with livelab.instance(livelab.unique_name("bf"), LAB, backend) as inst:
+        failed = [r.message() for r in checks.run(inst) if not r.passed]
+        assert not failed, failed
+        res = livelab.cli("break", inst.name, fault)
+        assert res.returncode == 0, livelab.explain(res)
+        inst = type(inst).open(inst.name)
+        failed = {r.id: r for r in checks.run(inst) if not r.passed}
+        assert set(failed) == set(seen_by), {k: r.message() for k, r in failed.items()}  # exactly those
+        bogus = [r for r in failed.values() if r.key == "validates.bogus" and r.params["via"] == "resolver-unbound"]
+        assert all("EDE" in r.message() for r in bogus)  # Unbound says why
+        REPAIRS[fault](inst)
+        for node in ("resolver-bind", "resolver-unbound"):
+            inst.flush(node)
+        # a flush drops the cache, not a lookup still under way: BIND, chasing DS records at the
+        # unsigned NSEC3 owners, holds its fetch up to its 10 s query timeout (state, not time)
+        livelab.wait_for(lambda: all(r.passed for r in checks.run(inst)), timeout=20,
+                         what="every check passing after the repair")
+
+
+def test_a_signing_fault_is_written_where_the_trainee_can_read_and_mend_it(backend):
+    """The fault is in sign.sh, in the node dir the trainee owns, in plain dnssec-signzone options."""
+    with livelab.instance(livelab.unique_name("bs"), LAB, backend, faults=["expired-signatures",
+                                                                          "broken-nsec3"]) as inst:
+        script = (inst.state.node_dir("shop-nsd") / "sign.sh").read_text()
+        assert re.search(r"dnssec-signzone .* -P -s now-\d+ -e now-172800 ", script)
+        assert re.search(r"(?m)^grep -v .*RRSIG.*NSEC3", script)
+        signed = inst.read_file("shop-nsd", "zones/shop.test.zone.signed")
+        assert re.search(r"\sIN\s+NSEC3\s", signed) and re.search(r"\sRRSIG\s+A\s", signed)
+        assert not re.search(r"\sRRSIG\s+NSEC3\s", signed)
+        assert (inst.state.node_dir("shop-nsd") / "sign.sh").stat().st_uid == (inst.state.owner or 0)
