@@ -20,7 +20,7 @@ from . import yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import schema_problems
 
-ANSWER_TYPES = ("server-of", "data-of", "ksk-tag-of", "zsk-tag-of", "nsec3-salt-of")
+ANSWER_TYPES = ("server-of", "data-of", "ksk-tag-of", "zsk-tag-of", "nsec3-salt-of", "value-of")
 
 
 class _Strict(BaseModel):
@@ -32,18 +32,21 @@ class Answer(_Strict):
     ``server-of`` a server of ``zone`` (host name or address); ``data-of`` the data of the
     ``owner``/``type`` records in her lab (per-instance values make it hers alone);
     ``ksk-tag-of`` (``zsk-tag-of``) the key tag of signed ``zone``'s KSK (ZSK), ``nsec3-salt-of`` its NSEC3 salt in hex
-    (keys are made per instance: both are hers alone)."""
+    (keys are made per instance: both are hers alone); ``value-of`` the instance's drawn
+    ``value`` (a name of the lab's ``vary:``), alone or as a name in ``zone`` if given."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     accept: Literal[ANSWER_TYPES]  # type: ignore[valid-type]
     zone: str | None = None
     owner: str | None = None
     type: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,9}$")] | None = None
+    value: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
 
     @model_validator(mode="after")
     def _fields_of_its_kind(self) -> Answer:
-        need = ("owner", "type") if self.accept == "data-of" else ("zone",)
-        extra = [f for f in ("zone", "owner", "type") if f not in need and getattr(self, f) is not None]
+        need = {"data-of": ("owner", "type"), "value-of": ("value",)}.get(self.accept, ("zone",))
+        optional = ("zone",) if self.accept == "value-of" else ()
+        extra = [f for f in ("zone", "owner", "type", "value") if f not in need + optional and getattr(self, f) is not None]
         missing = [f for f in need if getattr(self, f) is None]
         if missing or extra:
             raise ValueError(f"accept: {self.accept} takes {' and '.join(need)}"

@@ -437,6 +437,9 @@ def _accepted(plan, answer: _exercise.Answer) -> set[str]:
         return {_normal(n.hostname) for n in nodes if n.hostname} | {a.lower() for n in nodes for a in n.addresses}
     if answer.accept == "data-of":
         return {_normal(d) for d in plan.data_of(answer.owner, answer.type)}
+    if answer.accept == "value-of":
+        value = _normal(plan.values.get(answer.value, ""))
+        return {value, _normal(f"{value}.{zone_name(answer.zone)}")} if answer.zone else {value}
     zone = plan.zones[zone_name(answer.zone)]
     if answer.accept in ("ksk-tag-of", "zsk-tag-of"):
         return {str(k.tag) for k in zone.keys if k.role == answer.accept[:3]}

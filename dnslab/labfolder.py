@@ -127,6 +127,10 @@ def _exercise_of(lab_dir: Path, lab: _plan.LabPlan, ids: set[str] | None, faults
                 what = "signed with NSEC3" if answer.accept == "nsec3-salt-of" else "signed"
                 problems.append(Problem(src.where(("cells", i, "answer", "zone")),
                                         f"cells[{i}].answer.zone: {zone_name(answer.zone)} is not {what} in the lab"))
+        if answer is not None and answer.value is not None and answer.value not in lab.values:
+            problems.append(Problem(src.where(("cells", i, "answer", "value")),
+                                    f"cells[{i}].answer.value: the lab draws no value {answer.value!r} (vary:)"
+                                    + suggest(answer.value, set(lab.values))))
         if answer is not None and answer.owner is not None and not lab.data_of(answer.owner, answer.type):
             problems.append(Problem(src.where(("cells", i, "answer", "owner")),
                                     f"cells[{i}].answer: the lab has no {answer.type} record at {answer.owner}"))

@@ -654,8 +654,10 @@ def test_signers_render_their_signing_and_resolvers_their_anchor(signed):
     knot = kinds.KINDS["knot"].spec(signed.nodes["root-knot"], signed, "/x")
     assert "dnssec-signing: on" in knot.files["knot.conf"] and "import-bind" in knot.argv[-1]
     nsd = kinds.KINDS["nsd"].spec(signed.nodes["sld-nsd"], signed, "/x")
-    assert "dnssec-signzone" in nsd.argv[-1] and f"-3 {signed.zones['example.test.'].salt} -H 0" in nsd.argv[-1]
-    assert "dnssec-signzone" in nsd.reload[0][-1] and nsd.reload[1][-1] == "reload"
+    assert "sh sign.sh" in nsd.argv[-1] and "sh sign.sh" in nsd.reload[0][-1] and nsd.reload[1][-1] == "reload"
+    sign = nsd.files["sign.sh"]  # the node's own signing script, which the trainee reads (and a fault edits)
+    assert f"-3 {signed.zones['example.test.'].salt} -H 0" in sign and "zones/example.test.zone.signed" in sign
+    assert "grep" not in sign and " -e " not in sign
     assert 'zonefile: "/x/zones/example.test.zone.signed"' in nsd.files["nsd.conf"]
     secondary = kinds.KINDS["nsd"].spec(signed.nodes["root-nsd"], signed, "/x")
     assert not any(f.startswith("keys/") for f in secondary.files)  # only a signer has the keys

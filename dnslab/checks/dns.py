@@ -56,12 +56,13 @@ class Resolves(Check):
 
 
 class Authoritative(Check):
-    """Servers of a zone answer its SOA with the AA flag."""
+    """Servers of a zone answer its SOA with the AA flag (over TCP with ``tcp: true``)."""
 
     check_type = "authoritative"
     check: Literal["authoritative"]
     zone: str
     server: str | None = Field(default=None, description="one node (default: every server of the zone)")
+    tcp: bool = Field(default=False, description="ask over TCP (RFC 7766: every server must answer over it)")
 
     def targets(self, lab):
         return [self.server] if self.server else list(lab.zones[_zone(self.zone)].servers)
@@ -71,10 +72,11 @@ class Authoritative(Check):
         servers = self.targets(inst.plan)
         evidence = []
         for s in servers:
-            reply, ev = ask(inst, s, zone, "SOA", source=self.source)
+            reply, ev = ask(inst, s, zone, "SOA", source=self.source, tcp=self.tcp)
             evidence.append(ev)
             if reply is None:
-                return self.result(False, "timeout", evidence, server=s, zone=zone, error=ev.error)
+                return self.result(False, "timeout", evidence, server=s, zone=zone, error=ev.error,
+                                   over=" (TCP)" if self.tcp else "")
             if not (reply.flags & dns.flags.AA and reply.rcode() == dns.rcode.NOERROR):
                 return self.result(False, "not_aa", evidence, server=s, zone=zone,
                                    rcode=dns.rcode.to_text(reply.rcode()))
