@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -104,3 +105,44 @@ def test_a_signing_fault_is_written_where_the_trainee_can_read_and_mend_it(backe
         assert re.search(r"\sIN\s+NSEC3\s", signed) and re.search(r"\sRRSIG\s+A\s", signed)
         assert not re.search(r"\sRRSIG\s+NSEC3\s", signed)
         assert (inst.state.node_dir("shop-nsd") / "sign.sh").stat().st_uid == (inst.state.owner or 0)
+
+
+def test_her_signing_script_runs_with_her_rights_and_her_helper_opens_only_her_nodes(tmp_path):
+    """The trainee owns sign.sh and may write anything in it: what she plants runs as her when
+    the instructor reloads the signer (root never runs it). Through her lab's helper she opens
+    her own node's firewall, and names nothing else."""
+    from dnslab import broker, confine, lab
+    from dnslab.state import State
+    name = livelab.unique_name("bh")
+    livelab.remove(name)
+    lab.up(LAB, [name], "netns", meta={name: {"trainee": name, "lang": "en"}}, faults=["tcp-blocked"],
+           trainees=True)
+    try:
+        st = State.open(name)
+        uid = st.owner[0]
+        d = st.node_dir("shop-nsd")
+        script = d / "sign.sh"
+        script.write_text(script.read_text() + "id -u > whoami.txt\n")  # her edit (the file is hers)
+        assert script.stat().st_uid == uid
+        res = livelab.cli("reload", name, "shop-nsd")
+        assert res.returncode == 0, livelab.explain(res)
+        # made by her uid (inside her user namespace she is "0", mapped to her uid outside)
+        assert (d / "whoami.txt").stat().st_uid == uid
+
+        def helper(req: str) -> str:
+            code = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+                    "s.sendall(sys.argv[2].encode()+b'\\n'); print(s.recv(65536).decode())")
+            argv = confine.enter_argv(st, "client", confine.trainee_of(st),
+                                      ["/usr/bin/python3", "-c", code, str(st.dir / "control.sock"), req])
+            res = subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=60)
+            return res.stdout + res.stderr
+
+        broker.ensure(st)  # her lab's helper (up --jupyter and grade start it)
+
+        assert '"ok": false' in helper('{"op": "unblock", "node": "../../etc"}').replace("'", '"')
+        assert '"was_blocked": true' in helper('{"op": "unblock", "node": "shop-nsd"}')
+        inst = lab.Instance.open(name)
+        assert inst.query("catalog.shop.test", "TXT", server="shop-nsd", rd=False, tcp=True).answer
+    finally:
+        lab.down_states([s for s in lab.instances() if s.name == name], purge_homes=True)
+    assert not livelab.leftovers(name)
