@@ -11,9 +11,10 @@ floor, and the wall time of key rollovers on each signer, in one run.
    dnssec-keygen, one Unbound validating from its root key), alternately. Each is timed from
    launching the command until ``www.example.test A`` asked with DO from the client's network
    namespace, every 10 ms, comes back from the (Unbound) resolver with the address and the AD flag.
-2. Rollovers on ``dnssec-rollover`` (lab timers): a ZSK and a KSK rollover (new DS from the CDS,
-   by the registry) of bind.test (BIND) and knot.test (Knot), each from ``dnslab``'s start of it
-   (``Instance.rollover``) until the old key is gone and every KSK left has its DS
+2. Rollovers on ``dnssec-rollover`` (lab timers): a ZSK, a KSK (new DS from the CDS, by the
+   registry) and an algorithm rollover (ECDSA P-256 to Ed25519 and back, both keys) of bind.test
+   (BIND) and knot.test (Knot), each from ``dnslab``'s start of it (``Instance.rollover``,
+   ``Instance.roll_algorithm``) until the old key is gone and every KSK left has its DS
    (``Instance.follow_rollover``), with validating queries through both resolvers every 50 ms
    meanwhile: their count and how many failed (not NOERROR with AD).
 
@@ -119,7 +120,8 @@ def rollovers(runs: int) -> dict[tuple[str, str], list[tuple[float, int, int]]]:
     inst = lab.up(lab.find_lab("dnssec-rollover"), [ROLLING])[0]
     out: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
     for _ in range(runs):
-        for zone, role in (("knot.test.", "zsk"), ("knot.test.", "ksk"), ("bind.test.", "zsk"), ("bind.test.", "ksk")):
+        for zone, role in (("knot.test.", "zsk"), ("knot.test.", "ksk"), ("bind.test.", "zsk"), ("bind.test.", "ksk"),
+                           ("knot.test.", "algorithm"), ("bind.test.", "algorithm")):
             stop, counts = threading.Event(), [0, 0]
 
             def ask() -> None:
@@ -136,7 +138,11 @@ def rollovers(runs: int) -> dict[tuple[str, str], list[tuple[float, int, int]]]:
             thread = threading.Thread(target=ask)
             thread.start()
             try:
-                took = inst.follow_rollover(zone, inst.rollover(zone, role), timeout=180)
+                if role == "algorithm":  # to ED25519, and back at the next run
+                    to = "ECDSAP256SHA256" if inst.plan.zones[zone].dnssec.algorithm == "ED25519" else "ED25519"
+                    took = inst.follow_rollover(zone, inst.roll_algorithm(zone, to), timeout=180)
+                else:
+                    took = inst.follow_rollover(zone, inst.rollover(zone, role), timeout=180)
             finally:
                 stop.set()
                 thread.join()
@@ -161,9 +167,12 @@ def table(start: dict[str, list[float]], rolls: dict) -> str:
              "|---|---|---|---|---|"]
     for (zone, role), rows in rolls.items():
         signer = "BIND" if zone.startswith("bind") else "Knot"
-        what = f"{role.upper()} of {zone} ({signer})" + (", DS replaced by the registry from the CDS" if role == "ksk" else "")
+        what = (f"algorithm of {zone} ({signer}), ECDSA P-256 <-> Ed25519, both keys" if role == "algorithm" else
+                f"{role.upper()} of {zone} ({signer})") + (", DS replaced by the registry from the CDS"
+                                                           if role in ("ksk", "algorithm") else "")
+        target = {"ksk": "<= 60 s, ", "zsk": "<= 30 s, "}.get(role, "")
         lines.append(f"| {what} | {cell([r[0] for r in rows])} | {sum(r[1] for r in rows)} | "
-                     f"{sum(r[2] for r in rows)} | {'<= 60 s' if role == 'ksk' else '<= 30 s'}, 0 failed |")
+                     f"{sum(r[2] for r in rows)} | {target}0 failed |")
     return "\n".join(lines) + "\n"
 
 

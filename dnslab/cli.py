@@ -477,8 +477,10 @@ def cmd_dnssec(args):
         raise InputError(f"dnslab dnssec {args.action} INSTANCE ZONE" + (" ksk|zsk" if args.action == "rollover" else ""))
     if args.action == "rollover":
         role = (args.records or ["zsk"])[0].lower()
-        if role not in ("ksk", "zsk") or len(args.records) > 1:
-            raise InputError("dnslab dnssec rollover INSTANCE ZONE ksk|zsk")
+        if not (role in ("ksk", "zsk") and len(args.records) <= 1 or role == "algorithm" and len(args.records) == 2):
+            raise InputError("dnslab dnssec rollover INSTANCE ZONE ksk|zsk|algorithm ALGORITHM")
+        if role == "algorithm":
+            return _roll_algorithm(args, inst)
         old = inst.rollover(args.zone, role)
         if not args.wait:
             _out(args, {"zone": args.zone, "role": role, "replacing": old},
@@ -511,6 +513,21 @@ def cmd_dnssec(args):
     if args.verbose:
         human += "".join(f"\n\n{v.zone} as {v.signer} sees its keys:\n{v.signer_says}" for v in views if v.signer_says)
     _out(args, [v.to_dict() for v in views], human)
+
+
+def _roll_algorithm(args, inst) -> int:
+    algorithm = args.records[1].upper()
+    old = inst.roll_algorithm(args.zone, algorithm)
+    tags = ", ".join(map(str, old))
+    if not args.wait:
+        _out(args, {"zone": args.zone, "algorithm": algorithm, "replacing": old},
+             f"algorithm rollover of {args.zone} to {algorithm} started (replacing keys {tags}); follow it with "
+             f"dnslab dnssec status {inst.name} {args.zone}, or start it with --wait")
+        return 0
+    took = inst.follow_rollover(args.zone, old, args.timeout, progress=_progress)
+    _out(args, {"zone": args.zone, "algorithm": algorithm, "replaced": old, "seconds": round(took, 1)},
+         f"algorithm rollover of {args.zone} to {algorithm} done in {took:.1f}s (keys {tags} replaced)")
+    return 0
 
 
 def cmd_gc(args):
@@ -723,11 +740,11 @@ def parser() -> argparse.ArgumentParser:
                                   "registry, key rollovers")
     p.add_argument("action", choices=["status", "submit-ds", "rollover", "checkds"],
                    help="status: keys per zone; submit-ds: DS records for ZONE to its parent's registry; rollover: "
-                        "start a ksk or zsk rollover of ZONE; checkds: tell ZONE's signer which DS its parent has")
+                        "start a ksk or zsk rollover of ZONE, or an algorithm rollover (algorithm ECDSAP384SHA384); checkds: tell ZONE's signer which DS its parent has")
     p.add_argument("instance")
     p.add_argument("zone", nargs="?", help="status: one zone (default: every signed zone); others: the zone")
     p.add_argument("records", nargs="*", help="submit-ds: DS records, 'TAG ALG DIGEST-TYPE DIGEST' each; "
-                                              "rollover: ksk or zsk")
+                                              "rollover: ksk, zsk, or algorithm and its name")
     p.add_argument("-v", "--verbose", action="store_true", help="status: the signer's own account of its keys")
     p.add_argument("--wait", action="store_true", help="rollover: follow it to its end (telling the signer when "
                                                        "the parent's DS changed, as its operator would)")

@@ -8,10 +8,11 @@ import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from . import backends
 from .backends import BackendError
@@ -56,15 +57,23 @@ def shipped_labs() -> list[str]:
 
 
 def load_plan(lab_dir: Path, faults: Sequence[str] = (), seed: int | None = None,
-              keys: dict | None = None) -> plan.LabPlan:
-    """The plan of a lab (an instance's: with its faults, seed and DNSSEC keys as kept in its state)."""
+              keys: dict | None = None, algorithms: dict[str, str] | None = None) -> plan.LabPlan:
+    """The plan of a lab (an instance's: with its faults, seed and DNSSEC keys as kept in its state,
+    and the algorithm each zone was rolled to since, which its signer's config says from then on)."""
     from . import dnssec, plan
     made = {z: [dnssec.Key.from_state(k) for k in ks] for z, ks in (keys or {}).items()}
-    return plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed, made)
+    lab = plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed, made)
+    rolled = {z: dataclasses.replace(p, dnssec=p.dnssec.model_copy(update={"algorithm": algorithms[z]}))
+              for z, p in lab.zones.items() if p.dnssec and z in (algorithms or {})}
+    return dataclasses.replace(lab, zones={**lab.zones, **rolled}) if rolled else lab
 
 
 def _keys_state(lab: plan.LabPlan) -> dict[str, list[dict]]:
     return {z: [k.to_state() for k in ks] for z, ks in lab.keys.items()}
+
+
+_ANCHOR_ROLL = ("the lab root's KSK is every lab resolver's trust anchor (a static DS): a new one would need "
+                "RFC 5011 trust anchor updates, which the lab does not do; roll the root's ZSK, or a child zone's keys")
 
 
 @dataclass
@@ -94,8 +103,11 @@ class Instance:
 
     @cached_property
     def plan(self) -> plan.LabPlan:
-        return load_plan(self.state.lab_dir, self.state.data.get("faults", ()), self.state.data.get("seed"),
-                         self.state.data.get("dnssec"))
+        return self._plan_with(self.state.data.get("faults", ()))
+
+    def _plan_with(self, faults: Sequence[str]) -> plan.LabPlan:
+        return load_plan(self.state.lab_dir, faults, self.state.data.get("seed"), self.state.data.get("dnssec"),
+                         self.state.data.get("algorithms"))
 
     def node(self, name: str) -> plan.NodePlan:
         try:
@@ -237,7 +249,7 @@ class Instance:
         if fault in faults:
             raise InputError(f"fault {fault} is already applied to {self.name}")
         old = self.plan
-        new = load_plan(self.state.lab_dir, [*faults, fault], self.state.data.get("seed"), self.state.data.get("dnssec"))
+        new = self._plan_with([*faults, fault])
         touched: list[str] = []
         rolled_back: set[str] = set()
         keys, control = self.state.data.get("tsig", {}), self.state.data.get("control", {})
@@ -314,6 +326,8 @@ class Instance:
         zplan = self.plan.zones.get(zone)
         if zplan is None or not zplan.dnssec:
             raise InputError(f"{zone} is not a signed zone of {self.name}")
+        if zone == "." and role == "ksk":
+            raise InputError(_ANCHOR_ROLL)
         node = self.plan.nodes[zplan.signer]
         current = [k for k in keystate.zone_view(self, zone).keys if k.role == role.upper()]
         if not current:
@@ -331,15 +345,60 @@ class Instance:
             raise BackendError(f"node {node.name}: `{' '.join(argv)}` failed: {(res.stderr or res.stdout).strip()}")
         return current[0].tag
 
-    def follow_rollover(self, zone: str, old: int, timeout: float = 180,
+    def roll_algorithm(self, zone: str, algorithm: str) -> list[int]:
+        """Start an algorithm rollover of ``zone`` (RFC 6781 4.1.4): its signer's policy names the
+        new algorithm from now on (kept in the instance's state) and the signer, reloaded, makes
+        keys of it, signs with both, has the parent's DS replaced from its CDS, and drops the old
+        keys. Returns the tags of the keys being replaced (all of them).
+
+        :raises InputError: an unsigned zone, an unknown or the same algorithm, a signer that does
+            not roll keys itself, a rollover under way
+        """
+        from . import dnssec, keystate, kinds
+        from .confine import unpack_as
+        from .topology import zone_name
+        zone, algorithm = zone_name(zone), algorithm.upper()
+        zplan = self.plan.zones.get(zone)
+        if zplan is None or not zplan.dnssec:
+            raise InputError(f"{zone} is not a signed zone of {self.name}")
+        if algorithm not in dnssec.ALGORITHMS:
+            raise InputError(f"unknown algorithm {algorithm!r} (one of: {', '.join(dnssec.ALGORITHMS)})")
+        if algorithm == zplan.dnssec.algorithm:
+            raise InputError(f"{zone} is signed with {algorithm} already")
+        if zone == ".":
+            raise InputError(_ANCHOR_ROLL)
+        node = self.plan.nodes[zplan.signer]
+        kind = kinds.KINDS[node.kind]
+        if not kind.resigns:
+            raise InputError(f"{node.name} ({node.kind}) does not roll keys itself: make keys of the new algorithm "
+                             "in its keys/ (dnssec-keygen) and sign with both, by hand")
+        keys = keystate.zone_view(self, zone).keys
+        if len([k for k in keys if k.role == "KSK"]) > 1 or len([k for k in keys if k.role == "ZSK"]) > 1:
+            raise InputError(f"a rollover of {zone} is under way (keys {', '.join(str(k.tag) for k in keys)}): "
+                             "let it end first")
+        self.state.data.setdefault("algorithms", {})[zone] = algorithm
+        self.state.save()
+        self.__dict__.pop("plan", None)
+        d = self.backend.node_path(self.state, node.name)
+        spec = kind.spec(self.plan.nodes[node.name], self.plan, d, self.state.data.get("tsig", {}),
+                         self.state.data.get("control", {}).get(node.name))
+        unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node.name}/{rel}": text
+                                                          for rel, text in spec.files.items()
+                                                          if not rel.startswith(("zones/", "keys/"))})
+        self.reload(node.name)
+        return [k.tag for k in keys]
+
+    def follow_rollover(self, zone: str, old: int | Iterable[int], timeout: float = 180,
                         progress: Progress = lambda msg: None) -> float:
-        """Until the rollover that replaces key ``old`` of ``zone`` is over: the key gone from the
-        zone's DNSKEY set and every KSK left vouched for by the parent's DS. Tells the signer what
-        the parent's DS says as it changes (:meth:`checkds`). Returns the seconds it took.
+        """Until the rollover that replaces key ``old`` (or keys: an algorithm rollover) of ``zone``
+        is over: the keys gone from the zone's DNSKEY set and every KSK left vouched for by the
+        parent's DS. Tells the signer what the parent's DS says as it changes (:meth:`checkds`).
+        Returns the seconds it took.
 
         :raises BackendError: not over in ``timeout`` seconds (the message says where it stands)
         """
         from . import keystate
+        gone = {old} if isinstance(old, int) else set(old)
         t0 = time.monotonic()
         last = None
         while True:
@@ -349,10 +408,10 @@ class Instance:
                 progress(f"{time.monotonic() - t0:5.1f}s  {zone} keys: {now}" +
                          (f"; registry: {view.registry}" if view.registry else ""))
                 last = now
-            if view.keys and old not in {k.tag for k in view.keys} and all(k.ds for k in view.keys if k.role == "KSK"):
+            if view.keys and not gone & {k.tag for k in view.keys} and all(k.ds for k in view.keys if k.role == "KSK"):
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
-                raise BackendError(f"the rollover of key {old} of {zone} is not over after {timeout:.0f}s: keys {now}"
+                raise BackendError(f"the rollover of key {', '.join(map(str, sorted(gone)))} of {zone} is not over after {timeout:.0f}s: keys {now}"
                                    + (f"; its registry: {view.registry}" if view.registry else "; no registry "
                                       "updates its DS: submit the new one (dnslab dnssec submit-ds)"))
             self.checkds(zone, view)

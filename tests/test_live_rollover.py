@@ -92,11 +92,16 @@ def test_the_registry_rebuilds_a_broken_ds_from_the_cds(rolling):
     livelab.wait_for(validates, timeout=15, interval=0.5, what="both resolvers to validate knot.test again")
 
 
+ALGORITHM_TO = {"knot.test.": ("ED25519", 15), "bind.test.": ("ECDSAP384SHA384", 14)}
+
+
 @pytest.mark.parametrize("zone, role", [("knot.test.", "zsk"), ("knot.test.", "ksk"),
-                                        ("bind.test.", "zsk"), ("bind.test.", "ksk")])
+                                        ("bind.test.", "zsk"), ("bind.test.", "ksk"),
+                                        ("knot.test.", "algorithm"), ("bind.test.", "algorithm")])
 def test_a_rollover_ends_without_a_validation_failure(rolling, zone, role):
     """Continuous validating queries through both resolvers, every 50 ms, from the start of the
-    rollover to its end: not one fails. A KSK rollover ends with the registry's DS replaced."""
+    rollover to its end: not one fails. A KSK rollover ends with the registry's DS replaced; an
+    algorithm rollover (both keys) with only keys of the new algorithm and the new KSK's DS."""
     failures, count, stop = [], [0], threading.Event()
 
     def ask():
@@ -115,16 +120,19 @@ def test_a_rollover_ends_without_a_validation_failure(rolling, zone, role):
     thread = threading.Thread(target=ask)
     thread.start()
     try:
-        old = rolling.rollover(zone, role)
+        old = rolling.roll_algorithm(zone, ALGORITHM_TO[zone][0]) if role == "algorithm" else [rolling.rollover(zone, role)]
         took = rolling.follow_rollover(zone, old, timeout=150)
     finally:
         stop.set()
         thread.join()
     after = keystate.zone_view(rolling, zone)
-    assert old in before and old not in {k.tag for k in after.keys}
-    assert len([k for k in after.keys if k.role == role.upper()]) == 1
+    assert set(old) <= before and not set(old) & {k.tag for k in after.keys}
+    for r in (("KSK", "ZSK") if role == "algorithm" else (role.upper(),)):
+        assert len([k for k in after.keys if k.role == r]) == 1
     assert count[0] > 100 and not failures, (took, count[0], failures[:5])
-    if role == "ksk":
+    if role == "algorithm":
+        assert {k.algorithm for k in after.keys} == {ALGORITHM_TO[zone][1]}
+    if role in ("ksk", "algorithm"):
         assert after.ds == after.cds  # the parent's DS is the new key's
     rolled = {("bind.test.", "zsk"): "bind-zsk-rolled", ("knot.test.", "ksk"): "knot-ksk-rolled"}.get((zone, role))
     if rolled:
@@ -182,3 +190,15 @@ def test_a_stopped_signer_leaves_its_secondary_serving_signatures_that_expire(ba
                 inst.flush(node)
             return not [r for r in checks.run(inst) if not r.passed and r.check != "rolled"]
         livelab.wait_for(repaired, timeout=30, interval=1, what="bind.test to validate again")
+
+
+def test_an_algorithm_rollover_refuses_what_it_cannot_do(rolling):
+    from dnslab.errors import InputError
+    for zone, algorithm, why in (("test.", "RSASHA1", "unknown algorithm 'RSASHA1'"),
+                                 ("test.", "ECDSAP256SHA256", "is signed with ECDSAP256SHA256 already"),
+                                 (".", "ED25519", "trust anchor")):
+        with pytest.raises(InputError, match=why):
+            rolling.roll_algorithm(zone, algorithm)
+    with pytest.raises(InputError, match="trust anchor"):
+        rolling.rollover(".", "ksk")
+    assert "algorithms" not in rolling.state.data or "test." not in rolling.state.data["algorithms"]
