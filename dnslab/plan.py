@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import dns.name
+
 from typing import TYPE_CHECKING
 
 from . import dnssec, kinds, topology, vary, yamlsrc, zones
@@ -242,6 +244,18 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                     bad(("zones", original, "registry", "node"), f"registry {reg.node} shares no network (and IP "
                                                                  f"family) with {target}, which it must reach")
                     break
+    for z, original in zone_names.items():
+        policy = topo.zones[original].dnssec
+        for host in sorted({hostnames[n] for n in served[z] if n in hostnames}) if policy and policy.signal else ():
+            home = zones.closest_zone(host, zone_names)
+            loc = ("zones", original, "dnssec", "signal")
+            if home == z or dns.name.from_text(host).is_subdomain(dns.name.from_text(z)):
+                bad(loc, f"RFC 9615 signals live in the zones of the name servers, outside {z}: {host} is inside it "
+                         "(in-bailiwick), so nothing signed could vouch for the signal; give it a name server named "
+                         "in another signed zone")
+            elif topo.zones[zone_names[home]].dnssec is None:
+                bad(loc, f"the signal of {z} would be in {home} (its name server {host}), which is not signed: a "
+                         f"registry could not validate it; sign {home} too")
     for z, (_, place) in edits.signed.items():
         signer = topo.zones[zone_names[z]].primary or served[z][0]
         if topo.zones[zone_names[z]].dnssec is None:

@@ -7,8 +7,10 @@ The scanner's policy, modelled on ccTLD scanners with their waits compressed to 
 name server of the child is asked over TCP and must serve the same CDS set, which must match
 keys of the child's DNSKEY set and stay unchanged over ``stable`` scans; a child whose current DS
 vouches for one of its keys must have its CDS signed under that chain (a child not yet secure,
-or broken, is bootstrapped after the stable scans alone: "accept after delay", RFC 8078 3.3);
-CDS ``0 0 0 00`` asks for the DS to be removed.
+or broken, is bootstrapped at once if every name server signals the same CDS, validated, at
+``_dsboot.<child>._signal.<name server>`` (RFC 9615 authenticated bootstrapping, checked through a
+validating resolver of the lab), else after the stable scans alone: "accept after delay", RFC 8078
+3.3, unless the registry's policy is ``authenticated``); CDS ``0 0 0 00`` asks for the DS to be removed.
 
 This module runs as a plain script on the lab's registry node (``python3 registry.py
 registry.json``; Debian's python3 with dnspython, nothing of dnslab's), and is imported by the
@@ -46,10 +48,11 @@ class Refused(Exception):
 
 
 def ask(server: str, name: str, rdtype: str, sockets: SocketFactory | None = None,
-        timeout: float = 2.0) -> dns.message.Message:
+        timeout: float = 2.0, rd: bool = False) -> dns.message.Message:
     """One query over TCP with DNSSEC records, from a socket of ``sockets`` (default: this node's)."""
     q = dns.message.make_query(name, rdtype, want_dnssec=True, use_edns=0)
-    q.flags &= ~dns.flags.RD
+    if not rd:
+        q.flags &= ~dns.flags.RD
     fam = socket.AF_INET6 if ":" in server else socket.AF_INET
     sock = (sockets or socket.socket)(fam, socket.SOCK_STREAM)
     try:
@@ -220,12 +223,39 @@ class Scanner:
                 raise Refused(f"the CDS of {zone} is not signed under the chain of its current DS: {exc}") from None
         if {d.to_text() for d in current} == {d.to_text() for d in wanted}:
             return {**out, "state": "in sync", "ds": [d.to_text() for d in current]}
+        if not vouched and not delete:  # bootstrapping: RFC 9615 signals first
+            why = self._unsignalled(zone, child, texts)
+            if why is None:
+                return {**out, **self._publish(zone, wanted), "state": "DS bootstrapped (RFC 9615)"}
+            if self.config.get("bootstrap") == "authenticated":
+                return {**out, "state": "waiting for an RFC 9615 signal", "reason": why}
         if stable < self.config["stable"]:
             return {**out, "state": f"seen {stable}/{self.config['stable']}" + ("" if vouched else " (bootstrap)")}
-        update_parent(self.config["primary"], self.config["parent"], zone, wanted, self.config["key"],
+        return {**out, **self._publish(zone, wanted), "state": "DS removed" if delete else "DS updated"}
+
+    def _publish(self, zone: str, ds_set: list[dns.rdata.Rdata]) -> dict:
+        update_parent(self.config["primary"], self.config["parent"], zone, ds_set, self.config["key"],
                       self.config["secret"], self.sockets, ttl=self.config.get("ds_ttl", 60))
-        return {**out, "state": "DS removed" if delete else "DS updated", "ds": [d.to_text() for d in wanted],
-                "updated": time.time()}
+        return {"ds": [d.to_text() for d in ds_set], "updated": time.time()}
+
+    def _unsignalled(self, zone: str, child: dict, cds: frozenset) -> str | None:
+        """Why the child's CDS is not authenticated by RFC 9615 signals (None: it is): each of its
+        name servers must publish the same CDS at ``_dsboot.<zone>._signal.<name server>``, which
+        a validating resolver must find secure (AD)."""
+        resolver = self.config.get("resolver")
+        if not resolver or not child.get("nameservers"):
+            return "no validating resolver to check RFC 9615 signals with"
+        for ns in child["nameservers"]:
+            name = f"_dsboot.{zone}_signal.{ns}"
+            reply = ask(resolver, name, "CDS", self.sockets, rd=True)
+            signal, _ = _rrset(reply, dns.name.from_text(name), dns.rdatatype.CDS)
+            if signal is None:
+                return f"no signal at {name} ({dns.rcode.to_text(reply.rcode())})"
+            if not reply.flags & dns.flags.AD:
+                return f"the signal at {name} is not validated (no AD flag from the resolver)"
+            if frozenset(r.to_text() for r in signal) != cds:
+                return f"the signal at {name} differs from the CDS of {zone}"
+        return None
 
 
 def main(argv: list[str]) -> int:

@@ -107,6 +107,11 @@ class Dnssec(Strict):
     timers: Literal["standard", "lab"] = Field(
         default="standard", description="lab: TTLs and margins of seconds, so that key rollovers finish within a "
                                         "minute (zone TTLs of 60 s at most); standard: the signer's defaults")
+    ds: bool = Field(default=True, description="the parent publishes the zone's DS from the start; false: not "
+                                               "until its registry bootstraps it from the CDS (or a DS by hand)")
+    signal: bool = Field(default=False, description="RFC 9615: the zone's CDS also at _dsboot.<zone>._signal.<name "
+                                                    "server> in the signed zones of its name servers, so that a "
+                                                    "registry can bootstrap its DS at once, authenticated")
 
 
 class Registry(Strict):
@@ -117,6 +122,10 @@ class Registry(Strict):
     node: str = Field(description="the registry node (kind: registry)")
     interval: Annotated[float, Field(ge=0.5, le=60)] = Field(default=2, description="seconds between scans")
     stable: Annotated[int, Field(ge=1, le=20)] = Field(default=3, description="scans a CDS set must stay the same")
+    bootstrap: Literal["delay", "authenticated"] = Field(
+        default="delay", description="a child not yet secure: delay: its DS after the stable scans (RFC 8078 "
+                                     "accept after delay), or at once with RFC 9615 signals; authenticated: only "
+                                     "with RFC 9615 signals")
 
 
 class Zone(Strict):

@@ -121,12 +121,20 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
     if problems:
         raise InputProblems(problems)
     plans, places = {}, {}
+    signals: dict[str, list[str]] = {}  # RFC 9615: the CDS of a zone, in the zones of its name servers
+    for z, spec in specs.items():
+        for host in servers[z] if spec.dnssec and spec.dnssec.signal else ():
+            home = closest_zone(host, specs)
+            signals.setdefault(home, []).extend(f"_dsboot.{z}_signal.{host} IN CDS {k.ds().to_text()}"
+                                                for k in keys.get(z, []) if k.role == "ksk")
     for z, spec in specs.items():
         parent = parent_of(z, specs)
         children = [c for c in specs if parent_of(c, specs) == z]
         key = next(k for k in src.data.get("zones", {}) if zone_name(k) == z)
-        ds = {c: [k.ds() for k in keys.get(c, []) if k.role == "ksk"] for c in children}
-        lines, where, refused = _derived(z, spec, servers, children, addrs, sources[z], edits, owners or {}, ds)
+        ds = {c: [k.ds() for k in keys.get(c, []) if k.role == "ksk"] for c in children
+              if not specs[c].dnssec or specs[c].dnssec.ds}
+        lines, where, refused = _derived(z, spec, servers, children, addrs, sources[z], edits, owners or {}, ds,
+                                         signals.get(z, []))
         problems += [Problem(place, f"zones.{key}: {msg}") for place, msg in refused]
         header = f"$ORIGIN {z}\n$TTL {spec.ttl}\n"
         text = header + "".join(ln + "\n" for ln in lines) + sources[z].text
@@ -239,9 +247,11 @@ def _mailbox(zone: str, mname: str) -> str:
 
 def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str],
              addrs: dict[str, tuple[str, ...]], author: _Source, edits: faults.Applied,
-             owners: dict[str, str], ds: dict[str, list]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+             owners: dict[str, str], ds: dict[str, list],
+             signals: list[str] = ()) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """The derived records of ``zone`` with the faults' changes: (lines, their places,
-    refused author records as (place, reason)); ``ds``: the DS records of signed children."""
+    refused author records as (place, reason)); ``ds``: the DS records of signed children,
+    ``signals``: RFC 9615 signalling records (CDS) of zones this zone's names serve."""
     written = _owners(zone, author.text)
     added, removed = _fault_keys(zone, edits)
     replaced = set(added) | removed
@@ -259,6 +269,7 @@ def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str]
     for child, records in ds.items():
         if (child, "DS") not in replaced:
             out += [(f"{child} IN DS {r.to_text()}", place) for r in records]
+    out += [(line, place) for line in signals]
     targets = set(ns) | {h for c in children for h in servers[c]}
     zname = dns.name.from_text(zone)
     refused = []

@@ -202,3 +202,54 @@ def test_an_algorithm_rollover_refuses_what_it_cannot_do(rolling):
     with pytest.raises(InputError, match="trust anchor"):
         rolling.rollover(".", "ksk")
     assert "algorithms" not in rolling.state.data or "test." not in rolling.state.data["algorithms"]
+
+
+def _new_test_validates(inst) -> bool:
+    from dnslab.checks.dnssec import Validates
+    for node in ("resolver-bind", "resolver-unbound"):
+        inst.flush(node)
+    return all(Validates(check="validates", name="www.new.test", via=r).run(inst).passed
+               for r in ("resolver-bind", "resolver-unbound"))
+
+
+def test_a_new_zone_is_bootstrapped_at_once_by_its_rfc9615_signals(rolling):
+    """new.test comes up without a DS in test. (ds: false); its CDS is signalled, signed, under
+    the names of both its name servers; the registry publishes its DS on its first look (not after
+    its stable scans) and new.test validates."""
+    livelab.wait_for(lambda: "new.test.: DS bootstrapped (RFC 9615)" in rolling.read_file("registry", "daemon.log"),
+                     timeout=20, what="the registry to bootstrap new.test")
+    view = keystate.zone_view(rolling, "new.test")
+    assert view.ds and view.ds == view.cds
+    signal = rolling.query("_dsboot.new.test._signal.ns1.bind.test", "CDS", server="sld-bind", rd=False).answer
+    assert {r.to_text() for r in signal[0]} == set(view.cds)
+    livelab.wait_for(lambda: _new_test_validates(rolling), timeout=15, interval=0.5, what="new.test validating")
+
+
+def test_authenticated_bootstrapping_needs_a_validated_signal_at_every_name_server(rolling):
+    """A registry that bootstraps by RFC 9615 only: with a name server that does not signal, it
+    waits and says where the signal is missing; with every signal there and validated, it
+    publishes the DS at once. (The lab's own registry is stopped meanwhile, and started again.)"""
+    from dnslab import kinds
+    stop = kinds.KINDS["registry"].stop(rolling.node("registry"), rolling.backend.node_path(rolling.state, "registry"))
+    rolling.backend.stop_daemon(rolling.state, "registry", stop)
+    try:
+        _, config = rolling.registry_of("new.test")
+        config = {**config, "bootstrap": "authenticated"}
+        bogus = dns.rdata.from_text("IN", "DS", f"4711 13 2 {'ab' * 32}")
+        registry.update_parent(config["primary"], config["parent"], "new.test.", [bogus], config["key"],
+                               config["secret"], rolling.sockets("registry"), ttl=config["ds_ttl"])
+        child = config["children"]["new.test."]
+        partial = {**config, "children": {"new.test.": {**child, "nameservers": [*child["nameservers"],
+                                                                                   "ns1.nic.test."]}}}
+        scanner = registry.Scanner(partial, rolling.sockets("registry"))
+        for _ in range(3):  # however stable the CDS, no delay makes up for a missing signal
+            scanner.scan()
+        status = scanner.status["new.test."]
+        assert status["state"] == "waiting for an RFC 9615 signal", status
+        assert "no signal at _dsboot.new.test._signal.ns1.nic.test." in status["reason"], status
+        scanner = registry.Scanner(config, rolling.sockets("registry"))
+        scanner.scan()
+        assert scanner.status["new.test."]["state"] == "DS bootstrapped (RFC 9615)", scanner.status
+    finally:
+        rolling.start("registry")
+    livelab.wait_for(lambda: _new_test_validates(rolling), timeout=15, interval=0.5, what="new.test validating")

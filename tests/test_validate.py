@@ -168,6 +168,16 @@ def test_fault_errors_name_the_fault_file(dnslab, lab):
     failing(dnslab, lab(files={"faults/bad.yaml": fault}), "{lab}/faults/bad.yaml:6:", "zone test.")
 
 
+def test_rfc9615_signals_need_signed_zones_outside_the_zone(dnslab, lab):
+    inside = LAB.replace("  test: {}", "  test: {primary: tld, dnssec: {signal: true}}")
+    failing(dnslab, lab(inside), "zones.test.dnssec.signal: RFC 9615 signals live in the zones of the name servers, "
+                                 "outside test.: ns1.nic.test. is inside it (in-bailiwick)")
+    unsigned = LAB.replace("  test: {}", "  test: {}\n  other.test: {dnssec: {signal: true}}").replace(
+        "zones: [test]\n    hostname: ns1", "zones: [test, other.test]\n    hostname: ns1")
+    failing(dnslab, lab(unsigned), "zones.other.test.dnssec.signal: the signal of other.test. would be in test. "
+                                   "(its name server ns1.nic.test.), which is not signed")
+
+
 def test_a_signing_fault_needs_a_zone_an_offline_signer_signs(dnslab, lab):
     fault = "summary: x\nseen_by: [tld-aa]\nzones:\n  test:\n    signed: {expires: -3600}\n"
     failing(dnslab, lab(files={"faults/sig.yaml": fault}), "{lab}/faults/sig.yaml:5:",

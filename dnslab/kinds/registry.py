@@ -22,16 +22,20 @@ class Registry(Kind):
 
     def config(self, node, lab, d, keys: dict[str, str]) -> dict:
         """What the scanner reads: per parent zone, its primary and its children's name servers,
-        as this node reaches them, and the zone's registry key."""
+        as this node reaches them (and their names, for RFC 9615 signals), the zone's registry key,
+        and a validating resolver of the lab to check signals through."""
         registries = []
         for z in lab.zones.values():
             if z.registry is None or z.registry.node != node.name:
                 continue
-            children = {c.name: {"servers": [node.reachable(lab.nodes[s])[0] for s in c.servers]}
+            children = {c.name: {"servers": [node.reachable(lab.nodes[s])[0] for s in c.servers],
+                                 "nameservers": list(c.nameservers)}
                         for c in lab.zones.values() if c.parent == z.name}
+            resolvers = [node.reachable(r)[0] for r in lab.by_role("resolver") if node.reachable(r)]
             registries.append({"parent": z.name, "primary": node.reachable(lab.nodes[z.loader])[0],
                                "key": registry_key(z.name, lab), "secret": keys[registry_key(z.name, lab)],
                                "interval": z.registry.interval, "stable": z.registry.stable, "ds_ttl": z.ttl,
+                               "bootstrap": z.registry.bootstrap, "resolver": resolvers[0] if resolvers else None,
                                "children": children})
         return {"registries": registries, "status": f"{d}/registry-status.json", "pid": f"{d}/registry.pid"}
 
