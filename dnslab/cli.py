@@ -480,16 +480,18 @@ def cmd_dnssec(args):
         if not (role in ("ksk", "zsk") and len(args.records) <= 1 or role == "algorithm" and len(args.records) == 2):
             raise InputError("dnslab dnssec rollover INSTANCE ZONE ksk|zsk|algorithm ALGORITHM")
         if role == "algorithm":
-            return _roll_algorithm(args, inst)
-        old = inst.rollover(args.zone, role)
+            algorithm = args.records[1].upper()
+            old, what = inst.roll_algorithm(args.zone, algorithm), f"algorithm rollover of {args.zone} to {algorithm}"
+        else:
+            old, what = [inst.rollover(args.zone, role)], f"{role.upper()} rollover of {args.zone}"
+        keys = f"key{'s' if len(old) > 1 else ''} {', '.join(map(str, old))}"
+        about = {"zone": args.zone, "role": role, **({"algorithm": algorithm} if role == "algorithm" else {})}
         if not args.wait:
-            _out(args, {"zone": args.zone, "role": role, "replacing": old},
-                 f"{role.upper()} rollover of {args.zone} started (replacing key {old}); follow it with "
-                 f"dnslab dnssec status {inst.name} {args.zone}, or start it with --wait")
+            _out(args, {**about, "replacing": old}, f"{what} started (replacing {keys}); follow it with "
+                                                     f"dnslab dnssec status {inst.name} {args.zone}, or start it with --wait")
             return 0
         took = inst.follow_rollover(args.zone, old, args.timeout, progress=_progress)
-        _out(args, {"zone": args.zone, "role": role, "replaced": old, "seconds": round(took, 1)},
-             f"{role.upper()} rollover of {args.zone} done in {took:.1f}s (key {old} replaced)")
+        _out(args, {**about, "replaced": old, "seconds": round(took, 1)}, f"{what} done in {took:.1f}s ({keys} replaced)")
         return 0
     if args.action == "checkds":
         told = inst.checkds(args.zone)
@@ -513,21 +515,6 @@ def cmd_dnssec(args):
     if args.verbose:
         human += "".join(f"\n\n{v.zone} as {v.signer} sees its keys:\n{v.signer_says}" for v in views if v.signer_says)
     _out(args, [v.to_dict() for v in views], human)
-
-
-def _roll_algorithm(args, inst) -> int:
-    algorithm = args.records[1].upper()
-    old = inst.roll_algorithm(args.zone, algorithm)
-    tags = ", ".join(map(str, old))
-    if not args.wait:
-        _out(args, {"zone": args.zone, "algorithm": algorithm, "replacing": old},
-             f"algorithm rollover of {args.zone} to {algorithm} started (replacing keys {tags}); follow it with "
-             f"dnslab dnssec status {inst.name} {args.zone}, or start it with --wait")
-        return 0
-    took = inst.follow_rollover(args.zone, old, args.timeout, progress=_progress)
-    _out(args, {"zone": args.zone, "algorithm": algorithm, "replaced": old, "seconds": round(took, 1)},
-         f"algorithm rollover of {args.zone} to {algorithm} done in {took:.1f}s (keys {tags} replaced)")
-    return 0
 
 
 def cmd_gc(args):

@@ -230,6 +230,30 @@ def read_state(name: str) -> dict | None:
         return None
 
 
+def break_and_repair(inst: lab.Instance, lab_dir: Path, fault: str, repair: Callable[[lab.Instance], None],
+                     settle: float = 20) -> None:
+    """A break-and-fix drill on a running instance: `dnslab break` applies ``fault``, and exactly
+    the checks its ``seen_by`` names fail (Unbound saying why, with an Extended DNS Error, where it
+    finds a name bogus); ``repair`` (done as the trainee would) and the resolvers reloaded, every
+    check passes within ``settle`` seconds (a resolver may still end a lookup begun before)."""
+    from dnslab import checks, faults
+    seen_by = faults.load(lab_dir, fault)[0].seen_by
+    failed = [r.message() for r in checks.run(inst) if not r.passed]
+    assert not failed, failed
+    res = cli("break", inst.name, fault)
+    assert res.returncode == 0, explain(res)
+    inst = lab.Instance.open(inst.name)
+    failed = {r.id: r for r in checks.run(inst) if not r.passed}
+    assert set(failed) == set(seen_by), {k: r.message() for k, r in failed.items()}  # exactly those
+    bogus = [r for r in failed.values() if r.key == "validates.bogus" and r.params["via"] == "resolver-unbound"]
+    assert all("EDE" in r.message() for r in bogus)
+    repair(inst)
+    for node in inst.plan.by_role("resolver"):
+        inst.reload(node.name)
+    wait_for(lambda: all(r.passed for r in checks.run(inst)), timeout=settle, what=f"every check passing after "
+                                                                                   f"{fault} is repaired")
+
+
 def bump_serial(zone_text: str, by: int = 1) -> tuple[str, int]:
     """The zone text with its SOA serial raised by ``by``, and the new serial."""
     m = re.search(r"(\sIN\s+SOA\s+\S+\s+\S+\s+)(\d+)", zone_text)
