@@ -64,3 +64,10 @@ def test_zero_iterations_make_the_proofs_secure(nsec3):
         nsec3.flush(node)
     failed = [r.message() for r in checks.run(nsec3) if not r.passed]
     assert not failed, failed
+
+
+def test_ldns_walk_on_the_client_lists_the_zone_too(nsec3):
+    res = nsec3.exec("client", ["ldns-walk", f"@{nsec3.node('tld-bind').address}", "walk.test"], capture=True,
+                     timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert f"{nsec3.plan.values['walk_secret']}.walk.test." in res.stdout
