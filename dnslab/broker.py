@@ -16,7 +16,10 @@ list of operations, nothing else:
   ``{"op": "reload", "node": N}`` runs the node's reload commands the same way and waits until
   it answers. On the netns backend both are refused: she does them herself;
 - ``{"op": "unblock", "node": N}``: her node's firewall opened again (what a fault blocks in
-  its namespace: the namespace is root's on both backends), ``{"ok": true, "was_blocked": b}``.
+  its namespace: the namespace is root's on both backends), ``{"ok": true, "was_blocked": b}``;
+- ``{"op": "capture", "node": N, "packets": n, "seconds": s, "filter": "udp port 53"}``: what
+  crosses her node's interfaces, as a pcap (base64), bounded (:mod:`dnslab.capture`: tcpdump
+  writes raw packets and dissects none with root's rights).
 
 ``python -I -m dnslab.broker <instance>`` (isolated: no path of anyone else's on its
 ``sys.path``, working directory ``/``) listens on ``/run/dnslab/<instance>/control.sock``
@@ -132,7 +135,7 @@ class Broker(lineserver.LineServer):
 
     def operations(self):
         return {"check": self.op_check, "status": self.op_status, "exec": self.op_exec, "reload": self.op_reload,
-                "unblock": self.op_unblock}
+                "unblock": self.op_unblock, "capture": self.op_capture}
 
     def open_instance(self):
         from .lab import Instance
@@ -189,6 +192,20 @@ class Broker(lineserver.LineServer):
         if not isinstance(node, str):
             raise LabError("which node?")
         return {"ok": True, "node": node, "was_blocked": inst.unblock(node)}
+
+
+    def op_capture(self, req: dict, uid: int) -> dict:
+        import base64
+
+        from . import capture
+        inst, node = self.open_instance(), req.get("node")
+        packets, seconds, bpf = req.get("packets", 1000), req.get("seconds", 10), req.get("filter", "")
+        if not (isinstance(node, str) and isinstance(packets, int) and isinstance(seconds, (int, float))
+                and isinstance(bpf, str)):
+            raise LabError("node (a name), packets (a number), seconds (a number), filter (text)")
+        got = inst.capture(node, packets, seconds, bpf, capture.TRAINEE_BYTES)
+        return {"ok": True, "pcap": base64.b64encode(got.pcap).decode(), "packets": got.packets,
+                "seconds": got.seconds, "truncated": got.truncated}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -324,6 +324,22 @@ def cmd_flush(args):
     _out(args, {"flushed": nodes}, f"flushed the caches of {', '.join(nodes) or 'no resolver'}")
 
 
+def cmd_capture(args):
+    """Packets crossing a node's interfaces: a pcap file (-w) or one line each."""
+    from . import capture, lab
+    inst = lab.Instance.open(args.instance)
+    capture.bounds(args.count, args.seconds, args.filter)
+    _progress(f"capturing in {args.node} of {inst.name}: up to {args.count} packets or {args.seconds:g}s")
+    got = inst.capture(args.node, args.count, args.seconds, args.filter)
+    about = {"node": args.node, "packets": got.packets, "seconds": got.seconds, "truncated": got.truncated}
+    if args.write:
+        Path(args.write).write_bytes(got.pcap)
+        _out(args, {**about, "file": args.write}, f"{got.packets} packets in {got.seconds:g}s written to "
+                                                  f"{args.write} (opens in Wireshark)")
+    else:
+        _out(args, about, capture.summary(got.pcap).rstrip() or f"no packet in {got.seconds:g}s")
+
+
 def cmd_logs(args):
     from . import lab
     inst = lab.Instance.open(args.instance)
@@ -681,6 +697,14 @@ def parser() -> argparse.ArgumentParser:
     p = add("flush", cmd_flush, "empty resolvers' caches (a repaired delegation shows at once)")
     p.add_argument("instance")
     p.add_argument("nodes", nargs="*", help="default: every resolver")
+    p = add("capture", cmd_capture, "capture what crosses a node's interfaces (tcpdump in its namespace), bounded "
+                                    "in packets and seconds; -w: a pcap file for Wireshark")
+    p.add_argument("instance")
+    p.add_argument("node")
+    p.add_argument("-f", "--filter", default="", help="a tcpdump filter, e.g. 'udp port 53'")
+    p.add_argument("-w", "--write", metavar="FILE", help="write the packets to FILE (pcap)")
+    p.add_argument("-c", "--count", type=int, default=1000, help="stop after this many packets (default 1000)")
+    p.add_argument("-s", "--seconds", type=float, default=10, help="stop after this many seconds (default 10)")
     p = add("logs", cmd_logs, "a node's daemon log", json_flag=False)
     p.add_argument("instance")
     p.add_argument("node")

@@ -22,7 +22,7 @@ from .state import State, all_states, check_name
 if TYPE_CHECKING:  # imported where used: `down` needs neither pydantic, jinja2 nor dnspython
     import dns.message
 
-    from . import cgroups, dnsquery, keystate, kinds, plan
+    from . import capture, cgroups, dnsquery, keystate, kinds, plan
 
 READY_TIMEOUT = 30.0
 Progress = Callable[[str], None]
@@ -470,6 +470,13 @@ class Instance:
             return registry.submit(config, zone, records, self.sockets(node))
         except registry.Refused as exc:
             raise InputError(f"the registry of {config['parent']} refused: {exc}") from None
+
+    def capture(self, node: str, packets: int = 1000, seconds: float = 10, bpf: str = "",
+                max_bytes: int | None = None) -> capture.Capture:
+        """What crosses ``node``'s interfaces as a pcap, until ``packets``, ``seconds`` or
+        ``max_bytes`` (see :mod:`dnslab.capture`)."""
+        from . import capture as _capture
+        return _capture.run(self.name, self.node(node).name, packets, seconds, bpf, max_bytes or _capture.MAX_BYTES)
 
     def unblock(self, node: str) -> bool:
         """Open a node's firewall again: drop what a fault blocks inside it (it stays open until

@@ -253,6 +253,18 @@ class Lab:
                 self.exec(argv, node=node)
         self._wait_serving(node, wait, before)
 
+    def capture(self, node: str, packets: int = 1000, seconds: float = 10, filter: str = "") -> bytes:
+        """What crosses ``node``'s interfaces until ``packets`` are seen or ``seconds`` have passed,
+        as a pcap file's bytes (save it and open it in Wireshark, or read it with dpkt or scapy).
+        Capturing takes root in the node's namespace, so the lab's helper does it."""
+        name = self._node(node).name
+        if self._instance:
+            return self._instance.capture(name, packets, seconds, filter).pcap
+        import base64
+        reply = self._broker("capture", node=name, packets=packets, seconds=seconds, filter=filter,
+                             timeout=seconds + 15)
+        return base64.b64decode(reply["pcap"])
+
     def unblock(self, node: str) -> None:
         """Open ``node``'s firewall: let through what a fault blocks there (DNS over TCP, ...).
         The node's namespace is not hers to change, so the lab's helper does it."""

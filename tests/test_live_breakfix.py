@@ -94,7 +94,7 @@ def test_a_signing_fault_is_written_where_the_trainee_can_read_and_mend_it(backe
 def test_her_signing_script_runs_with_her_rights_and_her_helper_opens_only_her_nodes(tmp_path):
     """The trainee owns sign.sh and may write anything in it: what she plants runs as her when
     the instructor reloads the signer (root never runs it). Through her lab's helper she opens
-    her own node's firewall, and names nothing else."""
+    her own node's firewall and captures in her own node, bounded, and names nothing else."""
     from dnslab import broker, confine, lab
     from dnslab.state import State
     name = livelab.unique_name("bh")
@@ -125,6 +125,9 @@ def test_her_signing_script_runs_with_her_rights_and_her_helper_opens_only_her_n
 
         assert '"ok": false' in helper('{"op": "unblock", "node": "../../etc"}').replace("'", '"')
         assert '"was_blocked": true' in helper('{"op": "unblock", "node": "shop-nsd"}')
+        # a capture in her own node, bounded as asked (a pcap, base64)
+        assert '"ok": true' in helper('{"op": "capture", "node": "client", "packets": 5, "seconds": 1}')
+        assert "a tcpdump expression" in helper('{"op": "capture", "node": "client", "filter": "port 53; id"}')
         inst = lab.Instance.open(name)
         assert inst.query("catalog.shop.test", "TXT", server="shop-nsd", rd=False, tcp=True).answer
     finally:
