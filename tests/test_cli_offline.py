@@ -95,7 +95,7 @@ COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every s
 def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
                              "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break",
-                             "class", "faults", "dnsviz", "dnssec", "start", "unblock"}
+                             "class", "faults", "dnsviz", "dnssec", "start", "unblock", "capture"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
