@@ -255,7 +255,7 @@ def cmd_reload(args):
     from . import lab
     inst = lab.Instance.open(args.instance)
     t0 = time.monotonic()
-    nodes = args.nodes or [n.name for n in inst.plan.nodes.values() if n.role != "client"]
+    nodes = args.nodes or [n.name for n in inst.plan.nodes.values() if n.role not in ("client", "attacker")]
     for node in nodes:
         inst.reload(node, wait=args.wait)
     _out(args, {"reloaded": nodes}, f"reloaded {', '.join(nodes)} in {time.monotonic() - t0:.2f}s: "

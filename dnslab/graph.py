@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import EnvError
 from .plan import LabPlan
 
-COLOURS = {"authoritative": "#dbeafe", "resolver": "#dcfce7", "client": "#fef9c3"}
+COLOURS = {"authoritative": "#dbeafe", "resolver": "#dcfce7", "client": "#fef9c3", "attacker": "#fee2e2"}
 
 
 def _q(text: str) -> str:

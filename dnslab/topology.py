@@ -78,8 +78,8 @@ class Interface(Strict):
 class Node(Strict):
     """One machine of the lab, running one kind of software."""
 
-    kind: str = Field(description="bind9, unbound, knot, nsd, client or registry (see `dnslab kinds`)")
-    role: Literal["authoritative", "resolver", "client", "registry"] | None = Field(
+    kind: str = Field(description="bind9, unbound, knot, nsd, client, registry or attacker (see `dnslab kinds`)")
+    role: Literal["authoritative", "resolver", "client", "registry", "attacker"] | None = Field(
         default=None, description="what the node does, when its kind can do more than one thing")
     zones: list[DnsName] = Field(default_factory=list, description="zones this node serves as authoritative")
     hostname: DnsName | None = Field(

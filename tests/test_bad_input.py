@@ -68,7 +68,7 @@ def _cases() -> list[Case]:
     c.append(Case("yaml-unclosed", t, ["{lab}/lab.yaml:6:6:", "YAML syntax error"]))
     t = edit("kind: bind9", "kind: bind8")
     c.append(Case("unknown-kind", t, [f"{{lab}}/lab.yaml:{line_of(t, 'bind8')}:5: nodes.tld.kind: unknown kind "
-                                      "'bind8' (did you mean 'bind9'?) (known: bind9, client, knot, nsd, registry, unbound)"]))
+                                      "'bind8' (did you mean 'bind9'?) (known: attacker, bind9, client, knot, nsd, registry, unbound)"]))
     t = edit("    kind: client\n", "    kind: clinet\n    resolver: res\n")
     c.append(Case("unknown-kind-with-resolver", t, ["{lab}/lab.yaml:12:5: nodes.client.kind: unknown kind 'clinet'"]))
     t = edit("  tld:\n", "  root:\n")

@@ -74,6 +74,7 @@ def test_kinds(dnslab):
 def test_kinds_json(dnslab):
     data = json.loads(ok(dnslab("kinds", "--json")).stdout)
     assert data == {
+        "attacker": {"roles": ["attacker"], "packages": ["bind9-dnsutils", "python3-dnspython", "tcpdump"]},
         "bind9": {"roles": ["authoritative", "resolver"], "packages": ["bind9"]},
         "client": {"roles": ["client"], "packages": ["bind9-dnsutils", "knot-dnsutils"]},
         "knot": {"roles": ["authoritative"], "packages": ["knot"]},

@@ -451,7 +451,7 @@ def test_client_resolv_conf_points_at_its_resolver(basics):
 
 
 def test_every_kind_declares_its_debian_packages():
-    assert set(kinds.KINDS) == {"bind9", "client", "knot", "nsd", "registry", "unbound"}
+    assert set(kinds.KINDS) == {"attacker", "bind9", "client", "knot", "nsd", "registry", "unbound"}
     assert kinds.KINDS["bind9"].binaries == {"named": "bind9", "rndc": "bind9"}
     assert kinds.KINDS["knot"].binaries == {"knotd": "knot", "knotc": "knot"}
     signed, basics = plan.load(REPO / "labs" / "dnssec-signing"), plan.load(DNS_BASICS)

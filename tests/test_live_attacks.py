@@ -1,0 +1,102 @@
+"""The attacker node and its tools (dnslab/attacks/) on both backends, on a small test lab: the
+zone-transfer probe tells a refused transfer from a leak; the random-subdomain flood stops at its
+bounds; every tool refuses targets outside its own lab (loopback, the host's addresses, private
+and public ranges, names, lab-range addresses no node has); and what one instance's attacker
+sends reaches its own lab only, never another instance's."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+try:
+    from . import livelab
+except ImportError:
+    import livelab
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0:
+    pytest.skip("live labs need root (network namespaces)", allow_module_level=True)
+
+LAB = livelab.REPO / "tests" / "labs" / "attack-mini"
+PY = "/usr/bin/python3"  # Debian's, with dnspython: what the node runs the tools with
+
+
+@pytest.fixture(scope="module")
+def pair(backend):
+    names = [livelab.unique_name("aa"), livelab.unique_name("ab")]
+    with livelab.instances(names, LAB, backend) as insts:
+        yield insts
+
+
+def tool(inst, *argv: str) -> subprocess.CompletedProcess:
+    return inst.exec("attacker", [PY, *argv], capture=True, timeout=60)
+
+
+def test_the_zone_transfer_probe_tells_a_refusal_from_a_leak(pair):
+    inst = pair[0]
+    res = tool(inst, "attacks/axfr.py", "test", "tld", "tld2")
+    assert res.returncode == 0, res.stderr
+    assert [(r["server"], r["leaked"]) for r in json.loads(res.stdout)] == [("tld", False), ("tld2", False)]
+    conf = inst.state.node_dir("tld") / "named.conf"  # the mistake the zone-transfer lab is about
+    conf.write_text(re.sub(r"allow-transfer \{ [^}]*\};", "allow-transfer { any; };", conf.read_text()))
+    inst.reload("tld")
+    leak = {r["server"]: r for r in json.loads(tool(inst, "attacks/axfr.py", "test", "tld", "tld2").stdout)}
+    assert leak["tld"]["leaked"] and leak["tld"]["records"] >= 6 and not leak["tld2"]["leaked"]
+
+
+def test_the_flood_stops_at_its_bounds(pair):
+    inst = pair[0]
+    t0 = time.monotonic()
+    out = json.loads(tool(inst, "attacks/flood.py", "resolver", "test", "--rate", "2000", "--packets", "300",
+                          "--seconds", "20").stdout)
+    assert out["sent"] == 300 and time.monotonic() - t0 < 10  # the packets bound first
+    assert out["answered"] > 0 and set(out["rcodes"]) <= {"NXDOMAIN", "SERVFAIL"}
+    out = json.loads(tool(inst, "attacks/flood.py", "resolver", "test", "--rate", "100", "--seconds", "1").stdout)
+    assert out["sent"] <= 101 and out["seconds"] < 2  # the seconds bound first
+    for flag, value in (("--seconds", "31"), ("--packets", "200001"), ("--rate", "50001"), ("--rate", "0")):
+        res = tool(inst, "attacks/flood.py", "resolver", "test", flag, value)
+        assert res.returncode != 0 and "refused:" in res.stderr, (flag, value, res.stderr)
+
+
+def _host_addresses() -> list[str]:
+    out = json.loads(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=True).stdout)
+    return [a["local"] for link in out for a in link.get("addr_info", [])
+            if not ipaddress.ip_address(a["local"]).is_loopback and not a["local"].startswith("fe80")]
+
+
+def test_every_tool_refuses_targets_outside_its_own_lab(pair):
+    inst = pair[0]
+    outside = ["127.0.0.1", "::1", "0.0.0.0", "10.1.2.3", "172.16.0.1", "192.168.1.1", "8.8.8.8",
+               "2001:4860:4860::8888", "224.0.0.251", "198.51.100.250", "www.example.com", *_host_addresses()[:3]]
+    for target in outside:
+        for argv in (("attacks/flood.py", target, "test", "--seconds", "1"), ("attacks/axfr.py", "test", target)):
+            res = tool(inst, *argv)
+            assert res.returncode != 0 and res.stdout == "" and "refused:" in res.stderr, (target, argv, res)
+
+
+def test_an_attack_reaches_its_own_lab_and_no_other_instance(pair):
+    """A flood from instance A's attacker at A's resolver: A's resolver sees it; B's resolver, at
+    the very same address in B's namespaces, sees none of it."""
+    a, b = pair
+    seen: dict[str, int] = {}
+
+    bpf = f"udp dst port 53 and src host {a.node('attacker').address}"  # the same address in both instances
+
+    def watch(inst):
+        seen[inst.name] = inst.capture("resolver", packets=5000, seconds=4, bpf=bpf).packets
+    watchers = [threading.Thread(target=watch, args=(i,)) for i in (a, b)]
+    for w in watchers:
+        w.start()
+    time.sleep(1)
+    out = json.loads(tool(a, "attacks/flood.py", "resolver", "test", "--rate", "500", "--seconds", "1").stdout)
+    for w in watchers:
+        w.join()
+    assert out["sent"] > 100
+    assert seen[a.name] == out["sent"] and seen[b.name] == 0, (seen, out)
