@@ -1,6 +1,6 @@
 """The attacker node and its tools (dnslab/attacks/) on both backends, on a small test lab: the
-zone-transfer probe tells a refused transfer from a leak; the random-subdomain flood stops at its
-bounds; every tool refuses targets outside its own lab (loopback, the host's addresses, private
+zone-transfer probe tells a refused transfer from a leak; the random-subdomain flood and the
+spoofer stop at their bounds (the spoofer's packets arrive forged as from the server); every tool refuses targets outside its own lab (loopback, the host's addresses, private
 and public ranges, names, lab-range addresses no node has); and what one instance's attacker
 sends reaches its own lab only, never another instance's."""
 from __future__ import annotations
@@ -60,9 +60,30 @@ def test_the_flood_stops_at_its_bounds(pair):
     assert out["answered"] > 0 and set(out["rcodes"]) <= {"NXDOMAIN", "SERVFAIL"}
     out = json.loads(tool(inst, "attacks/flood.py", "resolver", "test", "--rate", "100", "--seconds", "1").stdout)
     assert out["sent"] <= 101 and out["seconds"] < 2  # the seconds bound first
-    for flag, value in (("--seconds", "31"), ("--packets", "200001"), ("--rate", "50001"), ("--rate", "0")):
+    for flag, value in (("--seconds", "31"), ("--packets", "5000001"), ("--rate", "50001"), ("--rate", "0")):
         res = tool(inst, "attacks/flood.py", "resolver", "test", flag, value)
         assert res.returncode != 0 and "refused:" in res.stderr, (flag, value, res.stderr)
+
+
+def test_the_spoofer_forges_the_server_at_speed_within_its_bounds(pair):
+    """Forged responses arrive at the resolver as if from tld, one per transaction ID in turn;
+    the count bound holds; a source or target outside the lab is refused."""
+    inst = pair[0]
+    bpf = f"udp dst port 33333 and src host {inst.node('tld').address}"
+    seen = {}
+    watcher = threading.Thread(target=lambda: seen.update(n=inst.capture("resolver", 3000, 4, bpf).packets))
+    watcher.start()
+    time.sleep(1)
+    res = tool(inst, "attacks/spoof.py", "--source", "tld", "--target", "resolver", "--port", "33333",
+               "--name", "www.test", "--answer", "192.0.2.66", "--packets", "2000")
+    watcher.join()
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["sent"] == 2000 and seen["n"] == 2000, (out, seen)
+    for source, target in (("8.8.8.8", "resolver"), ("tld", "10.0.0.1"), ("127.0.0.1", "resolver")):
+        res = tool(inst, "attacks/spoof.py", "--source", source, "--target", target, "--port", "33333",
+                   "--name", "www.test", "--answer", "192.0.2.66")
+        assert res.returncode != 0 and "refused:" in res.stderr, (source, target, res.stderr)
 
 
 def _host_addresses() -> list[str]:

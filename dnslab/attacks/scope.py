@@ -12,7 +12,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LIMITS = {"packets": 200_000, "seconds": 30.0, "rate": 50_000}  # what any one run may take
+LIMITS = {"packets": 5_000_000, "seconds": 30.0, "rate": 50_000}  # what any one run may take
 
 
 def load(path: str | None = None) -> dict:
