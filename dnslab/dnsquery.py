@@ -12,6 +12,7 @@ from typing import Callable, Hashable
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdataclass
@@ -262,3 +263,60 @@ def wait_synced(serial_at: Callable[[Hashable, str], int | None], zones: list[tu
                 nudge(key)
         time.sleep(0.05)
     return left, wanted
+
+
+def transfer(sockets: SocketFactory, server: str, zone: str, key: tuple[str, str] | None = None,
+             timeout: float = 3.0, limit: int = 100_000) -> tuple[int, str]:
+    """An AXFR of ``zone`` at ``server`` over TCP, from the node behind ``sockets``, signed with
+    ``key`` (name, secret: hmac-sha256) if given. Returns (records received, how it ended:
+    ``complete``, an rcode such as ``REFUSED`` or ``NOTAUTH``, or the error), at most ``limit``
+    records and ``timeout`` seconds."""
+    import dns.tsig
+    origin = dns.name.from_text(zone)
+    q = dns.message.make_query(origin, dns.rdatatype.AXFR)
+    keyring = None
+    if key:
+        tsig = dns.tsig.Key(key[0], key[1], "hmac-sha256")
+        keyring = {tsig.name: tsig}
+        q.use_tsig(tsig)
+    query = q.to_wire()
+    records, soas, mac, ctx = 0, 0, q.mac if key else b"", None
+    sock = sockets(family_of(server), socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((server, 53))
+        sock.setblocking(False)
+        expiration = time.time() + timeout
+        dns.query.send_tcp(sock, query, expiration)
+        first = True
+        while soas < 2 and records <= limit:
+            wire = _read(sock, int.from_bytes(_read(sock, 2, expiration), "big"), expiration)
+            r = dns.message.from_wire(wire, keyring=keyring, request_mac=mac, xfr=True, origin=origin,
+                                      tsig_ctx=ctx, multi=not first, one_rr_per_rrset=True)
+            mac, ctx, first = r.mac, r.tsig_ctx, False
+            if r.rcode() != dns.rcode.NOERROR:
+                return records, dns.rcode.to_text(r.rcode())
+            for rrset in r.answer:
+                records += len(rrset)
+                soas += rrset.rdtype == dns.rdatatype.SOA
+            if not r.answer:
+                return records, "empty answer"
+        return records, "complete" if soas >= 2 else f"stopped after {limit} records"
+    except (dns.exception.DNSException, OSError, EOFError) as exc:
+        return records, str(exc) or type(exc).__name__
+    finally:
+        sock.close()
+
+
+def _read(sock: socket.socket, n: int, expiration: float) -> bytes:
+    """Exactly ``n`` bytes from a non-blocking stream socket, by ``expiration`` (time.time())."""
+    buf = b""
+    while len(buf) < n:
+        left = expiration - time.time()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            raise dns.exception.Timeout()
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        buf += chunk
+    return buf

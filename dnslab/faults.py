@@ -7,6 +7,8 @@ A fault breaks what the lab serves or how its nodes behave, and names the checks
   the same owner and type, derived or authored (a delegation's glue, an address);
 - ``zones.<zone>.remove``: RRsets removed, as ``"<owner> <type>"`` (``"ns1.lab A"``);
 - ``zones.<zone>.serial``: the zone's SOA serial (rolled back below what secondaries hold);
+- ``zones.<zone>.transfers``: who may copy the zone (AXFR): ``any`` (every server of it gives
+  it to anyone), ``address`` (transfers by address only, its TSIG key dropped on both sides);
 - ``zones.<zone>.signed``: what an offline signer (``dnssec-signzone`` on an NSD primary) does
   wrong: ``expires`` its signatures that many seconds from now (valid from a minute ago; negative:
   expired, valid the day before),
@@ -26,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Sequence
+from typing import Annotated, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -47,6 +49,8 @@ class ZoneEdit(_Strict):
         default_factory=list, description='RRsets removed: "<owner> <type>"')
     serial: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(default=None, description="the zone's serial")
     signed: SignedEdit | None = Field(default=None, description="what the offline signer does wrong")
+    transfers: Literal["any", "address"] | None = Field(
+        default=None, description="any: every server gives the zone to anyone; address: no TSIG, addresses only")
 
 
 SIGNED_REMOVE = r"^(\*|@|[A-Za-z0-9_.-]+)\s+([A-Za-z0-9]+)(?:\s+(\S+))?$"
@@ -93,6 +97,7 @@ class Applied:
     remove: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # zone -> [(owner, type, place)]
     serials: dict[str, int] = field(default_factory=dict)
     signed: dict[str, tuple[SignedEdit, str]] = field(default_factory=dict)  # zone -> (edit, file:line)
+    transfers: dict[str, str] = field(default_factory=dict)  # zone -> any | address
     nodes: dict[str, NodeEdit] = field(default_factory=dict)
 
 
@@ -147,6 +152,8 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                 (*r.split(), src.where(("zones", z, "remove", i))) for i, r in enumerate(edit.remove))
             if edit.serial is not None:
                 applied.serials[zone] = edit.serial
+            if edit.transfers is not None:
+                applied.transfers[zone] = edit.transfers
             if edit.signed is not None:  # several faults on one zone: all their removals, the last expiry
                 prev = applied.signed.get(zone, (SignedEdit(), ""))[0]
                 merged = SignedEdit(expires=edit.signed.expires if edit.signed.expires is not None else prev.expires,

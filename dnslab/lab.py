@@ -255,7 +255,7 @@ class Instance:
         keys, control = self.state.data.get("tsig", {}), self.state.data.get("control", {})
         for z, zplan in new.zones.items():
             if zplan.text == old.zones[z].text and zplan.signing_fault == old.zones[z].signing_fault:
-                continue
+                continue  # (a change of who may transfer is a config change: the node files below)
             loaders = [n for n in zplan.servers if n not in zplan.secondaries]
             text, serial = zplan.text, dnsquery.serial_in(zplan.text)
             if serial is not None and serial == dnsquery.serial_in(old.zones[z].text):

@@ -46,6 +46,7 @@ class ZonePlan:
     registry: Registry | None = None   # the registry node that manages its children's DS
     ttl: int = 3600                    # the zone's default TTL ($TTL)
     signing_fault: faults.SignedEdit | None = None  # what a fault makes the offline signer do wrong
+    transfers: str | None = None       # a fault's: "any" (anyone may copy it), "address" (TSIG dropped)
 
     @property
     def loader(self) -> str:
@@ -139,10 +140,11 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
         header = f"$ORIGIN {z}\n$TTL {spec.ttl}\n"
         text = header + "".join(ln + "\n" for ln in lines) + sources[z].text
         places[z] = [f"zone {z}", f"zone {z}"] + where + sources[z].places
+        transfers = edits.transfers.get(z)
         plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text,
-                            spec.primary, bool(spec.primary and spec.tsig), spec.dnssec,
+                            spec.primary, bool(spec.primary and spec.tsig and transfers != "address"), spec.dnssec,
                             tuple(keys.get(z, ())) if spec.dnssec else (), spec.registry, spec.ttl,
-                            edits.signed[z][0] if z in edits.signed else None)
+                            edits.signed[z][0] if z in edits.signed else None, transfers)
     with ThreadPoolExecutor(max_workers=4) as pool:
         for z, found in zip(plans, pool.map(lambda z: check(z, plans[z].text), plans)):
             for line, msg in found:

@@ -472,7 +472,7 @@ def test_every_daemon_has_its_control_tool_on_a_local_channel(basics, kind):
     one, two = (kinds.KINDS[kind].spec(node, basics, "/n") for _ in range(2))
     tool = next(b for b in kinds.KINDS[kind].binaries if b.endswith(("c", "control")))
     assert one.reload and all(cmd[0] == tool for cmd in one.reload) and one.stop[0] == tool
-    assert one.reload[0][-1] == "reload" and one.stop[-1] == "stop"
+    assert one.reload[-1][-1] == "reload" and one.stop[-1] == "stop"
     assert f"alias {tool}=" in one.files["shell.rc"]
     conf = "\n".join(one.files.values())
     if kind == "bind9":
@@ -654,7 +654,7 @@ def test_signers_render_their_signing_and_resolvers_their_anchor(signed):
     knot = kinds.KINDS["knot"].spec(signed.nodes["root-knot"], signed, "/x")
     assert "dnssec-signing: on" in knot.files["knot.conf"] and "import-bind" in knot.argv[-1]
     nsd = kinds.KINDS["nsd"].spec(signed.nodes["sld-nsd"], signed, "/x")
-    assert "sh sign.sh" in nsd.argv[-1] and "sh sign.sh" in nsd.reload[0][-1] and nsd.reload[1][-1] == "reload"
+    assert "sh sign.sh" in nsd.argv[-1] and "sh sign.sh" in nsd.reload[0][-1] and nsd.reload[-1][-1] == "reload"
     sign = nsd.files["sign.sh"]  # the node's own signing script, which the trainee reads (and a fault edits)
     assert f"-3 {signed.zones['example.test.'].salt} -H 0" in sign and "zones/example.test.zone.signed" in sign
     assert "grep" not in sign and " -e " not in sign

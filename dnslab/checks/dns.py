@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ..topology import zone_name as _zone
 from .base import Check, ask
+from .result import Evidence
 
 
 def _rdata(reply, qname: str, qtype: str) -> list[str]:
@@ -183,6 +184,43 @@ class Serials(Check):
                            serial=next(iter(serials.values())))
 
 
+class Transfer(Check):
+    """Who may copy a zone: an AXFR of ``zone`` at ``server``, asked from the vantage point
+    (``from``), signed with the zone's TSIG key if ``key``; ``expect`` refused (no record given
+    away) or allowed (the whole zone, SOA to SOA)."""
+
+    check_type = "transfer"
+    check: Literal["transfer"]
+    zone: str
+    server: str
+    key: bool = Field(default=False, description="sign the request with the zone's TSIG key")
+    expect: Literal["refused", "allowed"] = "refused"
+
+    def targets(self, lab):
+        return [self.server]
+
+    def run(self, inst):
+        from .. import dnsquery
+        from ..kinds.base import served
+        zone, source = _zone(self.zone), self.source or inst.default_vantage()
+        p = {"zone": zone, "server": self.server, "source": source, "signed": " (TSIG)" if self.key else ""}
+        key = None
+        if self.key:
+            name = next((s.key for s in served(inst.node(self.server), inst.plan) if s.name == zone), None)
+            if name is None:
+                return self.result(False, "no_key", [], **p)
+            key = (name, inst.state.data.get("tsig", {}).get(name, ""))
+        address = inst.address_of(self.server)
+        records, ended = dnsquery.transfer(inst.sockets(source), address, zone, key)
+        ev = Evidence(self.server, f"{zone} IN AXFR +tcp{' +tsig' if key else ''}", source,
+                      rcode=ended if ended.isupper() else "", answer=[f"{records} records received"],
+                      error="" if ended.isupper() or ended == "complete" else ended)
+        allowed = ended == "complete"
+        if allowed == (self.expect == "allowed"):
+            return self.result(True, "pass_" + self.expect, [ev], records=records, how=ended, **p)
+        return self.result(False, "leaked" if allowed else "refused", [ev], records=records, how=ended, **p)
+
+
 class Recursion(Check):
     """A server does (open) or does not (closed) recurse for a client."""
 
@@ -223,4 +261,4 @@ def _addresses_of(inst, host: str) -> list[str]:
     return []
 
 
-CHECKS = (Resolves, Authoritative, Delegation, Serials, Recursion)
+CHECKS = (Resolves, Authoritative, Delegation, Serials, Recursion, Transfer)

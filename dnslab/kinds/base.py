@@ -51,6 +51,7 @@ class Served:
     key: str | None = None                      # the TSIG key's name, when transfers are signed
     signs: bool = False                         # this node signs the zone (DNSSEC)
     update_key: str | None = None               # the TSIG key of the zone's registry, on the node it updates
+    open: bool = False                          # anyone may transfer the zone from this node (a fault)
 
     @property
     def id(self) -> str:
@@ -66,15 +67,17 @@ def served(node: NodePlan, lab: LabPlan) -> list[Served]:
         key = f"xfr-{plan.filename.removesuffix('.zone')}" if plan.tsig else None
         signs = plan.signer == node.name
         update = registry_key(z, lab) if plan.registry and plan.loader == node.name else None
+        anyone = plan.transfers == "any"
         if plan.primary is None:
-            out.append(Served(z, plan.filename, "standalone", signs=signs, update_key=update))
+            out.append(Served(z, plan.filename, "standalone", signs=signs, update_key=update, open=anyone))
         elif plan.primary == node.name:
             reach = [node.reachable(lab.nodes[s]) for s in plan.secondaries]
             out.append(Served(z, plan.filename, "primary", key=key, secondaries=tuple(a for r in reach for a in r),
-                              notify=tuple(r[0] for r in reach if r), signs=signs, update_key=update))
+                              notify=tuple(r[0] for r in reach if r), signs=signs, update_key=update, open=anyone))
         else:
             reach = node.reachable(lab.nodes[plan.primary])
-            out.append(Served(z, plan.filename, "secondary", primary=reach[0] if reach else None, key=key))
+            out.append(Served(z, plan.filename, "secondary", primary=reach[0] if reach else None, key=key,
+                              open=anyone))
     return out
 
 

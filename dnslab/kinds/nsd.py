@@ -22,6 +22,10 @@ class Nsd(Kind):
     def control(self, node, d):
         return ("nsd-control", "-c", f"{d}/nsd.conf")
 
+    def reload(self, node, d):
+        # reconfig first: a reload rereads the zones only, not nsd.conf (ACLs, keys, zones added)
+        return ((*self.control(node, d), "reconfig"), (*self.control(node, d), "reload"))
+
     def retransfer(self, node, d, zone):
         return (*self.control(node, d), "force_transfer", zone)
 
