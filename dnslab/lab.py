@@ -243,7 +243,7 @@ class Instance:
 
         :raises InputError: no such fault, or already applied
         """
-        from . import dnsquery, kinds
+        from . import dnsquery
         from .confine import unpack_as
         faults = list(self.state.data.get("faults", []))
         if fault in faults:
@@ -252,7 +252,6 @@ class Instance:
         new = self._plan_with([*faults, fault])
         touched: list[str] = []
         rolled_back: set[str] = set()
-        keys, control = self.state.data.get("tsig", {}), self.state.data.get("control", {})
         for z, zplan in new.zones.items():
             if zplan.text == old.zones[z].text and zplan.signing_fault == old.zones[z].signing_fault:
                 continue  # (a change of who may transfer is a config change: the node files below)
@@ -266,12 +265,9 @@ class Instance:
             for node in loaders:
                 unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node}/zones/{zplan.filename}": text})
                 touched.append(node)
-        for name, node in new.nodes.items():  # configs (and scripts) the fault renders otherwise
-            kind, d = kinds.KINDS[node.kind], self.backend.node_path(self.state, name)
-            before, after = (kind.spec(n, p, d, keys, control.get(name)).files for n, p in ((old.nodes[name], old),
-                                                                                            (node, new)))
-            files = {f"nodes/{name}/{rel}": text for rel, text in after.items()
-                     if not rel.startswith(("zones/", "keys/")) and before.get(rel) != text}
+        for name in new.nodes:  # configs (and scripts) the fault renders otherwise
+            before, after = self._node_files(old, name), self._node_files(new, name)
+            files = {path: text for path, text in after.items() if before.get(path) != text}
             if files:
                 unpack_as(self.state.owner, self.state.work_dir, files)
                 touched.append(name)
@@ -287,6 +283,16 @@ class Instance:
                 self.flush(node.name)
         return sorted(set(touched) | {n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
                                       or new.nodes[n].stop != old.nodes[n].stop})
+
+    def _node_files(self, planned: plan.LabPlan, name: str) -> dict[str, str]:
+        """Node ``name``'s files as ``planned`` renders them (configs, scripts; not its zones and
+        keys, which are the trainee's or the signer's), by their path in the work dir, with the
+        instance's TSIG and control secrets."""
+        from . import kinds
+        node = planned.nodes[name]
+        spec = kinds.KINDS[node.kind].spec(node, planned, self.backend.node_path(self.state, name),
+                                           self.state.data.get("tsig", {}), self.state.data.get("control", {}).get(name))
+        return {f"nodes/{name}/{rel}": text for rel, text in spec.files.items() if not rel.startswith(("zones/", "keys/"))}
 
     def dnsviz(self, name: str, via: str | None = None, fmt: str = "png") -> bytes:
         """The chain of trust of ``name`` as a picture, drawn by dnsviz on the lab's client through
@@ -379,12 +385,7 @@ class Instance:
         self.state.data.setdefault("algorithms", {})[zone] = algorithm
         self.state.save()
         self.__dict__.pop("plan", None)
-        d = self.backend.node_path(self.state, node.name)
-        spec = kind.spec(self.plan.nodes[node.name], self.plan, d, self.state.data.get("tsig", {}),
-                         self.state.data.get("control", {}).get(node.name))
-        unpack_as(self.state.owner, self.state.work_dir, {f"nodes/{node.name}/{rel}": text
-                                                          for rel, text in spec.files.items()
-                                                          if not rel.startswith(("zones/", "keys/"))})
+        unpack_as(self.state.owner, self.state.work_dir, self._node_files(self.plan, node.name))
         self.reload(node.name)
         return [k.tag for k in keys]
 

@@ -191,14 +191,16 @@ def remove(name: str) -> None:
 
 @contextmanager
 def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS, backend: str = "netns",
-              faults: Sequence[str] = ()) -> Iterator[list[lab.Instance]]:
-    """Bring instances up in this process on ``backend``; always take them down, then check
-    nothing is left (namespaces, files, run dirs, processes in their namespaces, containers)."""
+              faults: Sequence[str] = (), trainees: bool = False) -> Iterator[list[lab.Instance]]:
+    """Bring instances up in this process on ``backend`` (with ``trainees``: each a trainee's of
+    its own name, her daemons and files hers); always take them down, then check nothing is left
+    (namespaces, files, run dirs, processes in their namespaces, containers, trainees)."""
     for n in names:  # a name with our PID in it can only be a leftover of a dead process
         remove(n)
     inodes: set[int] = set()
+    meta = {n: {"trainee": n, "lang": "en"} for n in names} if trainees else None
     try:
-        insts = lab.up(lab_dir, list(names), backend, faults=faults)
+        insts = lab.up(lab_dir, list(names), backend, faults=faults, meta=meta, trainees=trainees)
         for n in names:
             inodes |= ns_inodes(n)
         yield insts
@@ -218,8 +220,8 @@ def instances(names: Sequence[str], lab_dir: Path = DNS_BASICS, backend: str = "
 
 @contextmanager
 def instance(name: str, lab_dir: Path = DNS_BASICS, backend: str = "netns",
-             faults: Sequence[str] = ()) -> Iterator[lab.Instance]:
-    with instances([name], lab_dir, backend, faults) as insts:
+             faults: Sequence[str] = (), trainees: bool = False) -> Iterator[lab.Instance]:
+    with instances([name], lab_dir, backend, faults, trainees) as insts:
         yield insts[0]
 
 

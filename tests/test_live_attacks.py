@@ -127,18 +127,10 @@ def test_the_trainee_spoofs_in_her_own_lab_without_root(backend):
     """In a trainee's lab the tools run with her rights: raw sockets work in her attacker node
     (netns: her user namespace owns the node's namespace; docker: a file capability on the
     image's interpreter), and what she runs there is not root on the host."""
-    from dnslab import lab
-    name = livelab.unique_name("at")
-    livelab.remove(name)
-    insts = lab.up(LAB, [name], backend, meta={name: {"trainee": name, "lang": "en"}}, trainees=True)
-    try:
-        inst = insts[0]
+    with livelab.instance(livelab.unique_name("at"), LAB, backend, trainees=True) as inst:
         res = tool(inst, "attacks/spoof.py", "--source", "tld", "--target", "resolver", "--port", "33333",
                    "--name", "www.test", "--answer", "192.0.2.66", "--packets", "1000")
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout)["sent"] == 1000
         marker = inst.exec("attacker", ["sh", "-c", "touch made-by-her && stat -c %u made-by-her"], capture=True)
         assert (inst.state.node_dir("attacker") / "made-by-her").stat().st_uid == inst.state.owner[0], marker
-    finally:
-        lab.down_states([s for s in lab.instances() if s.name == name], purge_homes=True)
-    assert not livelab.leftovers(name)

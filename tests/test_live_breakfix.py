@@ -91,24 +91,19 @@ def test_a_signing_fault_is_written_where_the_trainee_can_read_and_mend_it(backe
         assert (inst.state.node_dir("shop-nsd") / "sign.sh").stat().st_uid == (inst.state.owner or 0)
 
 
-def test_her_signing_script_runs_with_her_rights_and_her_helper_opens_only_her_nodes(tmp_path):
+def test_her_signing_script_runs_with_her_rights_and_her_helper_opens_only_her_nodes():
     """The trainee owns sign.sh and may write anything in it: what she plants runs as her when
     the instructor reloads the signer (root never runs it). Through her lab's helper she opens
     her own node's firewall and captures in her own node, bounded, and names nothing else."""
-    from dnslab import broker, confine, lab
-    from dnslab.state import State
-    name = livelab.unique_name("bh")
-    livelab.remove(name)
-    lab.up(LAB, [name], "netns", meta={name: {"trainee": name, "lang": "en"}}, faults=["tcp-blocked"],
-           trainees=True)
-    try:
-        st = State.open(name)
+    from dnslab import broker, confine
+    with livelab.instance(livelab.unique_name("bh"), LAB, faults=["tcp-blocked"], trainees=True) as inst:
+        st = inst.state
         uid = st.owner[0]
         d = st.node_dir("shop-nsd")
         script = d / "sign.sh"
         script.write_text(script.read_text() + "id -u > whoami.txt\n")  # her edit (the file is hers)
         assert script.stat().st_uid == uid
-        res = livelab.cli("reload", name, "shop-nsd")
+        res = livelab.cli("reload", inst.name, "shop-nsd")
         assert res.returncode == 0, livelab.explain(res)
         # made by her uid (inside her user namespace she is "0", mapped to her uid outside)
         assert (d / "whoami.txt").stat().st_uid == uid
@@ -128,8 +123,4 @@ def test_her_signing_script_runs_with_her_rights_and_her_helper_opens_only_her_n
         # a capture in her own node, bounded as asked (a pcap, base64)
         assert '"ok": true' in helper('{"op": "capture", "node": "client", "packets": 5, "seconds": 1}')
         assert "a tcpdump expression" in helper('{"op": "capture", "node": "client", "filter": "port 53; id"}')
-        inst = lab.Instance.open(name)
         assert inst.query("catalog.shop.test", "TXT", server="shop-nsd", rd=False, tcp=True).answer
-    finally:
-        lab.down_states([s for s in lab.instances() if s.name == name], purge_homes=True)
-    assert not livelab.leftovers(name)
