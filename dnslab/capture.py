@@ -8,11 +8,13 @@ is read back from the pcap by ``tcpdump -r`` with no rights at all (``setpriv`` 
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from .errors import EnvError, InputError
 from .backends.base import BackendError
@@ -90,15 +92,43 @@ def summary(pcap: bytes, limit: int = 200) -> str:
     return res.stdout.decode(errors="replace")
 
 
-def _count(pcap: bytes) -> int:
-    """The packet records in a pcap stream (a record cut short at the end not counted)."""
+def _records(pcap: bytes) -> Iterator[bytes]:
+    """The packets of a pcap stream (a record cut short at the end left out)."""
     if len(pcap) < 24:
-        return 0
+        return
     order = "little" if pcap[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else "big"
-    n, at = 0, 24
+    at = 24
     while at + 16 <= len(pcap):
         size = int.from_bytes(pcap[at + 8:at + 12], order)
         if at + 16 + size > len(pcap):
-            break
-        n, at = n + 1, at + 16 + size
-    return n
+            return
+        yield pcap[at + 16:at + 16 + size]
+        at += 16 + size
+
+
+def _count(pcap: bytes) -> int:
+    return sum(1 for _ in _records(pcap))
+
+
+LINK_HEADER = {113: (16, 14), 276: (20, 0), 1: (14, 12)}  # linktype: (header length, offset of the EtherType)
+
+
+def udp_datagrams(pcap: bytes) -> list[tuple[str, int, bytes]]:
+    """(source address, source port, payload) of each UDP datagram in a capture of ``-i any``
+    (Linux cooked headers) or of one Ethernet link; anything else is skipped."""
+    if len(pcap) < 24:
+        return []
+    order = "little" if pcap[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else "big"
+    header, ethertype_at = LINK_HEADER.get(int.from_bytes(pcap[20:24], order) & 0xFFFF, (None, None))
+    out = []
+    for pkt in _records(pcap) if header is not None else ():
+        ethertype, ip = int.from_bytes(pkt[ethertype_at:ethertype_at + 2], "big"), pkt[header:]
+        if ethertype == 0x0800 and len(ip) >= 20 and ip[9] == 17:
+            src, udp = ipaddress.IPv4Address(ip[12:16]), ip[(ip[0] & 0x0F) * 4:]
+        elif ethertype == 0x86DD and len(ip) >= 40 and ip[6] == 17:
+            src, udp = ipaddress.IPv6Address(ip[8:24]), ip[40:]
+        else:
+            continue
+        if len(udp) >= 8:
+            out.append((str(src), int.from_bytes(udp[0:2], "big"), udp[8:]))
+    return out

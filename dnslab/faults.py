@@ -14,10 +14,14 @@ A fault breaks what the lab serves or how its nodes behave, and names the checks
   expired, valid the day before),
   ``remove`` records from the signed zone, as ``"<owner> <type> [<first field>]"`` (``"* NSEC3"``,
   ``"@ DNSKEY 256"``); written into the node's ``sign.sh``, where the trainee can see and mend it;
-- ``nodes.<node>.options``: lines added to the daemon's main options, in its own syntax;
+- ``nodes.<node>.options``: lines added to the daemon's main options, in its own syntax (with
+  the instance's ``{{ name }}`` values);
 - ``nodes.<node>.stop``: the node's daemon is stopped once the lab is up;
+- ``nodes.<node>.validate``: ``false``: a resolver does not validate (DNSSEC), its trust anchor
+  left in its config for the trainee to turn back on;
 - ``nodes.<node>.block``: traffic dropped inside the node: ``tcp/53``, ``udp/53``,
-  ``fragments`` (IP fragments), ``udp/53>1232`` (DNS over UDP larger than 1232 bytes).
+  ``fragments`` (IP fragments), ``udp/53>1232`` (DNS over UDP larger than 1232 bytes),
+  ``udp/53~90`` (90% of the NXDOMAIN answers the node sends from UDP port 53, at random).
 
 Zone edits are rendered among the derived records, with nothing that tells them apart; node
 edits become part of the node's plan (options) or are applied once the lab answers (stop,
@@ -36,7 +40,7 @@ from . import vary, yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import DnsName, schema_problems, zone_name
 
-BLOCK = re.compile(r"^(?:(tcp|udp)/(\d{1,5})(?:>(\d{1,5}))?|fragments)$")
+BLOCK = re.compile(r"^(?:(tcp|udp)/(\d{1,5})(?:>(\d{1,5})|~(\d{1,2}))?|fragments)$")
 
 
 class _Strict(BaseModel):
@@ -65,8 +69,11 @@ class SignedEdit(_Strict):
 
 
 class NodeEdit(_Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
     options: list[str] = Field(default_factory=list, description="lines added to the daemon's main options")
     stop: bool = Field(default=False, description="stop the node's daemon once the lab is up")
+    validate_: bool = Field(default=True, alias="validate", description="false: a resolver does not validate DNSSEC")
     block: list[str] = Field(default_factory=list,
                              description="dropped inside the node: tcp/53, udp/53, fragments, udp/53>1232")
 
@@ -164,8 +171,14 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                 problems.append(Problem(src.where(("nodes", n)), f"nodes.{n}: no node {n!r} in the lab"))
                 continue
             prev = applied.nodes.get(n, NodeEdit())
-            applied.nodes[n] = NodeEdit(options=[*prev.options, *edit.options], stop=prev.stop or edit.stop,
-                                        block=[*prev.block, *edit.block])
+            options = []
+            for i, line in enumerate(edit.options):
+                try:
+                    options.append(vary.render(line, values or {}, src.where(("nodes", n, "options", i))))
+                except InputProblems as exc:
+                    problems += exc.problems
+            applied.nodes[n] = NodeEdit(options=[*prev.options, *options], stop=prev.stop or edit.stop,
+                                        block=[*prev.block, *edit.block], validate_=prev.validate_ and edit.validate_)
     if problems:
         raise InputProblems(problems)
     return applied

@@ -47,6 +47,7 @@ class NodePlan:
     options: tuple[str, ...] = ()     # lines a fault adds to the daemon's main options
     stop: bool = False                # a fault stops its daemon once the lab is up
     block: tuple[str, ...] = ()       # traffic a fault drops inside the node (tcp/53, fragments, ...)
+    validate: bool = True             # a resolver validates DNSSEC (when the lab root is signed)
 
     def networks(self) -> set[tuple[str, int]]:
         """(network, IP version) pairs the node has an address on."""
@@ -96,8 +97,9 @@ class LabPlan:
         return [self.nodes[n] for n in self.zones[zone].servers]
 
     def data_of(self, owner: str, rtype: str) -> set[str]:
-        """The data of the ``owner``/``rtype`` records this instance's zones serve (as text)."""
-        zone = zones.closest_zone(topology.zone_name(owner), self.zones)
+        """The data of the ``owner``/``rtype`` records this instance's zones serve (as text), as
+        resolution finds them: a zone nobody delegates is left out."""
+        zone = zones.closest_zone(topology.zone_name(owner), [z for z, p in self.zones.items() if p.parent or z == "."])
         return zones.data_of(self.zones[zone], owner, rtype) if zone else set()
 
     @property
@@ -230,9 +232,14 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                        zones=tuple(topology.zone_name(z) for z in node.zones),
                        hostname=hostnames.get(name), resolver=client_resolver.get(name),
                        options=tuple(edits.nodes.get(name, no_edit).options), stop=edits.nodes.get(name, no_edit).stop,
-                       block=tuple(edits.nodes.get(name, no_edit).block))
+                       block=tuple(edits.nodes.get(name, no_edit).block) + ((f"udp/53~{node.loss}",) if node.loss else ()),
+                       validate=edits.nodes.get(name, no_edit).validate_)
         for name, node in topo.nodes.items()
     }
+    for name, node in nodes.items():
+        if not node.validate and node.role != "resolver":
+            problems.append(Problem(f"fault on node {name}", f"nodes.{name}.validate: {name} is not a resolver "
+                                                             f"({node.role}): only a resolver validates"))
     _reachability(nodes, served, bad)
     for z, original in zone_names.items():
         reg = topo.zones[original].registry

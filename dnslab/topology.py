@@ -87,6 +87,10 @@ class Node(Strict):
     resolver: str | None = Field(default=None, description="for a client: the resolver node it uses")
     interfaces: dict[str, Interface] | None = Field(
         default=None, description="networks it attaches to; default: the lab's only network")
+    loss: Annotated[int, Field(ge=0, le=95)] = Field(
+        default=0, description="percent of its NXDOMAIN answers over UDP lost on the way out, at random: a "
+                               "far server, slow to answer the names a cache poisoner asks (emulated so: this "
+                               "kernel has no netem to delay packets)")
 
 
 class Nsec3(Strict):
@@ -146,6 +150,8 @@ class Zone(Strict):
                                                   "zone's own (TSIG); the key opens transfers from any address")
     dnssec: Dnssec | None = Field(default=None, description="signed: the signer's policy (see Dnssec)")
     registry: Registry | None = Field(default=None, description="DS records of its children managed by a registry")
+    delegated: bool = Field(default=True, description="false: its parent does not delegate it, so only who is told "
+                                                      "where (a forged referral) reaches it: an attacker's zone")
 
 
 class Vary(Strict):

@@ -129,13 +129,14 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
             signals.setdefault(home, []).extend(f"_dsboot.{z}_signal.{host} IN CDS {k.ds().to_text()}"
                                                 for k in keys.get(z, []) if k.role == "ksk")
     for z, spec in specs.items():
-        parent = parent_of(z, specs)
-        children = [c for c in specs if parent_of(c, specs) == z]
+        parent = parent_of(z, specs) if spec.delegated else None
+        below = [c for c in specs if parent_of(c, specs) == z]
+        children = [c for c in below if specs[c].delegated]
         key = next(k for k in src.data.get("zones", {}) if zone_name(k) == z)
         ds = {c: [k.ds() for k in keys.get(c, []) if k.role == "ksk"] for c in children
               if not specs[c].dnssec or specs[c].dnssec.ds}
         lines, where, refused = _derived(z, spec, servers, children, addrs, sources[z], edits, owners or {}, ds,
-                                         signals.get(z, []))
+                                         signals.get(z, []), hidden=[c for c in below if c not in children])
         problems += [Problem(place, f"zones.{key}: {msg}") for place, msg in refused]
         header = f"$ORIGIN {z}\n$TTL {spec.ttl}\n"
         text = header + "".join(ln + "\n" for ln in lines) + sources[z].text
@@ -250,10 +251,11 @@ def _mailbox(zone: str, mname: str) -> str:
 def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str],
              addrs: dict[str, tuple[str, ...]], author: _Source, edits: faults.Applied,
              owners: dict[str, str], ds: dict[str, list],
-             signals: list[str] = ()) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+             signals: list[str] = (), hidden: list[str] = ()) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """The derived records of ``zone`` with the faults' changes: (lines, their places,
     refused author records as (place, reason)); ``ds``: the DS records of signed children,
-    ``signals``: RFC 9615 signalling records (CDS) of zones this zone's names serve."""
+    ``signals``: RFC 9615 signalling records (CDS) of zones this zone's names serve; ``hidden``:
+    zones below it that it does not delegate (nothing of theirs goes in it)."""
     written = _owners(zone, author.text)
     added, removed = _fault_keys(zone, edits)
     replaced = set(added) | removed
@@ -281,7 +283,7 @@ def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str]
         if not hname.is_subdomain(zname):
             continue
         below_cut = any(hname.is_subdomain(dns.name.from_text(c)) for c in children)
-        if below_cut and host not in targets:
+        if (below_cut and host not in targets) or any(hname.is_subdomain(dns.name.from_text(c)) for c in hidden):
             continue
         for rtype in ("A", "AAAA"):
             derived = {a for a in addrs[host] if (":" in a) == (rtype == "AAAA")}

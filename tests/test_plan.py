@@ -490,12 +490,12 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert res.returncode == 0, explain(res)
     schema = json.loads(res.stdout)
     node = schema["$defs"]["Node"]
-    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces"}
+    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss"}
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
     assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial", "primary", "tsig",
-                                                          "dnssec", "registry"}
+                                                          "dnssec", "registry", "delegated"}
     assert set(schema["$defs"]["Dnssec"]["properties"]) == {"algorithm", "nsec3", "timers", "ds", "signal"}
     assert set(schema["$defs"]["Registry"]["properties"]) == {"node", "interval", "stable", "bootstrap"}
     assert set(schema["$defs"]["Nsec3"]["properties"]) == {"iterations", "salt_length", "opt_out"}
@@ -722,3 +722,52 @@ def test_lab_timers_keep_ttls_short(write_lab):
     load(write_lab, text)
     assert "its TTL must be at most 60 s" in problems(write_lab, text.replace("ttl: 10", "ttl: 3600"))
     assert "has TTL 300, above the zone's TTL 10" in problems(write_lab, text.replace("x IN TXT", "x 300 IN TXT"))
+
+
+# ------------------------------------------------------------------- zones nobody delegates
+
+HIDDEN = """
+    name: hidden
+    networks: {lan: {ipv4: 198.51.100.0/24}}
+    nodes:
+      root: {kind: nsd, zones: [.], hostname: a.root-servers.test}
+      tld: {kind: knot, zones: [test], hostname: ns1.nic.test}
+      bank: {kind: bind9, zones: [bank.test], hostname: ns1.bank.test, loss: 90}
+      rogue: {kind: nsd, zones: [evil.test, www.bank.test], hostname: ns.evil.test}
+      resolver: {kind: unbound}
+    zones:
+      .: {}
+      test: {}
+      bank.test: {records: ["www IN A 192.0.2.80"]}
+      evil.test: {}
+      www.bank.test: {delegated: false, records: ["* IN A 203.0.113.66"]}
+"""
+
+
+def test_a_zone_nobody_delegates_is_served_but_left_out_of_its_parent(write_lab):
+    p = load(write_lab, HIDDEN)
+    bank, hidden = p.zones["bank.test."], p.zones["www.bank.test."]
+    assert records(bank, "www.bank.test.", "NS") == set() and records(bank, "www.bank.test.", "A") == {"192.0.2.80"}
+    assert "ns.evil.test." not in owners(bank) and hidden.parent is None and hidden.servers == ("rogue",)
+    assert records(hidden, "www.bank.test.", "NS") == {"ns.evil.test."}
+    assert records(p.zones["test."], "evil.test.", "NS") == {"ns.evil.test."}  # its other zone is delegated
+    # what resolution finds: bank.test's own data, never the hidden copy's
+    assert p.data_of("www.bank.test", "A") == {"192.0.2.80"} and p.data_of("x.www.bank.test", "A") == set()
+    assert p.nodes["bank"].block == ("udp/53~90",)  # a far server: its NXDOMAIN answers mostly lost
+
+
+def test_validation_is_turned_off_by_a_fault_on_resolvers_only(write_lab):
+    lab = write_lab(HIDDEN, {"faults/off.yaml": "summary: s\nseen_by: [x]\nnodes:\n  resolver: {validate: false}\n",
+                             "faults/bad.yaml": "summary: s\nseen_by: [x]\nnodes:\n  bank: {validate: false}\n"})
+    assert plan.load(lab, faults=["off"]).nodes["resolver"].validate is False
+    assert plan.load(lab).nodes["resolver"].validate is True
+    with pytest.raises(InputProblems) as exc:
+        plan.load(lab, faults=["bad"])
+    assert "bank is not a resolver (authoritative)" in str(exc.value)
+
+
+def test_a_faults_options_take_the_instances_values(write_lab):
+    lab = write_lab(HIDDEN.replace("    name: hidden\n", "    name: hidden\n    vary: {port: {number: [20000, 20000]}}\n"),
+                    {"faults/port.yaml": "summary: s\nseen_by: [x]\nnodes:\n  resolver:\n"
+                                         "    options: ['outgoing-port-permit: {{ port }}']\n"})
+    assert plan.load(lab, faults=["port"]).nodes["resolver"].options == ("outgoing-port-permit: 20000",)

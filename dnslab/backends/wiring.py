@@ -130,7 +130,8 @@ def write_files(state: State, specs: dict[str, NodeSpec]) -> None:
 
 def block(state: State, node: str, rules: Sequence[str]) -> None:
     """Drop traffic inside a node (a fault): a ``dnslab_fault`` nftables table in its namespace,
-    dropping what ``rules`` name (tcp/53, udp/53, fragments, udp/53>1232) in and out; no rules:
+    dropping what ``rules`` name (tcp/53, udp/53, fragments, udp/53>1232) in and out, or a share of
+    the NXDOMAIN answers that leave (udp/53~90: nine in ten, at random); no rules:
     the table goes, and the node's traffic flows again."""
     nft = shutil.which("nft", path="/usr/sbin:/usr/bin:/sbin:/bin")
     if nft is None:
@@ -142,18 +143,22 @@ def block(state: State, node: str, rules: Sequence[str]) -> None:
         if res.returncode != 0 and "No such file" not in res.stderr:
             raise BackendError(f"opening {ns} again failed: {res.stderr.strip()}")
         return
-    lines = []
+    lines, out_only = [], []
     for rule in rules:
         if rule == "fragments":
             lines += ["ip frag-off & 0x3fff != 0 drop", "exthdr frag exists drop"]
             continue
         proto, rest = rule.split("/", 1)
-        port, _, size = rest.partition(">")
+        port, _, percent = rest.partition("~")
+        if percent:  # a far server's lossy path, for the answers a cache poisoner races: NXDOMAIN (rcode 3)
+            out_only.append(f"{proto} sport {port} @th,92,4 3 numgen random mod 100 < {percent} drop")
+            continue
+        port, _, size = port.partition(">")
         length = f" meta length > {size}" if size else ""
         lines += [f"{proto} dport {port}{length} drop", f"{proto} sport {port}{length} drop"]
-    body = "".join(f"    {ln}\n" for ln in lines)
+    body, out = "".join(f"    {ln}\n" for ln in lines), "".join(f"    {ln}\n" for ln in lines + out_only)
     ruleset = (f"table inet dnslab_fault {{\n  chain input {{\n    type filter hook input priority 0;\n{body}  }}\n"
-               f"  chain output {{\n    type filter hook output priority 0;\n{body}  }}\n}}\n")
+               f"  chain output {{\n    type filter hook output priority 0;\n{out}  }}\n}}\n")
     res = subprocess.run(["ip", "netns", "exec", ns, nft, "-f", "-"], input=ruleset, capture_output=True, text=True,
                          cwd="/")
     if res.returncode != 0:

@@ -16,6 +16,7 @@ from ..errors import InputProblems, LabError, Problem
 from ..topology import schema_problems, suggest, zone_name
 from . import dns as _dns
 from . import dnssec as _dnssec
+from . import resolver as _resolver
 from .base import Check
 from .result import CheckResult, Evidence
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ..lab import Instance
     from ..plan import LabPlan
 
-CHECKS: dict[str, type[Check]] = {c.check_type: c for c in (*_dns.CHECKS, *_dnssec.CHECKS)}  # every check type, by its name
+CHECKS: dict[str, type[Check]] = {c.check_type: c for c in (*_dns.CHECKS, *_dnssec.CHECKS, *_resolver.CHECKS)}  # every check type, by its name
 
 
 class CheckError(LabError):
@@ -71,9 +72,9 @@ def load(path: Path, lab: LabPlan) -> list[Check]:
             bad("zone", f"no zone {zone_name(value)} in lab {lab.name}" + suggest(zone_name(value), set(lab.zones)))
             continue
         unknown = False
-        for field in ("server", "via", "source"):
+        for field in ("server", "via", "source", "resolver"):
             value = getattr(check, field, None)
-            if value is not None and value not in lab.nodes and not _is_address(value):
+            if isinstance(value, str) and value not in lab.nodes and not _is_address(value):
                 bad("from" if field == "source" else field, f"no node {value!r} in lab {lab.name}"
                     + suggest(value, set(lab.nodes)))
                 unknown = True

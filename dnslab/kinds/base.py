@@ -194,6 +194,10 @@ class Kind:
         c = self.control(node, d)
         return ((*c, "flush"),) if c and node.role == "resolver" else ()
 
+    def dump_cache(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
+        """A command that prints a resolver's cache as zone-file lines (None: the kind has none)."""
+        return None
+
     def probes(self, node: NodePlan) -> list[Probe]:
         """What the node answers once it is ready: an authoritative server, each of its zones'
         SOA with authority (a secondary: once transferred); a resolver, anything."""

@@ -43,6 +43,13 @@ class Bind9(Kind):
     def retransfer(self, node, d, zone):
         return (*self.control(node, d), "retransfer", zone)
 
+    def dump_cache(self, node, d):
+        # rndc dumpdb returns before named has written the file: wait for its last line
+        rndc = " ".join(self.control(node, d))
+        return ("sh", "-c", f"rm -f {d}/named_dump.db && {rndc} dumpdb -cache && for i in $(seq 100); do "
+                f"grep -q '^; Dump complete' {d}/named_dump.db 2>/dev/null && exec cat {d}/named_dump.db; "
+                "sleep 0.05; done; echo 'named wrote no complete dump' >&2; exit 1")
+
     def reload(self, node, d):
         rndc = self.control(node, d)
         # `rndc reload` keeps a resolver's cache: a repair would stay invisible until the TTLs run out

@@ -20,6 +20,9 @@ class Unbound(Kind):
         ctl = self.control(node, d)  # every name (flush_zone . drops the whole tree), and what it knows of servers
         return ((*ctl, "flush_zone", "."), (*ctl, "flush_infra", "all"))
 
+    def dump_cache(self, node, d):
+        return (*self.control(node, d), "dump_cache")
+
     def context(self, node, lab, d):
         # Unbound answers special-use names (test., invalid., ...) itself unless told not to.
         names = {z for z in lab.zones if z != "."} | {z.split(".")[-2] + "." for z in lab.zones if z != "."}

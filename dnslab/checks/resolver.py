@@ -1,0 +1,151 @@
+"""What a resolver holds and how it asks: its cache against what the lab's zones serve
+(poisoned or clean), and the defences against forged answers its queries carry, seen where
+they arrive (random source ports, 0x20, DNS cookies)."""
+from __future__ import annotations
+
+import random
+import string
+import threading
+import time
+from typing import Iterator, Literal
+
+import dns.edns
+import dns.exception
+import dns.message
+import dns.name
+from pydantic import Field
+
+from .base import Check
+from .dns import _canon_rdata, _zone
+from .result import Evidence
+
+WATCHED = {"A", "AAAA", "NS", "CNAME", "DNAME", "MX"}  # what a poisoner plants (signatures and proofs aside)
+
+
+def cached(dump: str) -> Iterator[tuple[str, str, str]]:
+    """(owner, TYPE, data) of each record in a cache dump (Unbound's dump_cache, BIND's dumpdb):
+    zone-file lines, the class optional, an owner left blank repeating the last one."""
+    owner = None
+    for line in dump.splitlines():
+        text = line.split(";", 1)[0]
+        if not text.strip() or text.startswith(("$", "START_", "END_", "msg ", "EOF")):
+            continue
+        fields = text.split()
+        if not line[0].isspace():
+            owner, fields = fields[0], fields[1:]
+        if not fields or not fields[0].isdigit():  # a record has its TTL (Unbound's message entries do not)
+            continue
+        fields = fields[1:]
+        if fields and fields[0].upper() in ("IN", "CH", "HS"):
+            fields = fields[1:]
+        if owner is not None and len(fields) >= 2:
+            yield owner.lower(), fields[0].upper(), " ".join(fields[1:])
+
+
+class Cache(Check):
+    """A resolver's cache, read from the resolver itself (unbound-control dump_cache, rndc dumpdb):
+    ``clean`` when every address, name server, alias and mail exchanger it holds at or below
+    ``zone`` is one the lab's zones serve, ``poisoned`` when it holds one they do not."""
+
+    check_type = "cache"
+    check: Literal["cache"]
+    resolver: str
+    zone: str
+    expect: Literal["clean", "poisoned"] = "clean"
+
+    def run(self, inst):
+        from .. import kinds
+        zone, node = _zone(self.zone), inst.node(self.resolver)
+        p = {"resolver": self.resolver, "zone": zone}
+        argv = kinds.KINDS[node.kind].dump_cache(node, inst.backend.node_path(inst.state, node.name))
+        if argv is None:
+            return self.result(False, "no_dump", [], kind=node.kind, **p)
+        res = inst.exec(self.resolver, argv, capture=True, timeout=30)
+        ev = Evidence(self.resolver, "cache dump", self.resolver)
+        if res.returncode != 0:
+            ev.error = (res.stderr or res.stdout).strip()[-300:]
+            return self.result(False, "unreadable", [ev], error=ev.error, **p)
+        apex, seen, planted = dns.name.from_text(zone), 0, []
+        for owner, rtype, data in cached(res.stdout):
+            if rtype not in WATCHED or not dns.name.from_text(owner).is_subdomain(apex):
+                continue
+            seen += 1
+            truth = {_canon_rdata(rtype, d) for d in inst.plan.data_of(owner, rtype)}
+            if _canon_rdata(rtype, data) not in truth:
+                planted.append(f"{owner} {rtype} {data}")
+        planted = sorted(set(planted))
+        ev.answer = planted[:20]
+        poisoned = bool(planted)
+        shown = ", ".join(planted[:3]) + (f" (+{len(planted) - 3})" if len(planted) > 3 else "")
+        if poisoned == (self.expect == "poisoned"):
+            return self.result(True, "pass_" + self.expect, [ev], records=seen, planted=shown, **p)
+        return self.result(False, "poisoned" if poisoned else "clean", [ev], records=seen, planted=shown, **p)
+
+
+DEFENCES = ("ports", "case", "cookie")
+
+
+class Defences(Check):
+    """The defences against forged answers that a resolver's queries carry, seen at the server
+    they go to: ``ports`` (a random source port per query), ``case`` (0x20: the name asked in
+    random letter case), ``cookie`` (an EDNS DNS COOKIE). Random names in ``zone`` (served by
+    ``server``, unsigned, so that no proof cached from one answers the next) are asked through
+    the resolver while the server's interfaces are captured. ``require``: those that must be there."""
+
+    check_type = "defences"
+    check: Literal["defences"]
+    resolver: str
+    server: str
+    zone: str
+    require: list[Literal["ports", "case", "cookie"]] = Field(min_length=1)
+    queries: int = Field(default=5, ge=3, le=20, description="queries to see")
+
+    def targets(self, lab):
+        return [self.resolver]
+
+    def run(self, inst):
+        from .. import capture
+        zone = _zone(self.zone)
+        p = {"resolver": self.resolver, "server": self.server, "zone": zone}
+        addresses = inst.node(self.resolver).addresses
+        bpf = "udp dst port 53 and (" + " or ".join(f"src host {a}" for a in addresses) + ")"
+        got: dict = {}
+        watcher = threading.Thread(target=lambda: got.update(c=inst.capture(self.server, self.queries, 5, bpf)))
+        watcher.start()
+        asked = 0
+        while watcher.is_alive() and asked < 100:
+            label = "".join(random.choices(string.ascii_lowercase, k=12))
+            try:
+                inst.query(f"{label}.{zone}", "A", server=self.resolver, source=self.source, rd=True)
+            except (dns.exception.DNSException, OSError):
+                pass
+            asked += 1
+            time.sleep(0.05)
+        watcher.join()
+        seen = []
+        for _, port, payload in capture.udp_datagrams(got["c"].pcap if "c" in got else b""):
+            try:
+                q = dns.message.from_wire(payload)
+            except dns.exception.DNSException:
+                continue
+            if q.question and q.question[0].name.is_subdomain(dns.name.from_text(zone)):
+                name = q.question[0].name.to_text()
+                seen.append((port, name, any(o.otype == dns.edns.COOKIE for o in q.options)))
+        ev = Evidence(self.server, f"{asked} random names in {zone} via {self.resolver}, captured at {self.server}",
+                      inst.default_vantage() if self.source is None else self.source,
+                      answer=[f"port {port} {name}{' cookie' if c else ''}" for port, name, c in seen])
+        if not seen:
+            return self.result(False, "unseen", [ev], **p)
+        ports = {port for port, _, _ in seen}
+        present = {"ports": len(seen) > 1 and len(ports) >= len(seen) - 1,
+                   "case": any(n != n.lower() for _, n, _ in seen),
+                   "cookie": all(c for _, _, c in seen)}
+        found = {"ports": len(ports), "queries": len(seen),
+                 "case": "✓" if present["case"] else "✗", "cookie": "✓" if present["cookie"] else "✗"}
+        missing = [d for d in self.require if not present[d]]
+        if missing:
+            return self.result(False, "missing", [ev], missing=", ".join(missing), **found, **p)
+        return self.result(True, "pass", [ev], present=", ".join(self.require), **found, **p)
+
+
+CHECKS = (Cache, Defences)

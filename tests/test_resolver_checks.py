@@ -1,0 +1,69 @@
+"""The pieces of the resolver checks that need no lab: reading Unbound's and BIND's cache dumps,
+and the UDP datagrams of a capture (Linux cooked headers of ``-i any``, both versions)."""
+from __future__ import annotations
+
+import struct
+
+from dnslab import capture
+from dnslab.checks.resolver import cached
+
+UNBOUND = """START_RRSET_CACHE
+;rrset 3587 1 0 8 0
+www.bank.test.\t3587\tIN\tNS\tns.www.bank.test.
+;rrset 3587 1 0 8 0
+ns.www.bank.test.\t3587\tIN\tA\t198.51.100.4
+END_RRSET_CACHE
+START_MSG_CACHE
+msg x.www.bank.test. IN A 33152 1 3587 3 1 1 1
+www.bank.test. IN NS 0
+END_MSG_CACHE
+EOF
+"""
+
+BIND = """;
+; Cache dump of view '_default' (cache _default)
+$DATE 20261204072500
+; authanswer
+bank.test.\t\t3590\tNS\tns1.bank.test.
+\t\t\t3590\tRRSIG\tNS 13 2 3600 20261211 20261204 1234 bank.test. AAAA
+; glue
+ns1.bank.test.\t\t3590\tA\t198.51.100.3
+\\-AAAA ;-$NXRRSET
+; Dump complete
+"""
+
+
+def test_unbound_cache_dump_records_only():
+    assert list(cached(UNBOUND)) == [("www.bank.test.", "NS", "ns.www.bank.test."),
+                                     ("ns.www.bank.test.", "A", "198.51.100.4")]
+
+
+def test_bind_cache_dump_with_blank_owners_and_no_class():
+    assert list(cached(BIND)) == [("bank.test.", "NS", "ns1.bank.test."),
+                                  ("bank.test.", "RRSIG", "NS 13 2 3600 20261211 20261204 1234 bank.test. AAAA"),
+                                  ("ns1.bank.test.", "A", "198.51.100.3")]
+
+
+def _pcap(linktype: int, packets: list[bytes]) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
+    for p in packets:
+        out += struct.pack("<IIII", 0, 0, len(p), len(p)) + p
+    return out
+
+
+def _udp4(src: str, sport: int, payload: bytes) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0, 64, 17, 0,
+                     bytes(int(x) for x in src.split(".")), bytes(4))
+    return ip + struct.pack("!HHHH", sport, 53, 8 + len(payload), 0) + payload
+
+
+def test_udp_datagrams_of_both_cooked_headers_and_nothing_else():
+    dgram = _udp4("198.51.100.5", 33333, b"dns")
+    sll = bytes(14) + b"\x08\x00"            # SLL: EtherType at 14
+    sll2 = b"\x08\x00" + bytes(18)           # SLL2: EtherType first
+    tcp = bytearray(dgram)
+    tcp[9] = 6
+    for linktype, head in ((113, sll), (276, sll2)):
+        got = capture.udp_datagrams(_pcap(linktype, [head + dgram, head + bytes(tcp), head[:4]]))
+        assert got == [("198.51.100.5", 33333, b"dns")]
+    assert capture.udp_datagrams(_pcap(147, [dgram])) == [] and capture.udp_datagrams(b"") == []
