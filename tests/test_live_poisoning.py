@@ -1,0 +1,107 @@
+"""The cache-poisoning lab (labs/cache-poisoning) on both backends: the healthy lab passes every
+check and each fault (fixed port, no cookies, no validation) is seen by exactly the checks it
+names and repaired as its operator would; the Kaminsky attack from the attacker node
+poisons the weakened Unbound (the cache check names what was planted; names below www.bank.test
+then lead to the attacker), and fails, within the same bounds, once validation is on, once
+ports are random, and against BIND, whose ports are always random. Unbound's 0x20, once on,
+is seen where its queries arrive."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+try:
+    from . import livelab
+except ImportError:
+    import livelab
+
+from dnslab import checks, faults
+from dnslab.checks.resolver import Defences
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0:
+    pytest.skip("live labs need root (network namespaces)", allow_module_level=True)
+
+LAB = livelab.REPO / "labs" / "cache-poisoning"
+WEAK = ["fixed-port", "no-validation"]  # Unbound as many were before 2008
+ROUND = 10  # seconds one attack may take
+
+
+def attack(inst, resolver: str = "resolver", seconds: float = ROUND) -> dict:
+    """One bounded run of the attacker's tool, the cache flushed first (a fresh race)."""
+    inst.flush(resolver)
+    argv = ["/usr/bin/python3", "attacks/kaminsky.py", "--resolver", resolver, "--server", "bank",
+            "--port", inst.plan.values["port"], "--zone", "www.bank.test", "--ns", "ns.evil.test",
+            "--seconds", str(seconds)]
+    res = inst.exec("attacker", argv, capture=True, timeout=seconds + 30)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def edit(inst, node: str, conf: str, *subs: tuple[str, str]) -> None:
+    path = inst.state.node_dir(node) / conf
+    text = path.read_text()
+    for pattern, repl in subs:
+        text = re.sub(pattern, repl, text)
+    path.write_text(text)
+    inst.reload(node)
+
+
+REPAIRS = {
+    "fixed-port": lambda i: edit(i, "resolver", "unbound.conf", (r"(?m)^  outgoing-port-.*\n", "")),
+    "no-cookies": lambda i: edit(i, "resolver-bind", "named.conf", (r"(?m)^    send-cookie no;\n", "")),
+    "no-validation": lambda i: (edit(i, "resolver", "unbound.conf", ('module-config: "iterator"',
+                                                                     'module-config: "validator iterator"')),
+                                edit(i, "resolver-bind", "named.conf", ("dnssec-validation no;",
+                                                                        "dnssec-validation yes;"))),
+}
+
+
+def test_every_fault_is_tested_here():
+    assert set(faults.available(LAB)) == set(REPAIRS)
+
+
+@pytest.mark.parametrize("fault", sorted(REPAIRS))
+def test_each_weakness_is_seen_and_repaired(backend, fault):
+    with livelab.instance(livelab.unique_name("cw"), LAB, backend) as inst:
+        livelab.break_and_repair(inst, LAB, fault, REPAIRS[fault])
+
+
+def test_kaminsky_poisons_a_weak_resolver_and_each_defence_stops_it(backend):
+    with livelab.instance(livelab.unique_name("ck"), LAB, backend, faults=WEAK) as inst:
+        evil = inst.plan.values["evil"]
+        runs = []
+        while len(runs) < 3 and not (runs and runs[-1]["poisoned"]):  # measured: 10 of 10 within 10 s
+            runs.append(attack(inst))
+        assert runs[-1]["poisoned"] and runs[-1]["answer"] == [evil], runs
+        clean = checks.run(inst, only="clean-unbound")[0]
+        assert not clean.passed and "www.bank.test. NS ns.evil.test." in clean.message(), clean.message()
+        def login() -> list[str]:  # any name below www.bank.test is the attacker's now
+            reply = inst.query("login.www.bank.test", "A", server="resolver", rd=True)
+            return [r.address for rrset in reply.answer for r in rrset]
+        assert livelab.wait_for(login, timeout=5, what="login.www.bank.test resolving") == [evil]
+
+        # validation on (the port still fixed): a forged referral proves nothing, and the cached
+        # NSEC proofs answer the attacker's random names before any race starts
+        REPAIRS["no-validation"](inst)
+        out = attack(inst)
+        assert not out["poisoned"] and checks.run(inst, only="clean-unbound")[0].passed, out
+        edit(inst, "resolver", "unbound.conf", ('module-config: "validator iterator"', 'module-config: "iterator"'))
+
+        # random ports (validation off again): the attacker's port is not the resolver's any more
+        REPAIRS["fixed-port"](inst)
+        out = attack(inst)
+        assert not out["poisoned"] and out["rounds"] >= 1 and checks.run(inst, only="clean-unbound")[0].passed, out
+
+        # 0x20 (off in Unbound by default): the names it asks come in random letter case
+        case = Defences(check="defences", resolver="resolver", server="rogue", zone="evil.test", require=["case"])
+        assert not case.run(inst).passed
+        edit(inst, "resolver", "unbound.conf", (r"(?m)^server:\n", "server:\n  use-caps-for-id: yes\n"))
+        assert case.run(inst).passed
+
+        # BIND never sends from a fixed port (9.18 ignores the port of query-source)
+        out = attack(inst, "resolver-bind")
+        assert not out["poisoned"] and checks.run(inst, only="clean-bind")[0].passed, out
