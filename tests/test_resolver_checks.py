@@ -12,6 +12,8 @@ UNBOUND = """START_RRSET_CACHE
 www.bank.test.\t3587\tIN\tNS\tns.www.bank.test.
 ;rrset 3587 1 0 8 0
 ns.www.bank.test.\t3587\tIN\tA\t198.51.100.4
+;rrset 58 1 0 8 1
+x.www.bank.test.\t58\tIN\tA\t203.0.113.66
 END_RRSET_CACHE
 START_MSG_CACHE
 msg x.www.bank.test. IN A 33152 1 3587 3 1 1 1
@@ -33,7 +35,7 @@ ns1.bank.test.\t\t3590\tA\t198.51.100.3
 """
 
 
-def test_unbound_cache_dump_records_only():
+def test_unbound_cache_dump_records_only_and_not_bogus_ones():
     assert list(cached(UNBOUND)) == [("www.bank.test.", "NS", "ns.www.bank.test."),
                                      ("ns.www.bank.test.", "A", "198.51.100.4")]
 

@@ -24,9 +24,13 @@ WATCHED = {"A", "AAAA", "NS", "CNAME", "DNAME", "MX"}  # what a poisoner plants 
 
 def cached(dump: str) -> Iterator[tuple[str, str, str]]:
     """(owner, TYPE, data) of each record in a cache dump (Unbound's dump_cache, BIND's dumpdb):
-    zone-file lines, the class optional, an owner left blank repeating the last one."""
-    owner = None
+    zone-file lines, the class optional, an owner left blank repeating the last one. Data Unbound
+    found bogus is left out: it is kept only to answer SERVFAIL, never served."""
+    owner, bogus = None, False
     for line in dump.splitlines():
+        if line.startswith(";rrset"):  # Unbound: ";rrset[ nsec_apex] TTL COUNT SIGS TRUST SECURITY", 1: bogus
+            head = [f for f in line.split() if f != "nsec_apex"]
+            bogus = len(head) > 5 and head[5] == "1"
         text = line.split(";", 1)[0]
         if not text.strip() or text.startswith(("$", "START_", "END_", "msg ", "EOF")):
             continue
@@ -38,7 +42,7 @@ def cached(dump: str) -> Iterator[tuple[str, str, str]]:
         fields = fields[1:]
         if fields and fields[0].upper() in ("IN", "CH", "HS"):
             fields = fields[1:]
-        if owner is not None and len(fields) >= 2:
+        if owner is not None and len(fields) >= 2 and not bogus:
             yield owner.lower(), fields[0].upper(), " ".join(fields[1:])
 
 
