@@ -69,3 +69,16 @@ def test_udp_datagrams_of_both_cooked_headers_and_nothing_else():
         got = capture.udp_datagrams(_pcap(linktype, [head + dgram, head + bytes(tcp), head[:4]]))
         assert got == [("198.51.100.5", 33333, b"dns")]
     assert capture.udp_datagrams(_pcap(147, [dgram])) == [] and capture.udp_datagrams(b"") == []
+
+
+def test_an_attack_timeline_charts_as_well_formed_svg():
+    import xml.etree.ElementTree as ET
+
+    from dnslab import plot
+    timeline = [[0.07, 6144, "NXDOMAIN"], [1.5, 200000, "TIMEOUT"], [1.9, 260000, "NOERROR"]]
+    chart = plot.lines({"forged packets": [(t, n) for t, n, _ in timeline]}, x="seconds", y="packets",
+                       title="<attack>", marks=[(t, n, rcode) for t, n, rcode in timeline if rcode == "NOERROR"])
+    root = ET.fromstring(chart._repr_svg_())
+    lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 2 and len(lines[1].get("points").split()) == 4  # the axes, the series from 0
+    assert "&lt;attack&gt;" in chart.svg and len(root.findall("{http://www.w3.org/2000/svg}circle")) == 1
