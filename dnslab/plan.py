@@ -48,6 +48,7 @@ class NodePlan:
     stop: bool = False                # a fault stops its daemon once the lab is up
     block: tuple[str, ...] = ()       # traffic a fault drops inside the node (tcp/53, fragments, ...)
     validate: bool = True             # a resolver validates DNSSEC (when the lab root is signed)
+    rrl: int | None = None            # answers a second per client network (0: off; None: the kind's default)
 
     def networks(self) -> set[tuple[str, int]]:
         """(network, IP version) pairs the node has an address on."""
@@ -233,9 +234,13 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                        hostname=hostnames.get(name), resolver=client_resolver.get(name),
                        options=tuple(edits.nodes.get(name, no_edit).options), stop=edits.nodes.get(name, no_edit).stop,
                        block=tuple(edits.nodes.get(name, no_edit).block) + ((f"udp/53~{node.loss}",) if node.loss else ()),
-                       validate=edits.nodes.get(name, no_edit).validate_)
+                       validate=edits.nodes.get(name, no_edit).validate_,
+                       rrl=node.rrl if edits.nodes.get(name, no_edit).rrl else 0)
         for name, node in topo.nodes.items()
     }
+    for name, node in topo.nodes.items():
+        if node.rrl is not None and roles.get(name) != "authoritative":
+            bad(("nodes", name, "rrl"), f"{name} is not an authoritative server: response rate limiting is theirs")
     for name, node in nodes.items():
         if not node.validate and node.role != "resolver":
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.validate: {name} is not a resolver "

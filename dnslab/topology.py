@@ -87,6 +87,10 @@ class Node(Strict):
     resolver: str | None = Field(default=None, description="for a client: the resolver node it uses")
     interfaces: dict[str, Interface] | None = Field(
         default=None, description="networks it attaches to; default: the lab's only network")
+    rrl: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        default=None, description="response rate limiting on an authoritative server: the same answer to one "
+                                  "client network (IPv4 /24) at most this many times a second; of the rest, one "
+                                  "in two goes out truncated (slip 2), so a real client asks again over TCP")
     loss: Annotated[int, Field(ge=0, le=95)] = Field(
         default=0, description="percent of its NXDOMAIN answers over UDP lost on the way out, at random: a "
                                "far server, slow to answer the names a cache poisoner asks (emulated so: this "

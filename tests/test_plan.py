@@ -771,3 +771,22 @@ def test_a_faults_options_take_the_instances_values(write_lab):
                     {"faults/port.yaml": "summary: s\nseen_by: [x]\nnodes:\n  resolver:\n"
                                          "    options: ['outgoing-port-permit: {{ port }}']\n"})
     assert plan.load(lab, faults=["port"]).nodes["resolver"].options == ("outgoing-port-permit: 20000",)
+
+
+def test_rrl_on_authoritative_servers_only_and_a_fault_turns_it_off(write_lab):
+    lab = write_lab(HIDDEN.replace("hostname: ns.evil.test}", "hostname: ns.evil.test, rrl: 7}"),
+                    {"faults/off.yaml": "summary: s\nseen_by: [x]\nnodes:\n  rogue: {rrl: false}\n"})
+    assert plan.load(lab).nodes["rogue"].rrl == 7 and plan.load(lab).nodes["bank"].rrl is None
+    assert plan.load(lab, faults=["off"]).nodes["rogue"].rrl == 0
+    assert "resolver is not an authoritative server" in problems(write_lab, HIDDEN.replace(
+        "resolver: {kind: unbound}", "resolver: {kind: unbound, rrl: 5}"))
+
+
+@pytest.mark.parametrize("kind, says", [("bind9", "rate-limit { responses-per-second 7; slip 2; };"),
+                                        ("knot", "global-module: mod-rrl/lab"), ("nsd", "rrl-ratelimit: 7")])
+def test_each_kind_renders_rrl_in_its_own_syntax(write_lab, kind, says):
+    p = load(write_lab, HIDDEN.replace("rogue: {kind: nsd,", f"rogue: {{kind: {kind},").replace(
+        "hostname: ns.evil.test}", "hostname: ns.evil.test, rrl: 7}"))
+    node = p.nodes["rogue"]
+    files = kinds.KINDS[kind].spec(node, p, "/n").files
+    assert any(says in text for text in files.values()), files.keys()

@@ -16,6 +16,7 @@ from ..errors import InputProblems, LabError, Problem
 from ..topology import schema_problems, suggest, zone_name
 from . import dns as _dns
 from . import dnssec as _dnssec
+from . import reflection as _reflection
 from . import resolver as _resolver
 from .base import Check
 from .result import CheckResult, Evidence
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from ..lab import Instance
     from ..plan import LabPlan
 
-CHECKS: dict[str, type[Check]] = {c.check_type: c for c in (*_dns.CHECKS, *_dnssec.CHECKS, *_resolver.CHECKS)}  # every check type, by its name
+CHECKS: dict[str, type[Check]] = {c.check_type: c for c in (*_dns.CHECKS, *_dnssec.CHECKS, *_resolver.CHECKS, *_reflection.CHECKS)}  # every check type, by its name
 
 
 class CheckError(LabError):

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
+        "amplification.pass": "{server} answers {queries} questions for {name} {type} from {source} with {factor}x their bytes ({answered} answers, {truncated} truncated; at most {max}x passes)",
+        "amplification.amplifies": "{server} amplifies {factor}x: {bytes_in} bytes of answers to {source} for {bytes_out} bytes of questions ({answered} of {queries} answered, {truncated} truncated; at most {max}x passes)",
+        "amplification.error": "{server} could not be asked: {error}",
         "cache.pass_clean": "{resolver}'s cache holds nothing planted at or below {zone} ({records} records read)",
         "cache.pass_poisoned": "{resolver}'s cache is poisoned, as expected: {planted}",
         "cache.poisoned": "{resolver}'s cache is poisoned: it holds {planted}, which {zone} does not serve",
@@ -66,6 +69,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} did not answer for {zone}: {error}",
     },
     "es": {
+        "amplification.pass": "{server} responde {queries} preguntas por {name} {type} desde {source} con {factor}x sus bytes ({answered} respuestas, {truncated} truncadas; pasa hasta {max}x)",
+        "amplification.amplifies": "{server} amplifica {factor}x: {bytes_in} bytes de respuestas a {source} por {bytes_out} bytes de preguntas ({answered} de {queries} respondidas, {truncated} truncadas; pasa hasta {max}x)",
+        "amplification.error": "no se pudo preguntar a {server}: {error}",
         "cache.pass_clean": "la caché de {resolver} no tiene nada plantado en {zone} o debajo ({records} registros leídos)",
         "cache.pass_poisoned": "la caché de {resolver} está envenenada, como se esperaba: {planted}",
         "cache.poisoned": "la caché de {resolver} está envenenada: contiene {planted}, que {zone} no sirve",
@@ -125,6 +131,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} no respondió para {zone}: {error}",
     },
     "pt": {
+        "amplification.pass": "{server} responde {queries} perguntas por {name} {type} de {source} com {factor}x os bytes delas ({answered} respostas, {truncated} truncadas; passa até {max}x)",
+        "amplification.amplifies": "{server} amplifica {factor}x: {bytes_in} bytes de respostas para {source} por {bytes_out} bytes de perguntas ({answered} de {queries} respondidas, {truncated} truncadas; passa até {max}x)",
+        "amplification.error": "não foi possível perguntar a {server}: {error}",
         "cache.pass_clean": "o cache de {resolver} não tem nada plantado em {zone} ou abaixo ({records} registros lidos)",
         "cache.pass_poisoned": "o cache de {resolver} está envenenado, como esperado: {planted}",
         "cache.poisoned": "o cache de {resolver} está envenenado: contém {planted}, que {zone} não serve",

@@ -1,0 +1,82 @@
+"""The amplification lab (labs/amplification) on both backends: each authoritative server of
+amp.test (BIND, Knot, NSD) limits its response rate out of the box; `no-rrl` is seen by the
+three amplification checks and mended in each server's config as its operator would; and the
+attacker's reflection tool, sending questions with the victim's address, buries the victim
+under about sixteen times its bytes (IP level, measured at the victim) until RRL is back."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+
+import pytest
+
+try:
+    from . import livelab
+except ImportError:
+    import livelab
+
+from dnslab import capture, faults
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0:
+    pytest.skip("live labs need root (network namespaces)", allow_module_level=True)
+
+LAB = livelab.REPO / "labs" / "amplification"
+
+
+def _edit(inst, node: str, conf: str, pattern: str, repl: str) -> None:
+    path = inst.state.node_dir(node) / conf
+    text, n = re.subn(pattern, repl, path.read_text(), count=1)
+    assert n == 1, (node, pattern)
+    path.write_text(text)
+    inst.reload(node)
+
+
+def _rate_limit(inst) -> None:
+    """RRL back on each server, in its own syntax: 5 identical answers a second, slip 2."""
+    _edit(inst, "auth-bind", "named.conf", r"(?m)^options \{\n",
+          "options {\n    rate-limit { responses-per-second 5; slip 2; };\n")
+    _edit(inst, "auth-knot", "knot.conf", r"(?m)^template:\n  - id: default\n",
+          "mod-rrl:\n  - id: lab\n    rate-limit: 5\n    slip: 2\ntemplate:\n  - id: default\n"
+          "    global-module: mod-rrl/lab\n")
+    _edit(inst, "auth-nsd", "nsd.conf", r"rrl-ratelimit: 0", "rrl-ratelimit: 5")
+
+
+def test_every_fault_is_tested_here():
+    assert faults.available(LAB) == ["no-rrl"]
+
+
+def test_no_rrl_is_seen_and_each_server_mended(backend):
+    with livelab.instance(livelab.unique_name("ar"), LAB, backend) as inst:
+        livelab.break_and_repair(inst, LAB, "no-rrl", _rate_limit)
+
+
+def _reflected(inst) -> float:
+    """The attacker reflects 300 questions off the three servers as the victim; the bytes the
+    victim receives over the bytes the attacker sent (IP packets, captured at the victim)."""
+    seen: dict = {}
+    bpf = f"udp src port 53 and dst host {inst.node('victim').address}"
+    watcher = threading.Thread(target=lambda: seen.update(c=inst.capture("victim", 100_000, 4, bpf)))
+    watcher.start()
+    time.sleep(1)
+    res = inst.exec("attacker", ["/usr/bin/python3", "attacks/reflect.py", "victim", "auth-bind", "auth-knot",
+                                 "auth-nsd", "--name", "big.amp.test", "--rate", "300", "--seconds", "1"],
+                    capture=True, timeout=60)
+    watcher.join()
+    assert res.returncode == 0, res.stderr
+    sent = json.loads(res.stdout)
+    assert sent["sent"] == 300, sent
+    received = sum(len(payload) + 28 for _, _, payload in capture.udp_datagrams(seen["c"].pcap))
+    return received / sent["bytes"]
+
+
+def test_reflection_amplifies_at_the_victim_until_rrl_is_back(backend):
+    with livelab.instance(livelab.unique_name("aa"), LAB, backend, faults=["no-rrl"]) as inst:
+        before = _reflected(inst)
+        assert before > 12, before  # every question answered in full: ~16x the attacker's bytes
+        _rate_limit(inst)
+        after = _reflected(inst)
+        assert after < before / 3, (before, after)
