@@ -490,7 +490,7 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert res.returncode == 0, explain(res)
     schema = json.loads(res.stdout)
     node = schema["$defs"]["Node"]
-    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss"}
+    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl"}
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
