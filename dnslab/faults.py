@@ -20,6 +20,7 @@ A fault breaks what the lab serves or how its nodes behave, and names the checks
 - ``nodes.<node>.validate``: ``false``: a resolver does not validate (DNSSEC), its trust anchor
   left in its config for the trainee to turn back on;
 - ``nodes.<node>.rrl``: ``false``: an authoritative server limits no response rate (RRL off);
+- ``nodes.<node>.open``: ``true``: a resolver answers anyone, whatever its ``clients`` (open);
 - ``nodes.<node>.block``: traffic dropped inside the node: ``tcp/53``, ``udp/53``,
   ``fragments`` (IP fragments), ``udp/53>1232`` (DNS over UDP larger than 1232 bytes),
   ``udp/53~90`` (90% of the NXDOMAIN answers the node sends from UDP port 53, at random).
@@ -76,6 +77,7 @@ class NodeEdit(_Strict):
     stop: bool = Field(default=False, description="stop the node's daemon once the lab is up")
     validate_: bool = Field(default=True, alias="validate", description="false: a resolver does not validate DNSSEC")
     rrl: bool = Field(default=True, description="false: an authoritative server limits no response rate")
+    open: bool = Field(default=False, description="a resolver answers anyone (an open resolver)")
     block: list[str] = Field(default_factory=list,
                              description="dropped inside the node: tcp/53, udp/53, fragments, udp/53>1232")
 
@@ -181,7 +183,7 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                     problems += exc.problems
             applied.nodes[n] = NodeEdit(options=[*prev.options, *options], stop=prev.stop or edit.stop,
                                         block=[*prev.block, *edit.block], validate_=prev.validate_ and edit.validate_,
-                                        rrl=prev.rrl and edit.rrl)
+                                        rrl=prev.rrl and edit.rrl, open=prev.open or edit.open)
     if problems:
         raise InputProblems(problems)
     return applied

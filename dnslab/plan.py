@@ -49,6 +49,8 @@ class NodePlan:
     block: tuple[str, ...] = ()       # traffic a fault drops inside the node (tcp/53, fragments, ...)
     validate: bool = True             # a resolver validates DNSSEC (when the lab root is signed)
     rrl: int | None = None            # answers a second per client network (0: off; None: the kind's default)
+    clients: tuple[str, ...] = ()     # a resolver's: the nodes it answers (none: every node of the lab)
+    open: bool = False                # a resolver's: answers anyone (a fault)
 
     def networks(self) -> set[tuple[str, int]]:
         """(network, IP version) pairs the node has an address on."""
@@ -235,13 +237,22 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                        options=tuple(edits.nodes.get(name, no_edit).options), stop=edits.nodes.get(name, no_edit).stop,
                        block=tuple(edits.nodes.get(name, no_edit).block) + ((f"udp/53~{node.loss}",) if node.loss else ()),
                        validate=edits.nodes.get(name, no_edit).validate_,
-                       rrl=node.rrl if edits.nodes.get(name, no_edit).rrl else 0)
+                       rrl=node.rrl if edits.nodes.get(name, no_edit).rrl else 0,
+                       clients=tuple(node.clients or ()), open=edits.nodes.get(name, no_edit).open)
         for name, node in topo.nodes.items()
     }
     for name, node in topo.nodes.items():
+        if node.clients is not None and roles.get(name) != "resolver":
+            bad(("nodes", name, "clients"), f"{name} is not a resolver: only a resolver has clients")
+        for i, c in enumerate(node.clients or ()):
+            if c not in topo.nodes:
+                bad(("nodes", name, "clients", i), f"no node {c!r} in the lab" + topology.suggest(c, set(topo.nodes)))
         if node.rrl is not None and roles.get(name) != "authoritative":
             bad(("nodes", name, "rrl"), f"{name} is not an authoritative server: response rate limiting is theirs")
     for name, node in nodes.items():
+        if node.open and node.role != "resolver":
+            problems.append(Problem(f"fault on node {name}", f"nodes.{name}.open: {name} is not a resolver "
+                                                             f"({node.role}): only a resolver answers clients"))
         if not node.validate and node.role != "resolver":
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.validate: {name} is not a resolver "
                                                              f"({node.role}): only a resolver validates"))

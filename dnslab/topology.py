@@ -85,6 +85,8 @@ class Node(Strict):
     hostname: DnsName | None = Field(
         default=None, description="its name server name (default: <node>.<first zone>)")
     resolver: str | None = Field(default=None, description="for a client: the resolver node it uses")
+    clients: list[str] | None = Field(default=None, description="for a resolver: the nodes it answers (default: "
+                                                                "every node of the lab); others are refused")
     interfaces: dict[str, Interface] | None = Field(
         default=None, description="networks it attaches to; default: the lab's only network")
     rrl: Annotated[int, Field(ge=1, le=10_000)] | None = Field(

@@ -1,6 +1,7 @@
 """The amplification lab (labs/amplification) on both backends: each authoritative server of
-amp.test (BIND, Knot, NSD) limits its response rate out of the box; `no-rrl` is seen by the
-three amplification checks and mended in each server's config as its operator would; and the
+amp.test (BIND, Knot, NSD) limits its response rate out of the box and the resolver answers its
+client only; `no-rrl` and `open-resolver` are each seen by exactly their checks and mended in
+the servers' configs as their operators would; and the
 attacker's reflection tool, sending questions with the victim's address, buries the victim
 under about sixteen times its bytes (IP level, measured at the victim) until RRL is back."""
 from __future__ import annotations
@@ -45,13 +46,23 @@ def _rate_limit(inst) -> None:
     _edit(inst, "auth-nsd", "nsd.conf", r"rrl-ratelimit: 0", "rrl-ratelimit: 5")
 
 
+def _close(inst) -> None:
+    """The resolver answers its client only again."""
+    _edit(inst, "resolver", "unbound.conf", r"(?m)^  access-control: 0\.0\.0\.0/0 allow\n  access-control: ::/0 allow\n",
+          "")
+
+
+REPAIRS = {"no-rrl": _rate_limit, "open-resolver": _close}
+
+
 def test_every_fault_is_tested_here():
-    assert faults.available(LAB) == ["no-rrl"]
+    assert set(faults.available(LAB)) == set(REPAIRS)
 
 
-def test_no_rrl_is_seen_and_each_server_mended(backend):
+@pytest.mark.parametrize("fault", sorted(REPAIRS))
+def test_each_fault_is_seen_and_mended(backend, fault):
     with livelab.instance(livelab.unique_name("ar"), LAB, backend) as inst:
-        livelab.break_and_repair(inst, LAB, "no-rrl", _rate_limit)
+        livelab.break_and_repair(inst, LAB, fault, REPAIRS[fault])
 
 
 def _reflected(inst) -> float:

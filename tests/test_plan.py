@@ -490,7 +490,7 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert res.returncode == 0, explain(res)
     schema = json.loads(res.stdout)
     node = schema["$defs"]["Node"]
-    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl"}
+    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl", "clients"}
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
@@ -790,3 +790,20 @@ def test_each_kind_renders_rrl_in_its_own_syntax(write_lab, kind, says):
     node = p.nodes["rogue"]
     files = kinds.KINDS[kind].spec(node, p, "/n").files
     assert any(says in text for text in files.values()), files.keys()
+
+
+def test_a_resolver_answers_its_clients_only_until_a_fault_opens_it(write_lab):
+    text = HIDDEN.replace("resolver: {kind: unbound}", "resolver: {kind: unbound, clients: [bank]}")
+    lab = write_lab(text, {"faults/open.yaml": "summary: s\nseen_by: [x]\nnodes:\n  resolver: {open: true}\n"})
+
+    def access(faults=()):
+        p = plan.load(lab, faults=faults)
+        conf = kinds.KINDS["unbound"].spec(p.nodes["resolver"], p, "/n").files["unbound.conf"]
+        return [ln.split()[1] for ln in conf.splitlines() if "access-control:" in ln]
+    bank = plan.load(lab).nodes["bank"].addresses
+    assert access() == [f"{bank[0]}/32", f"{bank[1]}/128"]
+    assert access(["open"]) == [*access(), "0.0.0.0/0", "::/0"]
+    assert "bank is not a resolver" in problems(write_lab, HIDDEN.replace(
+        "loss: 90}", "loss: 90, clients: [root]}"))
+    assert "no node 'nobody'" in problems(write_lab, HIDDEN.replace(
+        "resolver: {kind: unbound}", "resolver: {kind: unbound, clients: [nobody]}"))

@@ -14,6 +14,8 @@ www.bank.test.\t3587\tIN\tNS\tns.www.bank.test.
 ns.www.bank.test.\t3587\tIN\tA\t198.51.100.4
 ;rrset 58 1 0 8 1
 x.www.bank.test.\t58\tIN\tA\t203.0.113.66
+;rrset 58 1 0 7 0
+ns1.bank.test.\t58\tIN\tAAAA\t\\# 0
 END_RRSET_CACHE
 START_MSG_CACHE
 msg x.www.bank.test. IN A 33152 1 3587 3 1 1 1
@@ -35,9 +37,14 @@ ns1.bank.test.\t\t3590\tA\t198.51.100.3
 """
 
 
-def test_unbound_cache_dump_records_only_and_not_bogus_ones():
+def test_unbound_cache_dump_records_only_not_bogus_nor_empty_ones():
     assert list(cached(UNBOUND)) == [("www.bank.test.", "NS", "ns.www.bank.test."),
                                      ("ns.www.bank.test.", "A", "198.51.100.4")]
+
+
+def test_a_validating_unbound_serves_nothing_unchecked():
+    validating = UNBOUND.replace(";rrset 3587 1 0 8 0\nwww", ";rrset 3587 1 0 8 5\nwww")
+    assert list(cached(validating)) == [("www.bank.test.", "NS", "ns.www.bank.test.")]
 
 
 def test_bind_cache_dump_with_blank_owners_and_no_class():

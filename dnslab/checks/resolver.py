@@ -22,15 +22,26 @@ from .result import Evidence
 WATCHED = {"A", "AAAA", "NS", "CNAME", "DNAME", "MX"}  # what a poisoner plants (signatures and proofs aside)
 
 
+UNCHECKED, BOGUS, SECURE = "0", "1", {"3", "5"}  # Unbound's security status of an RRset: insecure, secure
+
+
 def cached(dump: str) -> Iterator[tuple[str, str, str]]:
-    """(owner, TYPE, data) of each record in a cache dump (Unbound's dump_cache, BIND's dumpdb):
-    zone-file lines, the class optional, an owner left blank repeating the last one. Data Unbound
-    found bogus is left out: it is kept only to answer SERVFAIL, never served."""
-    owner, bogus = None, False
-    for line in dump.splitlines():
-        if line.startswith(";rrset"):  # Unbound: ";rrset[ nsec_apex] TTL COUNT SIGS TRUST SECURITY", 1: bogus
+    """(owner, TYPE, data) of each record a resolver would serve from its cache dump (Unbound's
+    dump_cache, BIND's dumpdb): zone-file lines, the class optional, an owner left blank
+    repeating the last one. Left out: empty RRsets (cached negative answers), what Unbound found
+    bogus (kept only to answer SERVFAIL), and, when Unbound validates (some RRset in the dump is
+    secure or insecure), what it has not validated yet: it validates that before serving it."""
+    status: dict[int, str] = {}  # line number of each Unbound RRset header -> its security
+    lines = dump.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(";rrset"):  # ";rrset[ nsec_apex] TTL COUNT SIGS TRUST SECURITY"
             head = [f for f in line.split() if f != "nsec_apex"]
-            bogus = len(head) > 5 and head[5] == "1"
+            status[i] = head[5] if len(head) > 5 else UNCHECKED
+    validating = any(s in SECURE for s in status.values())
+    owner, served = None, True
+    for i, line in enumerate(lines):
+        if i in status:
+            served = status[i] != BOGUS and not (validating and status[i] == UNCHECKED)
         text = line.split(";", 1)[0]
         if not text.strip() or text.startswith(("$", "START_", "END_", "msg ", "EOF")):
             continue
@@ -42,7 +53,7 @@ def cached(dump: str) -> Iterator[tuple[str, str, str]]:
         fields = fields[1:]
         if fields and fields[0].upper() in ("IN", "CH", "HS"):
             fields = fields[1:]
-        if owner is not None and len(fields) >= 2 and not bogus:
+        if owner is not None and len(fields) >= 2 and served and fields[1:] != ["\\#", "0"]:
             yield owner.lower(), fields[0].upper(), " ".join(fields[1:])
 
 

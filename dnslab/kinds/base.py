@@ -87,6 +87,14 @@ def resigned(zone: ZonePlan, lab: LabPlan) -> bool:
     return zone.signer is not None and KINDS[lab.nodes[zone.signer].kind].resigns
 
 
+def _clients(node: NodePlan, lab: LabPlan) -> list[str]:
+    """Who a resolver answers: its named clients' addresses, or every network of the lab; and
+    anyone, last, when a fault opened it (removing those two lines closes it again)."""
+    own = ([f"{a}/{128 if ':' in a else 32}" for c in node.clients for a in lab.nodes[c].addresses] if node.clients
+           else [str(p) for n in lab.networks.values() for p in (n.ipv4, n.ipv6) if p])
+    return own + (["0.0.0.0/0", "::/0"] if node.open else [])
+
+
 def _parents(node: NodePlan, lab: LabPlan) -> dict[str, list[str]]:
     """For each zone ``node`` signs with lab timers: the addresses of its parent's servers (where
     a signer that checks its DS itself, Knot, looks for it during a KSK rollover) that the node
@@ -238,7 +246,7 @@ class Kind:
                 for host, addrs in lab.root_hints)
         ctx = {"node": node, "lab": lab, "dir": d, "zones": zones, "secret": secret, "serving": serving,
                "keys": [(k, keys[k]) for k in used],
-               "lab_prefixes": [str(p) for n in lab.networks.values() for p in (n.ipv4, n.ipv6) if p],
+               "clients": _clients(node, lab),
                "anchor": lab.trust_anchor, "parents": _parents(node, lab),
                "parent_ttl": {z.name: lab.zones[z.parent].ttl if z.parent else 0 for z in zones},
                **self.context(node, lab, d)}
