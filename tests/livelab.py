@@ -323,7 +323,7 @@ def leftovers(name: str, inodes: set[int] = frozenset()) -> list[str]:
         found.append(f"run dir {rundir}")
     needle = f"{rundir}/".encode()
     mounted: dict[int, str] = {}
-    for p in NETNS_DIR.glob("*"):
+    for p in [*NETNS_DIR.glob("*"), *Path("/run/docker/netns").glob("*")]:  # docker's: never ours
         try:
             mounted[os.stat(p).st_ino] = p.name
         except OSError:
@@ -347,8 +347,9 @@ def leftovers(name: str, inodes: set[int] = frozenset()) -> list[str]:
                 ino = os.stat(f"/proc/{entry.name}/ns/net").st_ino
             except OSError:
                 continue
-            # a freed namespace inode can be reused by a namespace made later (another worker's)
-            if ino in inodes and (ino not in mounted or _is_ours(mounted[ino], name)):
+            # a freed namespace inode can be reused by a namespace made later (another worker's, or
+            # a container's that runc is still making: not yet mounted where docker keeps them)
+            if ino in inodes and (ino not in mounted or _is_ours(mounted[ino], name)) and not st[2].startswith("runc"):
                 found.append(f"process {entry.name} ({st[2]}) in a namespace of {name}")
     return found
 
