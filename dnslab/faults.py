@@ -21,6 +21,7 @@ A fault breaks what the lab serves or how its nodes behave, and names the checks
   left in its config for the trainee to turn back on;
 - ``nodes.<node>.rrl``: ``false``: an authoritative server limits no response rate (RRL off);
 - ``nodes.<node>.open``: ``true``: a resolver answers anyone, whatever its ``clients`` (open);
+- ``nodes.<node>.policy``: a resolver's response policy (RPZ records) replaced (``[]``: none);
 - ``nodes.<node>.block``: traffic dropped inside the node: ``tcp/53``, ``udp/53``,
   ``fragments`` (IP fragments), ``udp/53>1232`` (DNS over UDP larger than 1232 bytes),
   ``udp/53~90`` (90% of the NXDOMAIN answers the node sends from UDP port 53, at random).
@@ -38,7 +39,7 @@ from typing import Annotated, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import vary, yamlsrc
+from . import rpz, vary, yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import DnsName, schema_problems, zone_name
 
@@ -78,6 +79,7 @@ class NodeEdit(_Strict):
     validate_: bool = Field(default=True, alias="validate", description="false: a resolver does not validate DNSSEC")
     rrl: bool = Field(default=True, description="false: an authoritative server limits no response rate")
     open: bool = Field(default=False, description="a resolver answers anyone (an open resolver)")
+    policy: list[str] | None = Field(default=None, description="a resolver's response policy, replaced")
     block: list[str] = Field(default_factory=list,
                              description="dropped inside the node: tcp/53, udp/53, fragments, udp/53>1232")
 
@@ -175,6 +177,10 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                 problems.append(Problem(src.where(("nodes", n)), f"nodes.{n}: no node {n!r} in the lab"))
                 continue
             prev = applied.nodes.get(n, NodeEdit())
+            for i, record in enumerate(edit.policy or ()):
+                why = rpz.record_problem(record)
+                if why:
+                    problems.append(Problem(src.where(("nodes", n, "policy", i)), f"nodes.{n}.policy[{i}]: {why}"))
             options = []
             for i, line in enumerate(edit.options):
                 try:
@@ -183,7 +189,8 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                     problems += exc.problems
             applied.nodes[n] = NodeEdit(options=[*prev.options, *options], stop=prev.stop or edit.stop,
                                         block=[*prev.block, *edit.block], validate_=prev.validate_ and edit.validate_,
-                                        rrl=prev.rrl and edit.rrl, open=prev.open or edit.open)
+                                        rrl=prev.rrl and edit.rrl, open=prev.open or edit.open,
+                                        policy=edit.policy if edit.policy is not None else prev.policy)
     if problems:
         raise InputProblems(problems)
     return applied

@@ -13,7 +13,7 @@ import dns.name
 
 from typing import TYPE_CHECKING
 
-from . import dnssec, kinds, topology, vary, yamlsrc, zones
+from . import dnssec, kinds, rpz, topology, vary, yamlsrc, zones
 from .errors import InputProblems, Problem
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class NodePlan:
     rrl: int | None = None            # answers a second per client network (0: off; None: the kind's default)
     clients: tuple[str, ...] = ()     # a resolver's: the nodes it answers (none: every node of the lab)
     open: bool = False                # a resolver's: answers anyone (a fault)
+    policy: tuple[str, ...] | None = None  # a resolver's response policy zone records (None: no RPZ)
 
     def networks(self) -> set[tuple[str, int]]:
         """(network, IP version) pairs the node has an address on."""
@@ -238,7 +239,8 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                        block=tuple(edits.nodes.get(name, no_edit).block) + ((f"udp/53~{node.loss}",) if node.loss else ()),
                        validate=edits.nodes.get(name, no_edit).validate_,
                        rrl=node.rrl if edits.nodes.get(name, no_edit).rrl else 0,
-                       clients=tuple(node.clients or ()), open=edits.nodes.get(name, no_edit).open)
+                       clients=tuple(node.clients or ()), open=edits.nodes.get(name, no_edit).open,
+                       policy=_policy(node.policy, edits.nodes.get(name, no_edit).policy))
         for name, node in topo.nodes.items()
     }
     for name, node in topo.nodes.items():
@@ -247,9 +249,18 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         for i, c in enumerate(node.clients or ()):
             if c not in topo.nodes:
                 bad(("nodes", name, "clients", i), f"no node {c!r} in the lab" + topology.suggest(c, set(topo.nodes)))
+        if node.policy is not None and roles.get(name) != "resolver":
+            bad(("nodes", name, "policy"), f"{name} is not a resolver: a response policy is a resolver's")
+        for i, record in enumerate(node.policy or ()):
+            why = rpz.record_problem(record)
+            if why:
+                bad(("nodes", name, "policy", i), why)
         if node.rrl is not None and roles.get(name) != "authoritative":
             bad(("nodes", name, "rrl"), f"{name} is not an authoritative server: response rate limiting is theirs")
     for name, node in nodes.items():
+        if node.policy is not None and node.role != "resolver":
+            problems.append(Problem(f"fault on node {name}", f"nodes.{name}.policy: {name} is not a resolver "
+                                                             f"({node.role}): a response policy is a resolver's"))
         if node.open and node.role != "resolver":
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.open: {name} is not a resolver "
                                                              f"({node.role}): only a resolver answers clients"))
@@ -304,6 +315,13 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
     return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints,
                    tuple(zones.delegation_warnings(zone_plans, addrs)), values)
+
+
+def _policy(lab: list[str] | None, fault: list[str] | None) -> tuple[str, ...] | None:
+    """A resolver's policy records: a fault's replace the lab's (a fault's that the lab has none of
+    makes an empty policy zone, for the trainee to fill)."""
+    chosen = fault if fault is not None else lab
+    return tuple(chosen) if chosen is not None else None
 
 
 def _registry_rules(z: str, original: str, zone: topology.Zone, servers: list[str], topo: topology.Topology,

@@ -87,6 +87,10 @@ class Node(Strict):
     resolver: str | None = Field(default=None, description="for a client: the resolver node it uses")
     clients: list[str] | None = Field(default=None, description="for a resolver: the nodes it answers (default: "
                                                                 "every node of the lab); others are refused")
+    policy: Annotated[list[str], Field(max_length=10_000)] | None = Field(
+        default=None, description="for a resolver: its response policy zone (RPZ, a DNS firewall), records "
+                                  "relative to it: 'bad.test CNAME .' answers NXDOMAIN for bad.test, "
+                                  "'*.bad.test CNAME .' for the names below; kept in the node's policy.rpz")
     interfaces: dict[str, Interface] | None = Field(
         default=None, description="networks it attaches to; default: the lab's only network")
     rrl: Annotated[int, Field(ge=1, le=10_000)] | None = Field(

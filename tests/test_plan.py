@@ -490,7 +490,7 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert res.returncode == 0, explain(res)
     schema = json.loads(res.stdout)
     node = schema["$defs"]["Node"]
-    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl", "clients"}
+    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl", "clients", "policy"}
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
@@ -807,3 +807,16 @@ def test_a_resolver_answers_its_clients_only_until_a_fault_opens_it(write_lab):
         "loss: 90}", "loss: 90, clients: [root]}"))
     assert "no node 'nobody'" in problems(write_lab, HIDDEN.replace(
         "resolver: {kind: unbound}", "resolver: {kind: unbound, clients: [nobody]}"))
+
+
+def test_a_resolver_policy_is_checked_record_by_record_and_written_as_its_zone(write_lab):
+    text = HIDDEN.replace("resolver: {kind: unbound}", "resolver: {kind: unbound, policy: ['bad.test CNAME .']}")
+    p = load(write_lab, text)
+    files = kinds.KINDS["unbound"].spec(p.nodes["resolver"], p, "/n").files
+    assert files["policy.rpz"].endswith("bad.test CNAME .\n") and 'zonefile: "/n/policy.rpz"' in files["unbound.conf"]
+    assert 'module-config: "respip iterator"' in files["unbound.conf"]
+    out = problems(write_lab, HIDDEN.replace("resolver: {kind: unbound}",
+                                             "resolver: {kind: unbound, policy: ['bad.test CNAME', 'x IN A 1.2.3']}"))
+    assert "nodes.resolver.policy[0]" in out and "nodes.resolver.policy[1]" in out and "is not a policy record" in out
+    assert "bank is not a resolver: a response policy" in problems(write_lab, HIDDEN.replace(
+        "loss: 90}", "loss: 90, policy: []}"))

@@ -7,6 +7,12 @@ from __future__ import annotations
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
+        "blocked.pass_blocked": "{via} blocks {name} {type} ({rcode}) and logs it",
+        "blocked.pass_allowed": "{via} answers {name} {type}: not blocked",
+        "blocked.answered": "{via} answers {name} {type} with data: its response policy does not block it",
+        "blocked.not_logged": "{via} does not answer {name} {type} ({rcode}), but logs no policy rewrite for it: is it blocked by the policy?",
+        "blocked.not_answered": "{via} does not answer {name} {type} ({rcode}), which should not be blocked",
+        "blocked.timeout": "{via} did not answer {name} {type}: {error}",
         "amplification.pass": "{server} answers {queries} questions for {name} {type} from {source} with {factor}x their bytes ({answered} answers, {truncated} truncated; at most {max}x passes)",
         "amplification.amplifies": "{server} amplifies {factor}x: {bytes_in} bytes of answers to {source} for {bytes_out} bytes of questions ({answered} of {queries} answered, {truncated} truncated; at most {max}x passes)",
         "amplification.error": "{server} could not be asked: {error}",
@@ -69,6 +75,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} did not answer for {zone}: {error}",
     },
     "es": {
+        "blocked.pass_blocked": "{via} bloquea {name} {type} ({rcode}) y lo registra",
+        "blocked.pass_allowed": "{via} responde {name} {type}: no está bloqueado",
+        "blocked.answered": "{via} responde {name} {type} con datos: su política de respuesta no lo bloquea",
+        "blocked.not_logged": "{via} no responde {name} {type} ({rcode}), pero no registra ninguna reescritura de la política: ¿lo bloquea la política?",
+        "blocked.not_answered": "{via} no responde {name} {type} ({rcode}), que no debería estar bloqueado",
+        "blocked.timeout": "{via} no respondió {name} {type}: {error}",
         "amplification.pass": "{server} responde {queries} preguntas por {name} {type} desde {source} con {factor}x sus bytes ({answered} respuestas, {truncated} truncadas; pasa hasta {max}x)",
         "amplification.amplifies": "{server} amplifica {factor}x: {bytes_in} bytes de respuestas a {source} por {bytes_out} bytes de preguntas ({answered} de {queries} respondidas, {truncated} truncadas; pasa hasta {max}x)",
         "amplification.error": "no se pudo preguntar a {server}: {error}",
@@ -131,6 +143,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} no respondió para {zone}: {error}",
     },
     "pt": {
+        "blocked.pass_blocked": "{via} bloqueia {name} {type} ({rcode}) e registra isso",
+        "blocked.pass_allowed": "{via} responde {name} {type}: não está bloqueado",
+        "blocked.answered": "{via} responde {name} {type} com dados: sua política de resposta não o bloqueia",
+        "blocked.not_logged": "{via} não responde {name} {type} ({rcode}), mas não registra nenhuma reescrita da política: a política o bloqueia?",
+        "blocked.not_answered": "{via} não responde {name} {type} ({rcode}), que não deveria estar bloqueado",
+        "blocked.timeout": "{via} não respondeu {name} {type}: {error}",
         "amplification.pass": "{server} responde {queries} perguntas por {name} {type} de {source} com {factor}x os bytes delas ({answered} respostas, {truncated} truncadas; passa até {max}x)",
         "amplification.amplifies": "{server} amplifica {factor}x: {bytes_in} bytes de respostas para {source} por {bytes_out} bytes de perguntas ({answered} de {queries} respondidas, {truncated} truncadas; passa até {max}x)",
         "amplification.error": "não foi possível perguntar a {server}: {error}",

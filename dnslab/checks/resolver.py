@@ -13,6 +13,7 @@ import dns.edns
 import dns.exception
 import dns.message
 import dns.name
+import dns.rdatatype
 from pydantic import Field
 
 from .base import Check
@@ -163,4 +164,54 @@ class Defences(Check):
         return self.result(True, "pass", [ev], present=", ".join(self.require), **found, **p)
 
 
-CHECKS = (Cache, Defences)
+class Blocked(Check):
+    """A resolver's DNS firewall (its response policy zone): ``name`` asked through ``via`` is
+    ``blocked`` (NXDOMAIN, or no data, and the resolver logs the rewrite, naming the name) or
+    ``allowed`` (answered with data)."""
+
+    check_type = "blocked"
+    check: Literal["blocked"]
+    name: str
+    type: str = "A"
+    via: str
+    expect: Literal["blocked", "allowed"] = "blocked"
+
+    def targets(self, lab):
+        return [self.via]
+
+    def run(self, inst):
+        import dns.rcode
+        from .base import ask
+        p = {"name": self.name, "type": self.type, "via": self.via}
+        reply, ev = ask(inst, self.via, self.name, self.type, source=self.source, rd=True)
+        if reply is None:
+            return self.result(False, "timeout", [ev], error=ev.error, **p)
+        answered = reply.rcode() == dns.rcode.NOERROR and any(r.rdtype == dns.rdatatype.from_text(self.type)
+                                                              for r in reply.answer)
+        logged = self._logged(inst)
+        if self.expect == "allowed":
+            return self.result(answered, "pass_allowed" if answered else "not_answered", [ev],
+                               rcode=dns.rcode.to_text(reply.rcode()), **p)
+        if answered:
+            return self.result(False, "answered", [ev], **p)
+        if not logged:
+            return self.result(False, "not_logged", [ev], rcode=dns.rcode.to_text(reply.rcode()), **p)
+        return self.result(True, "pass_blocked", [ev], rcode=dns.rcode.to_text(reply.rcode()), **p)
+
+    def _logged(self, inst) -> bool:
+        """The resolver's log (its last 64 KiB) has a policy rewrite naming ``name``."""
+        import os
+        try:
+            fd = inst.log_fd(self.via)
+        except OSError:
+            return False
+        try:
+            os.lseek(fd, max(0, os.fstat(fd).st_size - (64 << 10)), os.SEEK_SET)
+            tail = os.read(fd, 64 << 10).decode(errors="replace").lower()
+        finally:
+            os.close(fd)
+        name = self.name.rstrip(".").lower()
+        return any("rpz" in line and name in line for line in tail.splitlines())
+
+
+CHECKS = (Cache, Defences, Blocked)

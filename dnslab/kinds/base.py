@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import jinja2
 
+from .. import rpz
 from ..nodespec import NodeSpec
 
 if TYPE_CHECKING:
@@ -239,6 +240,8 @@ class Kind:
                 files.update({f"keys/{name}": text for k in z.keys for name, text in k.bind_files().items()})
         used = sorted({k for how in serving for k in (how.key, how.update_key) if k})
 
+        if node.role == "resolver" and node.policy is not None:
+            files["policy.rpz"] = rpz.zone_text(node.policy)
         if node.role == "resolver":
             files["root.hints"] = "".join(
                 f". 3600000 IN NS {host}\n" + "".join(
