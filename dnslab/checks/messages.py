@@ -7,6 +7,9 @@ from __future__ import annotations
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
+        "upstream.pass": "{resolver} passes {reached} of {sent} random names below {zone} on to {server} ({share}; at most {max} passes)",
+        "upstream.passed_on": "{resolver} passes {reached} of {sent} random names below {zone} on to {server} ({share}; at most {max} passes): every one of the flood's questions lands on the server",
+        "upstream.unseen": "nothing sent to {server} was seen there: the capture did not start in time",
         "blocked.pass_blocked": "{via} blocks {name} {type} ({rcode}) and logs it",
         "blocked.pass_allowed": "{via} answers {name} {type}: not blocked",
         "blocked.answered": "{via} answers {name} {type} with data: its response policy does not block it",
@@ -75,6 +78,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} did not answer for {zone}: {error}",
     },
     "es": {
+        "upstream.pass": "{resolver} pasa {reached} de {sent} nombres aleatorios bajo {zone} a {server} ({share}; pasa hasta {max})",
+        "upstream.passed_on": "{resolver} pasa {reached} de {sent} nombres aleatorios bajo {zone} a {server} ({share}; pasa hasta {max}): cada pregunta de la avalancha llega al servidor",
+        "upstream.unseen": "nada de lo enviado a {server} se vio allí: la captura no empezó a tiempo",
         "blocked.pass_blocked": "{via} bloquea {name} {type} ({rcode}) y lo registra",
         "blocked.pass_allowed": "{via} responde {name} {type}: no está bloqueado",
         "blocked.answered": "{via} responde {name} {type} con datos: su política de respuesta no lo bloquea",
@@ -143,6 +149,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} no respondió para {zone}: {error}",
     },
     "pt": {
+        "upstream.pass": "{resolver} repassa {reached} de {sent} nomes aleatórios abaixo de {zone} para {server} ({share}; passa até {max})",
+        "upstream.passed_on": "{resolver} repassa {reached} de {sent} nomes aleatórios abaixo de {zone} para {server} ({share}; passa até {max}): cada pergunta da enxurrada chega ao servidor",
+        "upstream.unseen": "nada do que foi enviado a {server} foi visto lá: a captura não começou a tempo",
         "blocked.pass_blocked": "{via} bloqueia {name} {type} ({rcode}) e registra isso",
         "blocked.pass_allowed": "{via} responde {name} {type}: não está bloqueado",
         "blocked.answered": "{via} responde {name} {type} com dados: sua política de resposta não o bloqueia",

@@ -214,4 +214,71 @@ class Blocked(Check):
         return any("rpz" in line and name in line for line in tail.splitlines())
 
 
-CHECKS = (Cache, Defences, Blocked)
+class Upstream(Check):
+    """How much of a random-subdomain ("water torture") flood a resolver passes on to a zone's
+    server: ``queries`` random names below ``zone`` asked through ``resolver`` from the vantage
+    point at ``rate`` a second, and the share of them that reach ``server`` (captured there).
+    Passes if at most ``max`` do: a validating resolver that uses the zone's NSEC records
+    aggressively (RFC 8198) answers them from its cache. One question in ten goes straight to the
+    server, numbered, so that only what was sent once the capture had started is counted."""
+
+    check_type = "upstream"
+    check: Literal["upstream"]
+    resolver: str
+    server: str
+    zone: str
+    queries: int = Field(default=200, ge=20, le=2000)
+    rate: int = Field(default=200, ge=10, le=2000, description="questions a second")
+    max: float = Field(ge=0, le=1, description="the largest share of the questions that may reach the server")
+
+    def targets(self, lab):
+        return [self.resolver, self.server]
+
+    def run(self, inst):
+        from .. import capture
+        zone, source = _zone(self.zone), self.source or inst.default_vantage()
+        tag = "".join(random.choices(string.ascii_lowercase, k=6))
+        p = {"resolver": self.resolver, "server": self.server, "zone": zone, "max": self.max}
+        addresses = inst.node(self.resolver).addresses + inst.node(source).addresses
+        bpf = "udp dst port 53 and (" + " or ".join(f"src host {a}" for a in addresses) + ")"
+        got: dict = {}
+        watcher = threading.Thread(target=lambda: got.update(c=inst.capture(
+            self.server, self.queries * 3 + 100, self.queries / self.rate + 4, bpf)))
+        watcher.start()
+        time.sleep(0.3)
+        for i in range(self.queries + self.queries // 10):
+            due = time.monotonic() + 1 / self.rate
+            direct = i % 11 == 0  # a marker, straight to the server
+            name = f"{'m' if direct else 'f'}{i}-{tag}.{zone}"
+            try:
+                if direct:
+                    inst.query(name, "A", server=self.server, source=source, timeout=0.01)
+                else:
+                    inst.query(name, "A", server=self.resolver, source=source, rd=True, timeout=0.01)
+            except (dns.exception.DNSException, OSError):
+                pass  # not waited for: a flood does not wait
+            time.sleep(max(0.0, due - time.monotonic()))
+        watcher.join()
+        markers, flood = [], set()
+        for _, _, payload in capture.udp_datagrams(got["c"].pcap if "c" in got else b""):
+            try:
+                label = dns.message.from_wire(payload).question[0].name.labels[0].decode().lower()
+            except (dns.exception.DNSException, IndexError, UnicodeDecodeError):
+                continue
+            kind, _, rest = label.partition("-")
+            if rest == tag and kind[1:].isdigit():
+                (markers.append if kind[0] == "m" else flood.add)(int(kind[1:]))
+        ev = Evidence(self.server, f"{self.queries} random names below {zone} via {self.resolver}, captured at "
+                                   f"{self.server}", source)
+        if not markers:
+            return self.result(False, "unseen", [ev], **p)
+        start = min(markers)
+        sent = sum(1 for i in range(start, self.queries + self.queries // 10) if i % 11)
+        reached = sum(1 for i in flood if i > start)
+        share = round(reached / sent, 2) if sent else 0.0
+        ev.answer = [f"{reached} of {sent} questions reached {self.server}"]
+        p.update(reached=reached, sent=sent, share=share)
+        return self.result(share <= self.max, "pass" if share <= self.max else "passed_on", [ev], **p)
+
+
+CHECKS = (Cache, Defences, Blocked, Upstream)
