@@ -256,6 +256,18 @@ def break_and_repair(inst: lab.Instance, lab_dir: Path, fault: str, repair: Call
                                                                                    f"{fault} is repaired")
 
 
+def edit_conf(inst: lab.Instance, node: str, conf: str, *subs: tuple[str, str]) -> None:
+    """Change a node's config file as its operator would (each pattern, a regex, must match),
+    then reload the node."""
+    path = inst.state.node_dir(node) / conf
+    text = path.read_text()
+    for pattern, repl in subs:
+        text, n = re.subn(pattern, repl, text)
+        assert n, (node, conf, pattern)
+    path.write_text(text)
+    inst.reload(node)
+
+
 def bump_serial(zone_text: str, by: int = 1) -> tuple[str, int]:
     """The zone text with its SOA serial raised by ``by``, and the new serial."""
     m = re.search(r"(\sIN\s+SOA\s+\S+\s+\S+\s+)(\d+)", zone_text)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 
@@ -28,28 +27,21 @@ if os.geteuid() != 0:
 LAB = livelab.REPO / "labs" / "amplification"
 
 
-def _edit(inst, node: str, conf: str, pattern: str, repl: str) -> None:
-    path = inst.state.node_dir(node) / conf
-    text, n = re.subn(pattern, repl, path.read_text(), count=1)
-    assert n == 1, (node, pattern)
-    path.write_text(text)
-    inst.reload(node)
-
-
 def _rate_limit(inst) -> None:
     """RRL back on each server, in its own syntax: 5 identical answers a second, slip 2."""
-    _edit(inst, "auth-bind", "named.conf", r"(?m)^options \{\n",
-          "options {\n    rate-limit { responses-per-second 5; slip 2; };\n")
-    _edit(inst, "auth-knot", "knot.conf", r"(?m)^template:\n  - id: default\n",
-          "mod-rrl:\n  - id: lab\n    rate-limit: 5\n    slip: 2\ntemplate:\n  - id: default\n"
-          "    global-module: mod-rrl/lab\n")
-    _edit(inst, "auth-nsd", "nsd.conf", r"rrl-ratelimit: 0", "rrl-ratelimit: 5")
+    livelab.edit_conf(inst, "auth-bind", "named.conf",
+                      (r"(?m)^options \{\n", "options {\n    rate-limit { responses-per-second 5; slip 2; };\n"))
+    livelab.edit_conf(inst, "auth-knot", "knot.conf",
+                      (r"(?m)^template:\n  - id: default\n",
+                       "mod-rrl:\n  - id: lab\n    rate-limit: 5\n    slip: 2\ntemplate:\n  - id: default\n"
+                       "    global-module: mod-rrl/lab\n"))
+    livelab.edit_conf(inst, "auth-nsd", "nsd.conf", (r"rrl-ratelimit: 0", "rrl-ratelimit: 5"))
 
 
 def _close(inst) -> None:
     """The resolver answers its client only again."""
-    _edit(inst, "resolver", "unbound.conf", r"(?m)^  access-control: 0\.0\.0\.0/0 allow\n  access-control: ::/0 allow\n",
-          "")
+    livelab.edit_conf(inst, "resolver", "unbound.conf",
+                      (r"(?m)^  access-control: (0\.0\.0\.0/0|::/0) allow\n", ""))
 
 
 REPAIRS = {"no-rrl": _rate_limit, "open-resolver": _close}
@@ -70,11 +62,11 @@ def _reflected(inst) -> float:
     victim receives over the bytes the attacker sent (IP packets, captured at the victim)."""
     seen: dict = {}
     bpf = f"udp src port 53 and dst host {inst.node('victim').address}"
-    watcher = threading.Thread(target=lambda: seen.update(c=inst.capture("victim", 100_000, 4, bpf)))
+    watcher = threading.Thread(target=lambda: seen.update(c=inst.capture("victim", 100_000, 6, bpf)))
     watcher.start()
     time.sleep(1)
     res = inst.exec("attacker", ["/usr/bin/python3", "attacks/reflect.py", "victim", "auth-bind", "auth-knot",
-                                 "auth-nsd", "--name", "big.amp.test", "--rate", "300", "--seconds", "1"],
+                                 "auth-nsd", "--name", "big.amp.test", "--rate", "300", "--seconds", "3", "--packets", "300"],
                     capture=True, timeout=60)
     watcher.join()
     assert res.returncode == 0, res.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 import pytest
 
@@ -41,21 +40,13 @@ def attack(inst, resolver: str = "resolver", seconds: float = ROUND) -> dict:
     return json.loads(res.stdout)
 
 
-def edit(inst, node: str, conf: str, *subs: tuple[str, str]) -> None:
-    path = inst.state.node_dir(node) / conf
-    text = path.read_text()
-    for pattern, repl in subs:
-        text = re.sub(pattern, repl, text)
-    path.write_text(text)
-    inst.reload(node)
-
 
 REPAIRS = {
-    "fixed-port": lambda i: edit(i, "resolver", "unbound.conf", (r"(?m)^  outgoing-port-.*\n", "")),
-    "no-cookies": lambda i: edit(i, "resolver-bind", "named.conf", (r"(?m)^    send-cookie no;\n", "")),
-    "no-validation": lambda i: (edit(i, "resolver", "unbound.conf", ('module-config: "iterator"',
+    "fixed-port": lambda i: livelab.edit_conf(i, "resolver", "unbound.conf", (r"(?m)^  outgoing-port-.*\n", "")),
+    "no-cookies": lambda i: livelab.edit_conf(i, "resolver-bind", "named.conf", (r"(?m)^    send-cookie no;\n", "")),
+    "no-validation": lambda i: (livelab.edit_conf(i, "resolver", "unbound.conf", ('module-config: "iterator"',
                                                                      'module-config: "validator iterator"')),
-                                edit(i, "resolver-bind", "named.conf", ("dnssec-validation no;",
+                                livelab.edit_conf(i, "resolver-bind", "named.conf", ("dnssec-validation no;",
                                                                         "dnssec-validation yes;"))),
 }
 
@@ -89,7 +80,7 @@ def test_kaminsky_poisons_a_weak_resolver_and_each_defence_stops_it(backend):
         REPAIRS["no-validation"](inst)
         out = attack(inst)
         assert not out["poisoned"] and checks.run(inst, only="clean-unbound")[0].passed, out
-        edit(inst, "resolver", "unbound.conf", ('module-config: "validator iterator"', 'module-config: "iterator"'))
+        livelab.edit_conf(inst, "resolver", "unbound.conf", ('module-config: "validator iterator"', 'module-config: "iterator"'))
 
         # random ports (validation off again): the attacker's port is not the resolver's any more
         REPAIRS["fixed-port"](inst)
@@ -99,7 +90,7 @@ def test_kaminsky_poisons_a_weak_resolver_and_each_defence_stops_it(backend):
         # 0x20 (off in Unbound by default): the names it asks come in random letter case
         case = Defences(check="defences", resolver="resolver", server="rogue", zone="evil.test", require=["case"])
         assert not case.run(inst).passed
-        edit(inst, "resolver", "unbound.conf", (r"(?m)^server:\n", "server:\n  use-caps-for-id: yes\n"))
+        livelab.edit_conf(inst, "resolver", "unbound.conf", (r"(?m)^server:\n", "server:\n  use-caps-for-id: yes\n"))
         assert case.run(inst).passed
 
         # BIND never sends from a fixed port (9.18 ignores the port of query-source)

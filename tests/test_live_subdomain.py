@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 
@@ -27,17 +26,9 @@ if os.geteuid() != 0:
 LAB = livelab.REPO / "labs" / "random-subdomain"
 
 
-def _edit(inst, node: str, conf: str, pattern: str, repl: str) -> None:
-    path = inst.state.node_dir(node) / conf
-    text, n = re.subn(pattern, repl, path.read_text(), count=1)
-    assert n == 1, (node, pattern)
-    path.write_text(text)
-    inst.reload(node)
-
-
 def _aggressive(inst) -> None:
-    _edit(inst, "resolver", "unbound.conf", r"(?m)^  aggressive-nsec: no\n", "")
-    _edit(inst, "resolver-bind", "named.conf", r"(?m)^    synth-from-dnssec no;\n", "")
+    livelab.edit_conf(inst, "resolver", "unbound.conf", (r"(?m)^  aggressive-nsec: no\n", ""))
+    livelab.edit_conf(inst, "resolver-bind", "named.conf", (r"(?m)^    synth-from-dnssec no;\n", ""))
 
 
 def test_every_fault_is_tested_here():
@@ -69,6 +60,6 @@ def test_a_per_zone_rate_limit_caps_what_the_flood_brings(backend):
     with livelab.instance(livelab.unique_name("rl"), LAB, backend, faults=["no-aggressive-nsec"]) as inst:
         sent, reached = _flood_at_server(inst)
         assert sent > 800 and reached > sent * 0.9, (sent, reached)  # nothing absorbs it
-        _edit(inst, "resolver", "unbound.conf", r"(?m)^server:\n", "server:\n  ratelimit: 50\n")
+        livelab.edit_conf(inst, "resolver", "unbound.conf", (r"(?m)^server:\n", "server:\n  ratelimit: 50\n"))
         sent, reached = _flood_at_server(inst)
         assert sent > 800 and reached < 250, (sent, reached)  # 50 a second to the zone, and a start
