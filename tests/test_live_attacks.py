@@ -1,8 +1,10 @@
 """The attacker node and its tools (dnslab/attacks/) on both backends, on a small test lab: the
 zone-transfer probe tells a refused transfer from a leak; the random-subdomain flood and the
-spoofer stop at their bounds (the spoofer's packets arrive forged as from the server); every tool refuses targets outside its own lab (loopback, the host's addresses, private
-and public ranges, names, lab-range addresses no node has); and what one instance's attacker
-sends reaches its own lab only, never another instance's."""
+spoofer stop at their bounds (the spoofer's packets arrive forged as from the server); every
+tool (probe, flood, Kaminsky, reflection) refuses targets outside its own lab (loopback, the
+host's addresses, private and public ranges, names, lab-range addresses no node has); what one
+instance's attacker sends reaches its own lab only, never another instance's; and a capture in
+the host's own namespace sees none of an attack's packets."""
 from __future__ import annotations
 
 import ipaddress
@@ -19,6 +21,8 @@ try:
     from . import livelab
 except ImportError:
     import livelab
+
+from dnslab import capture
 
 pytestmark = pytest.mark.lab
 if os.geteuid() != 0:
@@ -97,7 +101,13 @@ def test_every_tool_refuses_targets_outside_its_own_lab(pair):
     outside = ["127.0.0.1", "::1", "0.0.0.0", "10.1.2.3", "172.16.0.1", "192.168.1.1", "8.8.8.8",
                "2001:4860:4860::8888", "224.0.0.251", "198.51.100.250", "www.example.com", *_host_addresses()[:3]]
     for target in outside:
-        for argv in (("attacks/flood.py", target, "test", "--seconds", "1"), ("attacks/axfr.py", "test", target)):
+        for argv in (("attacks/flood.py", target, "test", "--seconds", "1"), ("attacks/axfr.py", "test", target),
+                     ("attacks/kaminsky.py", "--resolver", target, "--server", "tld", "--port", "33333", "--zone",
+                      "www.test", "--ns", "ns.www.test", "--seconds", "1"),
+                     ("attacks/kaminsky.py", "--resolver", "resolver", "--server", "tld", "--port", "33333",
+                      "--zone", "www.test", "--ns", "ns.www.test", "--glue", target, "--seconds", "1"),
+                     ("attacks/reflect.py", target, "tld", "--name", "test", "--seconds", "1"),
+                     ("attacks/reflect.py", "client", target, "--name", "test", "--seconds", "1")):
             res = tool(inst, *argv)
             assert res.returncode != 0 and res.stdout == "" and "refused:" in res.stderr, (target, argv, res)
 
@@ -134,3 +144,19 @@ def test_the_trainee_spoofs_in_her_own_lab_without_root(backend):
         assert json.loads(res.stdout)["sent"] == 1000
         marker = inst.exec("attacker", ["sh", "-c", "touch made-by-her && stat -c %u made-by-her"], capture=True)
         assert (inst.state.node_dir("attacker") / "made-by-her").stat().st_uid == inst.state.owner[0], marker
+
+
+def test_a_host_side_capture_sees_none_of_an_attack(pair):
+    """While the attacker floods and forges at full speed, a capture on every interface of the
+    host's own namespace sees no packet of the lab's range: the attack stays in the lab."""
+    inst = pair[0]
+    lab_range = str(inst.plan.networks["lan"].ipv4)
+    watcher = subprocess.Popen(["timeout", "-s", "INT", "5", "tcpdump", "-i", "any", "-n", "-U", "-w", "-",
+                                "net", lab_range], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    time.sleep(1)
+    flood = json.loads(tool(inst, "attacks/flood.py", "resolver", "test", "--rate", "2000", "--seconds", "1").stdout)
+    forged = json.loads(tool(inst, "attacks/kaminsky.py", "--resolver", "resolver", "--server", "tld", "--port",
+                             "33333", "--zone", "www.test", "--ns", "ns.www.test", "--seconds", "1").stdout)
+    pcap, err = watcher.communicate(timeout=30)
+    assert flood["sent"] > 1000 and forged["sent"] > 10_000, (flood, forged)
+    assert err and capture._count(pcap) == 0, err  # tcpdump ran, and saw nothing
