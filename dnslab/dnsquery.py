@@ -77,7 +77,18 @@ class Probe:
     qtype: str
     rdclass: str
     authoritative: bool
+    signed: bool = False
     ready_at: float | None = None
+
+
+def _ready(p: Probe, reply: dns.message.Message) -> bool:
+    if not p.authoritative:
+        return True
+    if reply.rcode() != dns.rcode.NOERROR or not reply.flags & dns.flags.AA:
+        return False
+    if p.signed and reply.flags & dns.flags.TC:
+        return True  # too large for UDP, which an unsigned DNSKEY set never is
+    return bool(reply.answer) and (not p.signed or any(r.rdtype == dns.rdatatype.RRSIG for r in reply.answer))
 
 
 def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadline: float,
@@ -100,7 +111,7 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
                 nudge(key)
         for key, p in pending.items():
             try:
-                p.sock.send(make_query(p.qname, p.qtype, p.rdclass, rd=False).to_wire())
+                p.sock.send(make_query(p.qname, p.qtype, p.rdclass, rd=False, dnssec=p.signed).to_wire())
             except OSError:
                 pass
         end = time.monotonic() + 0.02
@@ -115,9 +126,7 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
                     reply = dns.message.from_wire(p.sock.recv(65535))
                 except (OSError, dns.exception.DNSException):
                     continue
-                ok = not p.authoritative or (reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
-                                             and reply.answer)
-                if ok:
+                if _ready(p, reply):
                     p.ready_at = time.monotonic()
                     del pending[key]
         if time.monotonic() - last_alive_check > 0.1:

@@ -555,16 +555,20 @@ class Instance:
                                   self.backend.running(self.state, name), answers.get(name)))
         return out
 
-    def probes(self, node: str) -> dict[tuple[str, str], dnsquery.Probe]:
+    def probes(self, node: str, signed: bool = False) -> dict[tuple[str, str], dnsquery.Probe]:
         """The readiness probes of a node by (node, name asked) (its kind says what it must answer),
-        on sockets opened inside the node: the one place readiness is decided. {} without a daemon."""
+        on sockets opened inside the node: the one place readiness is decided. {} without a daemon.
+        ``signed``: a zone its daemons sign is ready once served signed (as at ``up``; a trainee's
+        edit may have unsigned it since)."""
         from . import dnsquery, kinds
         out = {}
-        for spec in kinds.KINDS[self.node(node).kind].probes(self.node(node)):
+        zones = {z.name for z in self.plan.zones.values() if kinds.resigned(z, self.plan)} if signed else ()
+        for spec in kinds.KINDS[self.node(node).kind].probes(self.node(node), zones):
             sock = self.backend.socket(self.state, node, dnsquery.family_of(spec.address), socket.SOCK_DGRAM)
             sock.setblocking(False)
             sock.connect((spec.address, 53))
-            out[(node, spec.qname)] = dnsquery.Probe(sock, spec.qname, spec.qtype, spec.rdclass, spec.authoritative)
+            out[(node, spec.qname)] = dnsquery.Probe(sock, spec.qname, spec.qtype, spec.rdclass, spec.authoritative,
+                                                     spec.signed)
         return out
 
 
@@ -676,7 +680,7 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
     probes: dict[tuple[int, str, str], dnsquery.Probe] = {}
     for i, inst in enumerate(instances):
         for name in inst.plan.nodes:
-            probes.update({(i, *key): p for key, p in inst.probes(name).items()})
+            probes.update({(i, *key): p for key, p in inst.probes(name, signed=True).items()})
     try:
         left = dnsquery.wait_all(probes, lambda k: instances[k[0]].backend.running(instances[k[0]].state, k[1]),
                                  time.monotonic() + READY_TIMEOUT, nudge=lambda k: instances[k[0]].nudge(k[1], k[2]),

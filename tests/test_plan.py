@@ -622,6 +622,18 @@ def test_a_signed_child_has_its_ds_in_the_parent_and_the_root_is_the_anchor(sign
     assert not signed.zones["lab.test."].keys
 
 
+def test_a_zone_its_daemon_signs_is_ready_once_its_dnskey_set_is_served_signed(signed):
+    """BIND serves a zone it signs at load a moment before its first signatures: readiness at
+    ``up`` asks for the signed DNSKEY set; a zone signed offline (NSD) is signed when loaded."""
+    resigned = {z.name for z in signed.zones.values() if kinds.resigned(z, signed)}
+    assert {"test.", "."} <= resigned and "example.test." not in resigned
+    tld = signed.nodes["tld-bind"]
+    probes = {p.qname: p for p in kinds.KINDS["bind9"].probes(tld, resigned)}
+    assert (probes["test."].qtype, probes["test."].signed) == ("DNSKEY", True)
+    assert all((p.qtype, p.signed) == ("SOA", False) for z, p in probes.items() if z not in resigned)
+    assert all(not p.signed for p in kinds.KINDS["bind9"].probes(tld))
+
+
 def test_keys_given_are_kept_and_fresh_ones_differ(signed):
     again = plan.load(SIGNED_LAB, keys=signed.keys)
     assert again.zones["test."].text == signed.zones["test."].text  # the same DS of example.test

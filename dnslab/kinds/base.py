@@ -12,7 +12,7 @@ import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Collection
 
 import jinja2
 
@@ -37,6 +37,7 @@ class Probe:
     qtype: str = "SOA"
     rdclass: str = "IN"
     authoritative: bool = True  # need NOERROR with AA; otherwise any answer will do
+    signed: bool = False  # need the answer's signature too (asked with DO)
 
 
 @dataclass(frozen=True)
@@ -207,11 +208,14 @@ class Kind:
         """A command that prints a resolver's cache as zone-file lines (None: the kind has none)."""
         return None
 
-    def probes(self, node: NodePlan) -> list[Probe]:
+    def probes(self, node: NodePlan, signed: Collection[str] = ()) -> list[Probe]:
         """What the node answers once it is ready: an authoritative server, each of its zones'
-        SOA with authority (a secondary: once transferred); a resolver, anything."""
+        SOA with authority (a secondary: once transferred), or for a zone of ``signed`` its
+        DNSKEY set with its signature (a daemon that signs at load serves a moment unsigned);
+        a resolver, anything."""
         if node.role == "authoritative":
-            return [Probe(node.address, z) for z in node.zones]
+            return [Probe(node.address, z, "DNSKEY", signed=True) if z in signed else Probe(node.address, z)
+                    for z in node.zones]
         if node.role == "resolver":
             # any reply will do; BIND rate-limits version.bind, so ask for the root's NS
             return [Probe(node.address, ".", "NS", authoritative=False)]
