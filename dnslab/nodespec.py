@@ -18,3 +18,4 @@ class NodeSpec:
     reload: tuple[tuple[str, ...], ...] = ()             # rereads config and zones (a resolver: and its cache)
     stop: tuple[str, ...] | None = None                  # asks the daemon to exit
     control: tuple[str, ...] | None = None               # the daemon's control tool with its config (rndc -c ...)
+    capabilities: tuple[str, ...] = ()                   # what the daemon needs in its own namespace (NET_ADMIN)

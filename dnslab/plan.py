@@ -36,6 +36,38 @@ class InterfacePlan:
 
 
 @dataclass(frozen=True)
+class PeerPlan:
+    """A BGP session as one router sees it: the other router, its AS and addresses, our policy."""
+
+    node: str
+    asn: int
+    addresses: tuple[str, ...]        # the peer's addresses on networks both share (IPv4 first)
+    local_pref: int | None = None
+    prepend: int = 0
+    med: int | None = None
+
+
+@dataclass(frozen=True)
+class AnnouncePlan:
+    prefix: str
+    via: str                           # the node's address the prefix is routed to
+    node: str                          # that node
+    health: bool = False
+
+
+@dataclass(frozen=True)
+class BgpPlan:
+    asn: int
+    router_id: str
+    peers: tuple[PeerPlan, ...]
+    announce: tuple[AnnouncePlan, ...]
+    hold: int
+    keepalive: int
+    bfd: tuple[int, int] | None        # (interval ms, multiplier)
+    transit: bool = True               # passes on what it learned
+
+
+@dataclass(frozen=True)
 class NodePlan:
     name: str
     kind: str
@@ -52,6 +84,15 @@ class NodePlan:
     clients: tuple[str, ...] = ()     # a resolver's: the nodes it answers (none: every node of the lab)
     open: bool = False                # a resolver's: answers anyone (a fault)
     policy: tuple[str, ...] | None = None  # a resolver's response policy zone records (None: no RPZ)
+    anycast: tuple[str, ...] = ()     # service addresses on its loopback, maybe shared with other nodes
+    gateway: tuple[str, ...] = ()     # its router's addresses (IPv4, IPv6) its default routes go through
+    forwards: bool = False            # a router: forwards packets between its networks
+    bgp: BgpPlan | None = None        # a router's BGP
+
+    @property
+    def listen(self) -> list[str]:
+        """Where its daemon answers: its own addresses, then its anycast ones."""
+        return self.addresses + list(self.anycast)
 
     def networks(self) -> set[tuple[str, int]]:
         """(network, IP version) pairs the node has an address on."""
@@ -204,6 +245,11 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         if roles.get(name) == "authoritative" and node.zones:
             first = topology.zone_name(node.zones[0])
             hostnames[name] = topology.zone_name(node.hostname or f"{name}.{first.rstrip('.')}")
+            other = next((n for n in hostnames if n != name and hostnames[n] == hostnames[name]), None)
+            if other is not None and (not node.anycast or set(node.anycast) != set(topo.nodes[other].anycast)):
+                bad(("nodes", name, "hostname"), f"{hostnames[name]} is already the name of {other}: one name "
+                                                 "server name is several nodes' only when they share its "
+                                                 "addresses (the same anycast: list on each)")
             home = zones.closest_zone(hostnames[name], zone_names)
             if home is None:
                 bad(("nodes", name, "hostname") if node.hostname else ("nodes", name),
@@ -267,6 +313,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         if not node.validate and node.role != "resolver":
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.validate: {name} is not a resolver "
                                                              f"({node.role}): only a resolver validates"))
+    nodes = _routing(topo, nodes, bad)
     _reachability(nodes, served, bad)
     for z, original in zone_names.items():
         reg = topo.zones[original].registry
@@ -300,7 +347,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                                            "dnssec-signzone) can be made to sign it wrong"))
     if problems:
         raise InputProblems(problems)
-    addrs = {hostnames[n]: tuple(nodes[n].addresses) for n in hostnames}
+    addrs = {hostnames[n]: tuple(nodes[n].anycast or nodes[n].addresses) for n in hostnames}
     zone_plans = zones.render_all(
         {z: topo.zones[orig] for z, orig in zone_names.items()}, served, hostnames,
         addrs, src, directory=src.path.parent, edits=edits, owners={h: n for n, h in hostnames.items()},
@@ -311,7 +358,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                  and topo.zones[zone_names[z]].dnssec.timers == "lab"]
     if problems:
         raise InputProblems(problems)
-    root_hints = tuple((hostnames[n], addrs[hostnames[n]]) for n in served.get(".", []))
+    root_hints = tuple(dict.fromkeys((hostnames[n], addrs[hostnames[n]]) for n in served.get(".", [])))
     networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
     return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints,
                    tuple(zones.delegation_warnings(zone_plans, addrs)), values)
@@ -357,12 +404,82 @@ def _keys_for(topo: topology.Topology, zone_names: dict[str, str],
     return out
 
 
+def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[str, NodePlan]:
+    """Each node's anycast addresses, default gateway and (a router's) BGP, checked: a gateway is
+    a router on a network the node shares, peers list each other, a prefix goes to a neighbour."""
+    import dataclasses
+    prefixes = [(n, p) for n, net in topo.networks.items() for p in (net.ipv4, net.ipv6) if p is not None]
+    out = {}
+    for name, node in topo.nodes.items():
+        plan = nodes[name]
+        for i, a in enumerate(node.anycast):
+            inside = next((n for n, p in prefixes if p.version == a.version and a in p), None)
+            if inside is not None:
+                bad(("nodes", name, "anycast", i), f"{a} is inside network {inside}: an anycast address lives on "
+                                                   "loopbacks, outside every network's prefix")
+        gateway: tuple[str, ...] = ()
+        if node.gateway is not None:
+            router = nodes.get(node.gateway)
+            loc = ("nodes", name, "gateway")
+            if router is None:
+                bad(loc, f"no node {node.gateway!r} in the lab" + topology.suggest(node.gateway, set(nodes)))
+            elif router.role != "router" or router.name == name:
+                bad(loc, f"{node.gateway} is not a router (kind bird) of this lab")
+            else:
+                reach = plan.reachable(router)
+                gateway = tuple(a for v in (4, 6) for a in [x for x in reach if (":" in x) == (v == 6)][:1])
+                if not gateway:
+                    bad(loc, f"{name} shares no network with its gateway {node.gateway}")
+        if node.bgp is not None and plan.role != "router":
+            bad(("nodes", name, "bgp"), f"{name} runs {node.kind}: BGP is a router's (kind bird)")
+        out[name] = dataclasses.replace(plan, anycast=tuple(str(a) for a in node.anycast), gateway=gateway,
+                                        forwards=plan.role == "router",
+                                        bgp=_bgp(name, node.bgp, plan, topo, nodes, bad) if node.bgp else None)
+    return out
+
+
+def _bgp(name: str, bgp: topology.Bgp, plan: NodePlan, topo: topology.Topology, nodes: dict[str, NodePlan],
+         bad) -> BgpPlan:
+    peers = []
+    for peer, policy in bgp.peers.items():
+        loc = ("nodes", name, "bgp", "peers", peer)
+        other = topo.nodes.get(peer)
+        if other is None or peer == name:
+            bad(loc, f"no other node {peer!r} in the lab" + topology.suggest(peer, set(topo.nodes) - {name}))
+        elif other.bgp is None:
+            bad(loc, f"{peer} speaks no BGP (give it bgp:, on a bird node)")
+        elif name not in other.bgp.peers:
+            bad(loc, f"{peer} does not list {name} among its peers: a session needs both ends")
+        elif not plan.reachable(nodes[peer]):
+            bad(loc, f"{name} shares no network with {peer}")
+        else:
+            peers.append(PeerPlan(peer, other.bgp.asn, tuple(plan.reachable(nodes[peer])), policy.local_pref,
+                                  policy.prepend, policy.med))
+    announce = []
+    for i, a in enumerate(bgp.announce):
+        loc = ("nodes", name, "bgp", "announce", i, "via")
+        via = nodes.get(a.via)
+        hop = [x for x in plan.reachable(via) if (":" in x) == (a.prefix.version == 6)] if via else []
+        if via is None:
+            bad(loc, f"no node {a.via!r} in the lab" + topology.suggest(a.via, set(nodes)))
+        elif not hop:
+            bad(loc, f"{name} shares no IPv{a.prefix.version} network with {a.via}")
+        else:
+            announce.append(AnnouncePlan(str(a.prefix), hop[0], a.via, a.health))
+    v4 = [i.ipv4 for i in plan.interfaces if i.ipv4]
+    if not v4:
+        bad(("nodes", name, "bgp"), f"{name} has no IPv4 address to be its BGP router ID")
+    bfd = (bgp.bfd.interval, bgp.bfd.multiplier) if bgp.bfd else None
+    return BgpPlan(bgp.asn, str(v4[0].ip) if v4 else "0.0.0.0", tuple(peers), tuple(announce), bgp.hold,
+                   bgp.keepalive or bgp.hold // 3, bfd, bgp.transit)
+
+
 def _reachability(nodes: dict[str, NodePlan], served: dict[str, list[str]], bad) -> None:
     """Every resolver reaches a root server, every client its resolver, every secondary its
-    primary: on a network and IP family both have an address on (labs have no routes)."""
+    primary: on a network and IP family both have an address on, or through its gateway."""
     roots = [nodes[n] for n in served.get(".", [])]
     for node in nodes.values():
-        if node.role == "resolver" and roots and not any(node.reachable(r) for r in roots):
+        if node.role == "resolver" and roots and not node.gateway and not any(node.reachable(r) for r in roots):
             bad(("nodes", node.name), f"resolver {node.name} shares no network (and IP family) with a root server "
                                       f"({', '.join(r.name for r in roots)}): it could not resolve anything")
         if node.role == "client" and node.resolver and not node.reachable(nodes[node.resolver]):

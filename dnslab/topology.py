@@ -75,11 +75,71 @@ class Interface(Strict):
     ipv6: ipaddress.IPv6Address | None = None
 
 
+class Peer(Strict):
+    """A BGP session with another router of the lab, and the policy applied to what it learns."""
+
+    local_pref: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(
+        default=None, description="local preference of the routes learned from this peer (BIRD's default: 100; "
+                                  "higher wins, before AS-path length)")
+    prepend: Annotated[int, Field(ge=0, le=8)] = Field(
+        default=0, description="times our AS number is added again to the AS path of what we announce to this "
+                               "peer (a longer path: the peer prefers another way)")
+    med: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(
+        default=None, description="multi-exit discriminator sent with what we announce to this peer")
+
+
+class Announce(Strict):
+    """A prefix the router originates in BGP, routed to the node that serves it (an anycast site)."""
+
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
+    via: str = Field(description="the node the prefix is routed to (on a network both share)")
+    health: bool = Field(default=False, description="withdraw the prefix while that node's DNS daemon does not "
+                                                    "answer (asked every 0.1 s; 3 misses withdraw, 3 answers "
+                                                    "announce again)")
+
+    @field_validator("prefix")
+    @classmethod
+    def _lab_range(cls, net: Any) -> Any:
+        if not in_lab_ranges(net):
+            raise ValueError(f"{net} is outside the lab ranges ({', '.join(str(r) for r in LAB_RANGES)})")
+        return net
+
+
+class Bfd(Strict):
+    """Bidirectional Forwarding Detection on every BGP session of the router."""
+
+    interval: Annotated[int, Field(ge=10, le=10_000)] = Field(default=100, description="milliseconds between packets")
+    multiplier: Annotated[int, Field(ge=2, le=255)] = Field(default=3, description="packets missed before down")
+
+
+class Bgp(Strict):
+    """A BIRD router: its AS, its sessions (to routers on a network it shares), what it originates."""
+
+    asn: Annotated[int, Field(ge=1, le=4_294_967_294)] = Field(description="its AS number (64512-65534: private)")
+    peers: dict[str, Peer] = Field(default_factory=dict, description="routers it has a BGP session with (node "
+                                                                     "names; their AS from their own bgp.asn)")
+    announce: list[Announce] = Field(default_factory=list, description="prefixes it originates")
+    transit: bool = Field(default=True, description="false: it announces only its own networks and prefixes, never "
+                                                    "what it learned from a peer (an anycast site is no transit)")
+    hold: Annotated[int, Field(ge=3, le=65_535)] = Field(default=240, description="hold time, seconds (BIRD's "
+                                                                                   "default 240)")
+    keepalive: Annotated[int, Field(ge=1, le=21_845)] | None = Field(
+        default=None, description="keepalive time, seconds (default: a third of hold)")
+    bfd: Bfd | None = Field(default=None, description="BFD on every session: a silent failure seen in "
+                                                      "interval x multiplier ms")
+
+    @model_validator(mode="after")
+    def _timers(self) -> Bgp:
+        if self.keepalive is not None and self.keepalive * 3 > self.hold:
+            raise ValueError(f"keepalive {self.keepalive} must be at most a third of hold {self.hold}")
+        return self
+
+
 class Node(Strict):
     """One machine of the lab, running one kind of software."""
 
-    kind: str = Field(description="bind9, unbound, knot, nsd, client, registry or attacker (see `dnslab kinds`)")
-    role: Literal["authoritative", "resolver", "client", "registry", "attacker"] | None = Field(
+    kind: str = Field(description="bind9, unbound, knot, nsd, bird, client, registry or attacker (see `dnslab kinds`)")
+    role: Literal["authoritative", "resolver", "client", "registry", "attacker", "router"] | None = Field(
         default=None, description="what the node does, when its kind can do more than one thing")
     zones: list[DnsName] = Field(default_factory=list, description="zones this node serves as authoritative")
     hostname: DnsName | None = Field(
@@ -97,10 +157,26 @@ class Node(Strict):
         default=None, description="response rate limiting on an authoritative server: the same answer to one "
                                   "client network (IPv4 /24) at most this many times a second; of the rest, one "
                                   "in two goes out truncated (slip 2), so a real client asks again over TCP")
+    anycast: Annotated[list[ipaddress.IPv4Address | ipaddress.IPv6Address], Field(max_length=8)] = Field(
+        default_factory=list, description="service addresses on its loopback, which other nodes may share (anycast); "
+                                          "its daemon answers on them, and they are its name server addresses")
+    gateway: str | None = Field(default=None, description="the router node its traffic beyond its own networks goes "
+                                                          "through (its default route, IPv4 and IPv6)")
+    bgp: Bgp | None = Field(default=None, description="a router's BGP (kind bird)")
     loss: Annotated[int, Field(ge=0, le=95)] = Field(
         default=0, description="percent of its NXDOMAIN answers over UDP lost on the way out, at random: a "
                                "far server, slow to answer the names a cache poisoner asks (emulated so: this "
                                "kernel has no netem to delay packets)")
+
+    @field_validator("anycast")
+    @classmethod
+    def _anycast_range(cls, addrs: list) -> list:
+        for a in addrs:
+            if not any(a in r for r in LAB_RANGES):
+                raise ValueError(f"{a} is outside the lab ranges ({', '.join(str(r) for r in LAB_RANGES)})")
+        if len(set(addrs)) != len(addrs):
+            raise ValueError("an address is listed twice")
+        return addrs
 
 
 class Nsec3(Strict):

@@ -110,7 +110,8 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
     """
     keys = keys or {}
     edits = edits or faults.Applied()
-    servers = {z: [hostnames[n] for n in sorted(nodes, key=lambda n: n != specs[z].primary)]  # primary: SOA MNAME
+    # the primary first (SOA MNAME); anycast sites sharing a name, that name once
+    servers = {z: list(dict.fromkeys(hostnames[n] for n in sorted(nodes, key=lambda n: n != specs[z].primary)))
                for z, nodes in served.items()}
     problems: list[Problem] = []
     sources: dict[str, _Source] = {}

@@ -68,7 +68,7 @@ def _cases() -> list[Case]:
     c.append(Case("yaml-unclosed", t, ["{lab}/lab.yaml:6:6:", "YAML syntax error"]))
     t = edit("kind: bind9", "kind: bind8")
     c.append(Case("unknown-kind", t, [f"{{lab}}/lab.yaml:{line_of(t, 'bind8')}:5: nodes.tld.kind: unknown kind "
-                                      "'bind8' (did you mean 'bind9'?) (known: attacker, bind9, client, knot, nsd, registry, unbound)"]))
+                                      "'bind8' (did you mean 'bind9'?) (known: attacker, bind9, bird, client, knot, nsd, registry, unbound)"]))
     t = edit("    kind: client\n", "    kind: clinet\n    resolver: res\n")
     c.append(Case("unknown-kind-with-resolver", t, ["{lab}/lab.yaml:12:5: nodes.client.kind: unknown kind 'clinet'"]))
     t = edit("  tld:\n", "  root:\n")
@@ -146,6 +146,27 @@ def _cases() -> list[Case]:
                   {"checks.yaml": "checks:\n  - check: delegation\n    id: d\n    zone: example.test\n"}))
     c.append(Case("checks-unknown-check", BASE, ["{lab}/checks.yaml:2:5: checks[0]"],
                   {"checks.yaml": "checks:\n  - check: telepathy\n"}))
+    # routing: anycast addresses, gateways, BGP sessions
+    t = edit("    kind: nsd\n", "    kind: nsd\n    anycast: [198.51.100.7]\n")
+    c.append(Case("anycast-inside-network", t, [f"{{lab}}/lab.yaml:{line_of(t, 'anycast')}:15: nodes.root.anycast[0]: "
+                                                "198.51.100.7 is inside network lan"]))
+    t = edit("    kind: client\n", "    kind: client\n    gateway: res\n")
+    c.append(Case("gateway-not-router", t, [f"{{lab}}/lab.yaml:{line_of(t, 'gateway')}:5: nodes.client.gateway: "
+                                            "res is not a router (kind bird)"]))
+    t = edit("    kind: unbound\n", "    kind: unbound\n    bgp: {asn: 64500}\n")
+    c.append(Case("bgp-not-router", t, [f"{{lab}}/lab.yaml:{line_of(t, 'bgp')}:5: nodes.res.bgp: res runs unbound: "
+                                        "BGP is a router's (kind bird)"]))
+    t = edit("  client:\n", "  r1: {kind: bird, bgp: {asn: 64501, peers: {r2: {}}}}\n"
+                           "  r2: {kind: bird, bgp: {asn: 64502}}\n  client:\n")
+    c.append(Case("bgp-one-sided", t, [f"{{lab}}/lab.yaml:{line_of(t, 'r1:')}:", "nodes.r1.bgp.peers.r2: r2 does not "
+                                       "list r1 among its peers: a session needs both ends"]))
+    t = edit("  client:\n", "  r1: {kind: bird, bgp: {asn: 64501, hold: 9, keepalive: 4}}\n  client:\n")
+    c.append(Case("bgp-keepalive", t, [f"{{lab}}/lab.yaml:{line_of(t, 'r1:')}:", "keepalive 4 must be at most a third "
+                                       "of hold 9"]))
+    t = edit("  client:\n", "  r1: {kind: bird, bgp: {asn: 64501, announce: [{prefix: 198.51.100.0/24, via: "
+                           "rooot}]}}\n  client:\n")
+    c.append(Case("announce-unknown-via", t, ["nodes.r1.bgp.announce[0].via: no node 'rooot' in the lab (did you "
+                                              "mean 'root'?)"]))
     return c
 
 

@@ -76,6 +76,7 @@ def test_kinds_json(dnslab):
     assert data == {
         "attacker": {"roles": ["attacker"], "packages": ["bind9-dnsutils", "python3-dnspython", "tcpdump"]},
         "bind9": {"roles": ["authoritative", "resolver"], "packages": ["bind9"]},
+        "bird": {"roles": ["router"], "packages": ["bird2", "python3"]},
         "client": {"roles": ["client"], "packages": ["bind9-dnsutils", "knot-dnsutils"]},
         "knot": {"roles": ["authoritative"], "packages": ["knot"]},
         "nsd": {"roles": ["authoritative"], "packages": ["bind9-utils", "nsd"]},

@@ -451,7 +451,7 @@ def test_client_resolv_conf_points_at_its_resolver(basics):
 
 
 def test_every_kind_declares_its_debian_packages():
-    assert set(kinds.KINDS) == {"attacker", "bind9", "client", "knot", "nsd", "registry", "unbound"}
+    assert set(kinds.KINDS) == {"attacker", "bind9", "bird", "client", "knot", "nsd", "registry", "unbound"}
     assert kinds.KINDS["bind9"].binaries == {"named": "bind9", "rndc": "bind9"}
     assert kinds.KINDS["knot"].binaries == {"knotd": "knot", "knotc": "knot"}
     signed, basics = plan.load(REPO / "labs" / "dnssec-signing"), plan.load(DNS_BASICS)
@@ -490,7 +490,8 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert res.returncode == 0, explain(res)
     schema = json.loads(res.stdout)
     node = schema["$defs"]["Node"]
-    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl", "clients", "policy"}
+    assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl", "clients", "policy",
+                                       "anycast", "gateway", "bgp"}
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])

@@ -113,6 +113,8 @@ class DockerBackend:
             extra = dict(owned)
             if spec.resolv_conf is not None:
                 extra["dns"] = [a for a in lab.nodes[plan.resolver].addresses]
+            if spec.capabilities:
+                extra["cap_add"] = list(spec.capabilities)
             sysctls = {"net.ipv6.conf.all.disable_ipv6": "0"}
             if state.owner:
                 sysctls["net.ipv4.ip_unprivileged_port_start"] = "0"

@@ -90,7 +90,8 @@ def make_namespaces(state: State, names: Sequence[str], owned: bool) -> None:
 
 
 def link(state: State, lab: LabPlan) -> None:
-    """The instance's bridges, one veth per node interface, addresses (the namespaces exist)."""
+    """The instance's bridges, one veth per node interface, addresses, anycast addresses on
+    loopbacks, default routes through gateways, forwarding in routers (the namespaces exist)."""
     inst = state.name
     br = [f"link add br-{net} type bridge\nlink set br-{net} up\n" for net in lab.networks]
     for node in lab.nodes.values():
@@ -108,8 +109,17 @@ def link(state: State, lab: LabPlan) -> None:
             if iface.ipv6:
                 cmds.append(f"addr add {iface.ipv6} dev {iface.ifname} nodad\n")
             cmds.append(f"link set {iface.ifname} up\n")
+        cmds += [f"addr add {a}/{128 if ':' in a else 32} dev lo\n" for a in node.anycast]
+        cmds += [f"route add {'::/0' if ':' in a else '0.0.0.0/0'} via {a}\n" for a in node.gateway]
         batches.append((("-n", node_ns(inst, node.name)), "".join(cmds)))
     ip_batches(batches, "configuring node addresses")
+    routers = [node_ns(inst, n.name) for n in lab.nodes.values() if n.forwards]
+    procs = [subprocess.Popen(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                               "net.ipv6.conf.all.forwarding=1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, cwd="/") for ns in routers]
+    errors = [err.strip() for p in procs for _, err in [p.communicate()] if p.returncode]
+    if errors:
+        raise BackendError("turning forwarding on in the routers failed: " + "; ".join(errors))
 
 
 def write_files(state: State, specs: dict[str, NodeSpec]) -> None:

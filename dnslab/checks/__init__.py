@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .. import vary, yamlsrc
 from ..errors import InputProblems, LabError, Problem
 from ..topology import schema_problems, suggest, zone_name
+from . import anycast as _anycast
 from . import dns as _dns
 from . import dnssec as _dnssec
 from . import reflection as _reflection
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from ..lab import Instance
     from ..plan import LabPlan
 
-CHECKS: dict[str, type[Check]] = {c.check_type: c for c in (*_dns.CHECKS, *_dnssec.CHECKS, *_resolver.CHECKS, *_reflection.CHECKS)}  # every check type, by its name
+CHECKS: dict[str, type[Check]] = {c.check_type: c for c in (*_dns.CHECKS, *_dnssec.CHECKS, *_resolver.CHECKS,
+                                                            *_reflection.CHECKS, *_anycast.CHECKS)}  # by name
 
 
 class CheckError(LabError):
@@ -83,7 +85,7 @@ def load(path: Path, lab: LabPlan) -> list[Check]:
             continue
         source = lab.nodes[check.source or lab.default_vantage()]
         for target in check.targets(lab):
-            if target in lab.nodes and not source.reachable(lab.nodes[target]):
+            if target in lab.nodes and not source.gateway and not source.reachable(lab.nodes[target]):
                 bad("from" if check.source else "check",
                     f"{source.name} has no network (and IP family) in common with {target}, which this check "
                     f"asks: name a node that does with from:")

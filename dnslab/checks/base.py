@@ -39,12 +39,13 @@ class Check(BaseModel):
 
 
 def ask(inst: Instance, server: str, qname: str, qtype: str, *, source: str | None = None,
-        rd: bool = False, dnssec: bool = False, tcp: bool = False) -> tuple[dns.message.Message | None, Evidence]:
+        rd: bool = False, dnssec: bool = False, tcp: bool = False,
+        rdclass: str = "IN") -> tuple[dns.message.Message | None, Evidence]:
     """One query, never raising: the reply (or None) and its evidence."""
     source = source or inst.default_vantage()
-    text = f"{qname} IN {qtype} {'+rd' if rd else '+norec'}{' +dnssec' if dnssec else ''}{' +tcp' if tcp else ''}"
+    text = f"{qname} {rdclass} {qtype} {'+rd' if rd else '+norec'}{' +dnssec' if dnssec else ''}{' +tcp' if tcp else ''}"
     try:
-        reply = inst.query(qname, qtype, server=server, source=source, rd=rd, dnssec=dnssec, tcp=tcp)
+        reply = inst.query(qname, qtype, server=server, source=source, rd=rd, dnssec=dnssec, tcp=tcp, rdclass=rdclass)
         return reply, Evidence.of(server, text, source, reply)
     except (dns.exception.DNSException, OSError) as exc:
         return None, Evidence.of(server, text, source, None, error=str(exc) or type(exc).__name__)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
+        "catchment.pass": "{source} reaches {address} at {got}",
+        "catchment.other": "{source} reaches {address} at {got}, expected {site}",
+        "catchment.timeout": "{address} did not answer {source}: {error}",
         "upstream.pass": "{resolver} passes {reached} of {sent} random names below {zone} on to {server} ({share}; at most {max} passes)",
         "upstream.passed_on": "{resolver} passes {reached} of {sent} random names below {zone} on to {server} ({share}; at most {max} passes): every one of the flood's questions lands on the server",
         "upstream.unseen": "nothing sent to {server} was seen there: the capture did not start in time",
@@ -78,6 +81,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} did not answer for {zone}: {error}",
     },
     "es": {
+        "catchment.pass": "{source} llega a {address} en {got}",
+        "catchment.other": "{source} llega a {address} en {got}; se esperaba {site}",
+        "catchment.timeout": "{address} no respondió a {source}: {error}",
         "upstream.pass": "{resolver} pasa {reached} de {sent} nombres aleatorios bajo {zone} a {server} ({share}; pasa hasta {max})",
         "upstream.passed_on": "{resolver} pasa {reached} de {sent} nombres aleatorios bajo {zone} a {server} ({share}; pasa hasta {max}): cada pregunta de la avalancha llega al servidor",
         "upstream.unseen": "nada de lo enviado a {server} se vio allí: la captura no empezó a tiempo",
@@ -149,6 +155,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} no respondió para {zone}: {error}",
     },
     "pt": {
+        "catchment.pass": "{source} chega a {address} em {got}",
+        "catchment.other": "{source} chega a {address} em {got}; esperava-se {site}",
+        "catchment.timeout": "{address} não respondeu a {source}: {error}",
         "upstream.pass": "{resolver} repassa {reached} de {sent} nomes aleatórios abaixo de {zone} para {server} ({share}; passa até {max})",
         "upstream.passed_on": "{resolver} repassa {reached} de {sent} nomes aleatórios abaixo de {zone} para {server} ({share}; passa até {max}): cada pergunta da enxurrada chega ao servidor",
         "upstream.unseen": "nada do que foi enviado a {server} foi visto lá: a captura não começou a tempo",

@@ -136,6 +136,7 @@ class Kind:
     signing_binaries: ClassVar[dict[str, str]] = {}  # what a node needs besides when it signs a zone
     templates: ClassVar[dict[str, str]] = {}  # file written in the node dir -> template beside the kind
     resigns: ClassVar[bool] = False           # a zone it signs is signed by the daemon, with a serial of its own
+    capabilities: ClassVar[tuple[str, ...]] = ()  # beyond binding port 53, in its own network namespace only
 
     def needs(self, node: NodePlan, lab: LabPlan) -> dict[str, str]:
         """The programs this node runs (executable -> Debian package)."""
@@ -221,6 +222,11 @@ class Kind:
             return [Probe(node.address, ".", "NS", authoritative=False)]
         return []
 
+    def ready(self, node: NodePlan, lab: LabPlan, d: str) -> tuple[str, ...] | None:
+        """A command run on the node that succeeds once it is ready in a way no DNS question
+        shows (a router: its BGP sessions established, its routes learned); None: no such wait."""
+        return None
+
     def context(self, node: NodePlan, lab: LabPlan, d: str) -> dict:
         """Extra template variables of this kind."""
         return {}
@@ -267,7 +273,7 @@ class Kind:
         if argv and before:
             argv = ("sh", "-c", f"cd {shlex.quote(d)} && {' && '.join(before)} && exec {shlex.join(argv)}")
         return NodeSpec(files=files, argv=argv, reload=self.reloading(node, lab, d), stop=self.stop(node, d),
-                        control=control)
+                        control=control, capabilities=self.capabilities)
 
     def reloading(self, node: NodePlan, lab: LabPlan, d: str) -> tuple[tuple[str, ...], ...]:
         """Every command of a reload: re-signing what the daemon does not sign, then :meth:`reload`."""
