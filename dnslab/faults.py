@@ -43,7 +43,7 @@ from . import rpz, vary, yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import DnsName, schema_problems, zone_name
 
-BLOCK = re.compile(r"^(?:(tcp|udp)/(\d{1,5})(?:>(\d{1,5})|~(\d{1,2}))?|fragments)$")
+BLOCK = re.compile(r"^(?:(tcp|udp)/(\d{1,5})(?:>(\d{1,5})|~(\d{1,2}))?|fragments|all)$")
 
 
 class _Strict(BaseModel):
@@ -81,7 +81,9 @@ class NodeEdit(_Strict):
     open: bool = Field(default=False, description="a resolver answers anyone (an open resolver)")
     policy: list[str] | None = Field(default=None, description="a resolver's response policy, replaced")
     block: list[str] = Field(default_factory=list,
-                             description="dropped inside the node: tcp/53, udp/53, fragments, udp/53>1232")
+                             description="dropped inside the node: tcp/53, udp/53, fragments, udp/53>1232, "
+                                         "all (every packet on its links, forwarded ones too: a live link gone "
+                                         "silent)")
 
     @field_validator("block")
     @classmethod
@@ -89,7 +91,7 @@ class NodeEdit(_Strict):
         for rule in rules:
             m = BLOCK.match(rule)
             if not m or (m.group(2) and not 0 < int(m.group(2)) < 65536):
-                raise ValueError(f"{rule!r}: write tcp/PORT, udp/PORT, udp/PORT>BYTES or fragments")
+                raise ValueError(f"{rule!r}: write tcp/PORT, udp/PORT, udp/PORT>BYTES, fragments or all")
         return rules
 
 

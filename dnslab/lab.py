@@ -696,7 +696,7 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
         raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) {why}; "
                            f"its log ends with:\n{inst.log_tail(node)}")
     from . import kinds
-    _wait_commands(instances)
+    wait_settled(instances)
     # a zone its primary signs (and re-signs) served alike by its secondaries, in every instance at once
     synced = [((i, z.primary), z.name, tuple((i, s) for s in z.secondaries))
               for i, inst in enumerate(instances) for z in inst.plan.zones.values()
@@ -713,9 +713,12 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
     progress(f"all {daemons} daemons of {len(instances)} instance(s) answer, {time.monotonic() - t0:.2f}s after start")
 
 
-def _wait_commands(instances: list[Instance]) -> None:
+def wait_settled(instances: list[Instance], timeout: float = READY_TIMEOUT) -> None:
     """Until each node's readiness command (:meth:`Kind.ready`: a router's sessions and routes)
-    succeeds, all nodes of all instances polled together."""
+    succeeds, all nodes of all instances polled together.
+
+    :raises BackendError: a node exited, or was not ready within ``timeout`` seconds
+    """
     from . import kinds
     pending = {}
     for inst in instances:
@@ -723,7 +726,7 @@ def _wait_commands(instances: list[Instance]) -> None:
             argv = kinds.KINDS[node.kind].ready(node, inst.plan, inst.backend.node_path(inst.state, node.name))
             if argv:
                 pending[(inst, node.name)] = argv
-    deadline = time.monotonic() + READY_TIMEOUT
+    deadline = time.monotonic() + timeout
     while pending:
         for (inst, node), argv in list(pending.items()):
             if inst.exec(node, argv, capture=True, timeout=10).returncode == 0:
@@ -734,7 +737,7 @@ def _wait_commands(instances: list[Instance]) -> None:
         if pending and time.monotonic() > deadline:
             inst, node = next(iter(pending))
             raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) was not ready in "
-                               f"{READY_TIMEOUT:.0f}s (`{' '.join(pending[(inst, node)])}` kept failing); its log "
+                               f"{timeout:.0f}s (`{' '.join(pending[(inst, node)])}` kept failing); its log "
                                f"ends with:\n{inst.log_tail(node)}")
         if pending:
             time.sleep(0.1)

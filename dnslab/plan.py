@@ -53,6 +53,7 @@ class AnnouncePlan:
     via: str                           # the node's address the prefix is routed to
     node: str                          # that node
     health: bool = False
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -465,7 +466,7 @@ def _bgp(name: str, bgp: topology.Bgp, plan: NodePlan, topo: topology.Topology, 
         elif not hop:
             bad(loc, f"{name} shares no IPv{a.prefix.version} network with {a.via}")
         else:
-            announce.append(AnnouncePlan(str(a.prefix), hop[0], a.via, a.health))
+            announce.append(AnnouncePlan(str(a.prefix), hop[0], a.via, a.health, a.active))
     v4 = [i.ipv4 for i in plan.interfaces if i.ipv4]
     if not v4:
         bad(("nodes", name, "bgp"), f"{name} has no IPv4 address to be its BGP router ID")

@@ -93,8 +93,10 @@ class Announce(Strict):
 
     prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
     via: str = Field(description="the node the prefix is routed to (on a network both share)")
+    active: bool = Field(default=True, description="false: configured but not announced (a site being built) "
+                                                   "until `birdc enable announce<N>` on the router")
     health: bool = Field(default=False, description="withdraw the prefix while that node's DNS daemon does not "
-                                                    "answer (asked every 0.1 s; 3 misses withdraw, 3 answers "
+                                                    "answer (asked every 0.05 s; 3 misses withdraw, 3 answers "
                                                     "announce again)")
 
     @field_validator("prefix")

@@ -49,8 +49,11 @@ class Backend(Protocol):
         """Start the node's daemon (again)."""
 
     def block(self, state: State, node: str, rules: Sequence[str]) -> None:
-        """Drop traffic inside the node: ``tcp/53``, ``udp/53``, ``fragments``, ``udp/53>1232``;
+        """Drop traffic inside the node: ``tcp/53``, ``udp/53``, ``fragments``, ``udp/53>1232``, ``all``;
         no rules: let it all through again."""
+
+    def set_links(self, state: State, links: Sequence[tuple[str, str]], up: bool) -> None:
+        """Cut (node, network) attachments (their carrier goes), or mend them."""
 
     def running(self, state: State, node: str) -> bool:
         """True while the node's daemon (or, for a node without one, the node) is alive."""

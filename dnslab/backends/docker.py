@@ -171,6 +171,9 @@ class DockerBackend:
     def block(self, state: State, node: str, rules: Sequence[str]) -> None:
         wiring.block(state, node, rules)
 
+    def set_links(self, state: State, links: Sequence[tuple[str, str]], up: bool) -> None:
+        wiring.set_links(state, links, up)
+
     def log_path(self, state: State, node: str) -> Path:
         return state.node_dir(node) / "daemon.log"
 

@@ -80,6 +80,9 @@ class NetnsBackend:
     def block(self, state: State, node: str, rules: Sequence[str]) -> None:
         wiring.block(state, node, rules)
 
+    def set_links(self, state: State, links: Sequence[tuple[str, str]], up: bool) -> None:
+        wiring.set_links(state, links, up)
+
     def running(self, state: State, node: str) -> bool:
         rec = state.data["nodes"].get(node, {})
         if "pid" not in rec:

@@ -153,8 +153,12 @@ def block(state: State, node: str, rules: Sequence[str]) -> None:
         if res.returncode != 0 and "No such file" not in res.stderr:
             raise BackendError(f"opening {ns} again failed: {res.stderr.strip()}")
         return
-    lines, out_only = [], []
+    lines, out_only, forward = [], [], ""
     for rule in rules:
+        if rule == "all":  # silent links: nothing in, out or through but the node's own loopback
+            lines += ['meta iifname != "lo" meta oifname != "lo" drop']
+            forward = "  chain forward {\n    type filter hook forward priority 0;\n    drop\n  }\n"
+            continue
         if rule == "fragments":
             lines += ["ip frag-off & 0x3fff != 0 drop", "exthdr frag exists drop"]
             continue
@@ -168,11 +172,19 @@ def block(state: State, node: str, rules: Sequence[str]) -> None:
         lines += [f"{proto} dport {port}{length} drop", f"{proto} sport {port}{length} drop"]
     body, out = "".join(f"    {ln}\n" for ln in lines), "".join(f"    {ln}\n" for ln in lines + out_only)
     ruleset = (f"table inet dnslab_fault {{\n  chain input {{\n    type filter hook input priority 0;\n{body}  }}\n"
-               f"  chain output {{\n    type filter hook output priority 0;\n{out}  }}\n}}\n")
+               f"  chain output {{\n    type filter hook output priority 0;\n{out}  }}\n{forward}}}\n")
     res = subprocess.run(["ip", "netns", "exec", ns, nft, "-f", "-"], input=ruleset, capture_output=True, text=True,
                          cwd="/")
     if res.returncode != 0:
         raise BackendError(f"blocking {', '.join(rules)} in {ns} failed: {res.stderr.strip()}")
+
+
+def set_links(state: State, links: Sequence[tuple[str, str]], up: bool) -> None:
+    """Cut (node, network) attachments at the bridge, or mend them: the node's end loses its
+    carrier, as when a cable is pulled, and the node sees its link go down."""
+    ip_batches([(("-n", bridge_ns(state.name)), "".join(f"link set {link_name(state.name, n, net)} "
+                                                        f"{'up' if up else 'down'}\n" for n, net in links))],
+               "setting links")
 
 
 def destroy(states: Sequence[State]) -> None:

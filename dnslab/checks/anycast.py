@@ -1,18 +1,23 @@
 """Which site of an anycast service answers each vantage point: the answering server names
-itself (CHAOS TXT ``id.server``, which BIND, Knot, NSD and Unbound all answer with their node's
-name in a lab), so a catchment is read from the live routing, never from the lab file."""
+itself in the EDNS NSID option (RFC 5001), which BIND, Knot, NSD and Unbound all send with their
+node's name in a lab (``dig +nsid``; CHAOS ``id.server`` says the same, but BIND answers only a
+few CHAOS questions a second), so a catchment is read from the live routing, never the lab file."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-import dns.rdatatype
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
 
-from .base import Check, ask
+from .. import dnsquery
+from .base import Check
+from .result import Evidence
 
 if TYPE_CHECKING:
     from ..lab import Instance
     from ..plan import LabPlan
-    from .result import Evidence
 
 
 def service_address(lab: LabPlan) -> str | None:
@@ -20,11 +25,26 @@ def service_address(lab: LabPlan) -> str | None:
     return next((a for n in lab.nodes.values() if "." in n.zones for a in n.anycast), None)
 
 
+def nsid_query() -> dns.message.Message:
+    """The root's SOA, without recursion, asking for the server's NSID."""
+    q = dns.message.make_query(".", "SOA", use_edns=0, options=[dns.edns.NSIDOption(b"")])
+    q.flags &= ~dns.flags.RD
+    return q
+
+
+def nsid_of(reply: dns.message.Message) -> str | None:
+    """The NSID a reply carries, as text (None: none)."""
+    return next((o.nsid.decode(errors="replace") for o in reply.options if isinstance(o, dns.edns.NSIDOption)), None)
+
+
 def site_of(inst: Instance, address: str, source: str) -> tuple[str | None, Evidence]:
-    """The node that answers ``address`` from ``source`` (its id.server), None if none does."""
-    reply, ev = ask(inst, address, "id.server", "TXT", source=source, rdclass="CH")
-    txt = [r for rrset in (reply.answer if reply else []) if rrset.rdtype == dns.rdatatype.TXT for r in rrset]
-    return (b"".join(txt[0].strings).decode(errors="replace") if txt else None), ev
+    """The node that answers ``address`` from ``source`` (its NSID), None if none does."""
+    text = ". IN SOA +norec +nsid"
+    try:
+        reply = dnsquery.query(inst.sockets(source), address, nsid_query(), timeout=1.0)
+    except (dns.exception.DNSException, OSError) as exc:
+        return None, Evidence.of(address, text, source, None, error=str(exc) or type(exc).__name__)
+    return nsid_of(reply), Evidence.of(address, text, source, reply)
 
 
 def catchments(inst: Instance, address: str | None = None) -> dict[str, str | None]:
@@ -52,7 +72,7 @@ class Catchment(Check):
         got, ev = site_of(inst, address, source)
         p = {"source": source, "address": address, "site": self.site}
         if got is None:
-            return self.result(False, "timeout", [ev], error=ev.error or ev.rcode or "no id.server", **p)
+            return self.result(False, "timeout", [ev], error=ev.error or "no NSID in the answer", **p)
         return self.result(got == self.site, "pass" if got == self.site else "other", [ev], got=got, **p)
 
 

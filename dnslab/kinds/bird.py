@@ -27,7 +27,8 @@ class Bird(Kind):
 
     def argv(self, node, d):
         bird = ("bird", "-f", "-c", f"{d}/bird.conf", "-s", f"{d}/bird.ctl", "-P", f"{d}/bird.pid")
-        checks = [f"announce{i}={a.via}" for i, a in enumerate(node.bgp.announce if node.bgp else ()) if a.health]
+        checks = [f"announce{i}={a.via}" for i, a in enumerate(node.bgp.announce if node.bgp else ())
+                  if a.health and a.active]
         if not checks:
             return bird
         # the health check runs as BIRD's child (exec keeps the PID), and ends with it
@@ -45,17 +46,18 @@ class Bird(Kind):
 
     def ready(self, node, lab, d):
         sessions = sum(len(p.addresses) for p in node.bgp.peers) if node.bgp else 0
-        prefixes = sorted({a.prefix for n in lab.nodes.values() if n.bgp for a in n.bgp.announce})
+        prefixes = sorted({a.prefix for n in lab.nodes.values() if n.bgp for a in n.bgp.announce if a.active})
         birdc = shlex.join(self.control(node, d))
-        # every session established, and a route to every prefix the lab's routers originate
-        script = (f'[ "$({birdc} show protocols | grep -c " BGP .* Established")" -ge {sessions} ] && '
-                  + " && ".join(f"{birdc} show route for {p} | grep -q via" for p in prefixes)) if prefixes else \
-            f'[ "$({birdc} show protocols | grep -c " BGP .* Established")" -ge {sessions} ]'
-        return ("/bin/sh", "-c", script)
+        # every session established (and its BFD session up), a route to every prefix the lab's routers originate
+        tests = [f'[ "$({birdc} show protocols | grep -c " BGP .* Established")" -ge {sessions} ]']
+        if node.bgp and node.bgp.bfd:
+            tests.append(f'[ "$({birdc} show bfd sessions | grep -c " Up ")" -ge {sessions} ]')
+        tests += [f"{birdc} show route for {p} | grep -q via" for p in prefixes]
+        return ("/bin/sh", "-c", " && ".join(tests))
 
     def spec(self, node, lab, d, keys=None, control=None):
         spec = super().spec(node, lab, d, keys, control)
-        if node.bgp and any(a.health for a in node.bgp.announce):
+        if node.bgp and any(a.health and a.active for a in node.bgp.announce):
             spec.files["health.py"] = HEALTH.read_text()
         return spec
 

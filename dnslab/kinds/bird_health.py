@@ -1,5 +1,5 @@
 """Health check of an anycast site, beside BIRD on its router: asks the site's DNS server a
-question every 0.1 s; after 3 unanswered, it withdraws the site's prefix (``birdc disable``
+question every 0.05 s; after 3 unanswered, it withdraws the site's prefix (``birdc disable``
 of its static protocol), after 3 answered it announces it again. Standard library only: it runs
 on the node with Debian's python3 and the trainee's rights, until BIRD, its parent, is gone.
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-EVERY, MISSES, ANSWERS = 0.1, 3, 3
+EVERY, MISSES, ANSWERS = 0.05, 3, 3
 
 
 def answers(sock: socket.socket, address: str) -> bool:
