@@ -89,6 +89,7 @@ class NodePlan:
     gateway: tuple[str, ...] = ()     # its router's addresses (IPv4, IPv6) its default routes go through
     forwards: bool = False            # a router: forwards packets between its networks
     bgp: BgpPlan | None = None        # a router's BGP
+    local_root: bool = False          # a resolver's: its own copy of the root zone (RFC 8806)
 
     @property
     def listen(self) -> list[str]:
@@ -238,6 +239,10 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                                             f"{LAB_TIMERS_MAX_TTL} s (a rollover waits for TTLs to pass), not {zone.ttl}")
         if zone.registry is not None:
             _registry_rules(z, original, zone, served[z], topo, roles, bad)
+        signer = zone.primary or (served[z][0] if served[z] else None)
+        if zone.dnssec and zone.dnssec.zonemd and signer in topo.nodes and topo.nodes[signer].kind != "knot":
+            bad(("zones", original, "dnssec", "zonemd"), f"{z} is signed on {signer} ({topo.nodes[signer].kind}), "
+                                                         "which makes no ZONEMD: make a knot node its signer")
         if zone.tsig and zone.primary is None:
             bad(("zones", original, "tsig"), "tsig signs zone transfers: give the zone a primary first")
 
@@ -433,7 +438,18 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
                     bad(loc, f"{name} shares no network with its gateway {node.gateway}")
         if node.bgp is not None and plan.role != "router":
             bad(("nodes", name, "bgp"), f"{name} runs {node.kind}: BGP is a router's (kind bird)")
+        if node.local_root:
+            loc = ("nodes", name, "local_root")
+            root = next((z for k, z in topo.zones.items() if topology.zone_name(k) == "."), None)
+            if plan.role != "resolver":
+                bad(loc, f"{name} is not a resolver: a local copy of the root is a resolver's")
+            elif root is None or root.transfers != "any":
+                bad(loc, "the root's servers give their zone to nobody: set transfers: any on zone . (as root "
+                         "servers do for resolvers that keep a local root)")
+            elif root.dnssec is None:
+                bad(loc, "a local root is verified with DNSSEC: sign the root (dnssec: under zone .)")
         out[name] = dataclasses.replace(plan, anycast=tuple(str(a) for a in node.anycast), gateway=gateway,
+                                        local_root=node.local_root,
                                         forwards=plan.role == "router",
                                         bgp=_bgp(name, node.bgp, plan, topo, nodes, bad) if node.bgp else None)
     return out

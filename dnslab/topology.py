@@ -162,6 +162,10 @@ class Node(Strict):
     anycast: Annotated[list[ipaddress.IPv4Address | ipaddress.IPv6Address], Field(max_length=8)] = Field(
         default_factory=list, description="service addresses on its loopback, which other nodes may share (anycast); "
                                           "its daemon answers on them, and they are its name server addresses")
+    local_root: bool = Field(default=False, description="a resolver keeps its own copy of the root zone (RFC "
+                                                        "8806), transferred from the root servers' addresses and "
+                                                        "verified (DNSSEC, and ZONEMD when the root has one): it "
+                                                        "resolves on with every root server down")
     gateway: str | None = Field(default=None, description="the router node its traffic beyond its own networks goes "
                                                           "through (its default route, IPv4 and IPv6)")
     bgp: Bgp | None = Field(default=None, description="a router's BGP (kind bird)")
@@ -201,6 +205,9 @@ class Dnssec(Strict):
                                         "minute (zone TTLs of 60 s at most); standard: the signer's defaults")
     ds: bool = Field(default=True, description="the parent publishes the zone's DS from the start; false: not "
                                                "until its registry bootstraps it from the CDS (or a DS by hand)")
+    zonemd: bool = Field(default=False, description="a ZONEMD record (RFC 8976): the digest of the whole zone, "
+                                                    "signed, which a copy of it (a local root) is checked against "
+                                                    "(signer: knot)")
     signal: bool = Field(default=False, description="RFC 9615: the zone's CDS also at _dsboot.<zone>._signal.<name "
                                                     "server> in the signed zones of its name servers, so that a "
                                                     "registry can bootstrap its DS at once, authenticated")
@@ -238,6 +245,9 @@ class Zone(Strict):
                                                   "zone's own (TSIG); the key opens transfers from any address")
     dnssec: Dnssec | None = Field(default=None, description="signed: the signer's policy (see Dnssec)")
     registry: Registry | None = Field(default=None, description="DS records of its children managed by a registry")
+    transfers: Literal["any"] | None = Field(
+        default=None, description="any: each server gives the zone to anyone who asks (AXFR), as root servers do "
+                                  "for resolvers that keep a local copy (RFC 8806)")
     delegated: bool = Field(default=True, description="false: its parent does not delegate it, so only who is told "
                                                       "where (a forged referral) reaches it: an attacker's zone")
 

@@ -142,7 +142,7 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
         header = f"$ORIGIN {z}\n$TTL {spec.ttl}\n"
         text = header + "".join(ln + "\n" for ln in lines) + sources[z].text
         places[z] = [f"zone {z}", f"zone {z}"] + where + sources[z].places
-        transfers = edits.transfers.get(z)
+        transfers = edits.transfers.get(z, spec.transfers)
         plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text,
                             spec.primary, bool(spec.primary and spec.tsig and transfers != "address"), spec.dnssec,
                             tuple(keys.get(z, ())) if spec.dnssec else (), spec.registry, spec.ttl,

@@ -103,3 +103,30 @@ def test_with_bfd_and_a_health_check_every_failure_moves_north(guarded, how):
     out = failover.measure(guarded, "root-a", how, budget=10.0)
     assert out.seconds is not None, out
     assert {v: m[0] for v, m in out.moved.items()} == {**FRESH, "resolver-north": "root-c", "client-north": "root-c"}
+
+
+def test_a_local_root_resolves_on_with_every_root_site_down(anycast):
+    """resolver-south keeps a local root (BIND mirror zone); resolver-north gets one (Unbound
+    auth-zone, ZONEMD checked) from the operator's edit of its config; then every root site stops:
+    both resolve a name never asked, from their own copy."""
+    d = anycast.backend.node_path(anycast.state, "resolver-north")
+    auth = ('auth-zone:\n  name: "."\n  primary: 198.51.100.1\n  fallback-enabled: yes\n  for-downstream: no\n'
+            f'  for-upstream: yes\n  zonemd-check: yes\n  zonefile: "{d}/root.zone"\nremote-control:\n')
+    livelab.edit_conf(anycast, "resolver-north", "unbound.conf", (r"(?m)^remote-control:\n", auth))
+    control = ["unbound-control", "-c", f"{d}/unbound.conf"]
+    end = time.monotonic() + 15
+    while ".\tserial" not in (zones := anycast.exec("resolver-north", [*control, "list_auth_zones"],
+                                                      capture=True).stdout) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert zones.startswith(".\tserial"), zones
+    sites = ["root-b", "root-a", "root-c"]  # the primary first when they start again
+    for s in sites:
+        failover.fail(anycast, failover.site(anycast, s), "daemon")
+    try:
+        for resolver, client in (("resolver-north", "client-north"), ("resolver-south", "client-south")):
+            anycast.flush(resolver)
+            reply = anycast.query("www.test", "A", server=resolver, source=client, timeout=3)
+            assert [r.to_text() for rrset in reply.answer for r in rrset] == ["192.0.2.80"], (resolver, reply)
+    finally:
+        for s in sites:
+            anycast.start(s)

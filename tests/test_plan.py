@@ -491,12 +491,12 @@ def test_schema_is_json_with_node_fields(dnslab):
     schema = json.loads(res.stdout)
     node = schema["$defs"]["Node"]
     assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl", "clients", "policy",
-                                       "anycast", "gateway", "bgp"}
+                                       "anycast", "gateway", "bgp", "local_root"}
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
     assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial", "primary", "tsig",
-                                                          "dnssec", "registry", "delegated"}
+                                                          "dnssec", "registry", "delegated", "transfers"}
     assert set(schema["$defs"]["Dnssec"]["properties"]) == {"algorithm", "nsec3", "timers", "ds", "signal"}
     assert set(schema["$defs"]["Registry"]["properties"]) == {"node", "interval", "stable", "bootstrap"}
     assert set(schema["$defs"]["Nsec3"]["properties"]) == {"iterations", "salt_length", "opt_out"}

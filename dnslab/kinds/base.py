@@ -73,14 +73,20 @@ def served(node: NodePlan, lab: LabPlan) -> list[Served]:
         if plan.primary is None:
             out.append(Served(z, plan.filename, "standalone", signs=signs, update_key=update, open=anyone))
         elif plan.primary == node.name:
-            reach = [node.reachable(lab.nodes[s]) for s in plan.secondaries]
+            reach = [_toward(node, lab.nodes[s]) for s in plan.secondaries]
             out.append(Served(z, plan.filename, "primary", key=key, secondaries=tuple(a for r in reach for a in r),
                               notify=tuple(r[0] for r in reach if r), signs=signs, update_key=update, open=anyone))
         else:
-            reach = node.reachable(lab.nodes[plan.primary])
+            reach = _toward(node, lab.nodes[plan.primary])
             out.append(Served(z, plan.filename, "secondary", primary=reach[0] if reach else None, key=key,
                               open=anyone))
     return out
+
+
+def _toward(node: NodePlan, other: NodePlan) -> list[str]:
+    """``other``'s addresses ``node`` reaches it at: on a network both share, or, through its
+    gateway, its own (interface) addresses."""
+    return node.reachable(other) or (other.addresses if node.gateway else [])
 
 
 def resigned(zone: ZonePlan, lab: LabPlan) -> bool:
@@ -261,6 +267,7 @@ class Kind:
                "keys": [(k, keys[k]) for k in used],
                "clients": _clients(node, lab),
                "anchor": lab.trust_anchor, "parents": _parents(node, lab),
+               "root_servers": [a for _, addrs in lab.root_hints for a in addrs],
                "parent_ttl": {z.name: lab.zones[z.parent].ttl if z.parent else 0 for z in zones},
                **self.context(node, lab, d)}
         for out, template in self.templates.items():
