@@ -497,7 +497,7 @@ def test_schema_is_json_with_node_fields(dnslab):
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])
     assert set(schema["$defs"]["Zone"]["properties"]) == {"file", "records", "ttl", "serial", "primary", "tsig",
                                                           "dnssec", "registry", "delegated", "transfers"}
-    assert set(schema["$defs"]["Dnssec"]["properties"]) == {"algorithm", "nsec3", "timers", "ds", "signal"}
+    assert set(schema["$defs"]["Dnssec"]["properties"]) == {"algorithm", "nsec3", "timers", "ds", "signal", "zonemd"}
     assert set(schema["$defs"]["Registry"]["properties"]) == {"node", "interval", "stable", "bootstrap"}
     assert set(schema["$defs"]["Nsec3"]["properties"]) == {"iterations", "salt_length", "opt_out"}
     assert all(p.get("description") for k, p in node["properties"].items())
