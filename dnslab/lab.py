@@ -658,7 +658,8 @@ def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec
     from .backends.netns import NETNS_DIR, node_ns
     view = {"lab": lab.name, "backend": state.data["backend"],
             "userns": str(state.userns_file) if state.owner and userns else None,
-            "nodes": {n.name: {"kind": n.kind, "role": n.role, "addresses": n.addresses, "hostname": n.hostname,
+            "nodes": {n.name: {"kind": n.kind, "role": n.role, "addresses": n.addresses, "anycast": list(n.anycast),
+                               "hostname": n.hostname,
                                "zones": list(n.zones), "resolver": n.resolver, "dir": str(state.node_dir(n.name)),
                                "netns": str(NETNS_DIR / node_ns(state.name, n.name)),
                                "argv": specs[n.name].argv, "reload": specs[n.name].reload,

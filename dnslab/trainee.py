@@ -47,6 +47,7 @@ class NodeInfo:
     addresses: tuple[str, ...]
     hostname: str | None
     zones: tuple[str, ...]
+    anycast: tuple[str, ...] = ()  # service addresses it shares with other nodes
 
     @property
     def address(self) -> str:
@@ -92,7 +93,7 @@ class Lab:
         self._zones: dict[str, dict] = view["zones"]
         self.nodes: dict[str, NodeInfo] = {
             name: NodeInfo(name, n["kind"], n["role"], tuple(n["addresses"]), n["hostname"] and n["hostname"].rstrip("."),
-                           tuple(n["zones"]))
+                           tuple(n["zones"]), tuple(n.get("anycast", ())))
             for name, n in view["nodes"].items()}
         clients = [name for name, n in view["nodes"].items() if n["role"] == "client"]
         self.client = clients[0] if clients else next(iter(self.nodes))
@@ -141,6 +142,26 @@ class Lab:
         except Exception as exc:  # timeouts, refused connections: the lab's state, for the trainee to read
             raise _shown(LabProblem(f"no answer from {at or server} ({server}) for {name} {type}: "
                                     f"{exc or type(exc).__name__}")) from None
+
+    def site(self, node: str | None = None, at: str | None = None) -> str | None:
+        """The anycast site (its server node) that answers ``node`` (default: your client) at
+        address ``at`` (default: the root's anycast address): the NSID it sends (``dig +nsid``);
+        None if nothing answers."""
+        address = at or next((a for n in self.nodes.values() if "." in n.zones for a in n.anycast), None)
+        if address is None:
+            raise _shown(LabProblem("this lab has no anycast root: name the address (at=...)"))
+        try:
+            out = self.exec(["dig", "+nsid", "+norec", "+time=1", "+tries=1", f"@{address}", ".", "SOA"],
+                            node=node, timeout=10)
+        except LabProblem:
+            return None
+        m = re.search(r'NSID: [0-9a-f ]+\("([^"]*)"\)', out)
+        return m.group(1) if m else None
+
+    def catchment(self, at: str | None = None) -> dict[str, str | None]:
+        """The site each resolver and client of the lab reaches at ``at`` (default: the root's
+        anycast address), from the node itself."""
+        return {n.name: self.site(n.name, at) for n in self.nodes.values() if n.role in ("resolver", "client")}
 
     def control(self, node: str, *args: str, timeout: float = 30) -> str:
         """Run ``node``'s control tool with its own config (``rndc``, ``knotc``, ``nsd-control``,
@@ -296,8 +317,10 @@ class Lab:
     def _silent(self, node: str) -> str | None:
         """What ``node`` does not answer yet (asked from your client): the first of its zones it
         gives no authoritative answer for, "." for a resolver that does not answer; None when
-        it answers all."""
+        it answers all (a node that serves no DNS, a router: at once)."""
         n = self.nodes[node]
+        if n.role not in ("authoritative", "resolver"):
+            return None
         for name in n.zones or (".",):
             try:
                 reply = dnsquery.query(socket.socket, n.address, dnsquery.make_query(

@@ -75,7 +75,7 @@ def load(path: Path, lab: LabPlan) -> list[Check]:
             bad("zone", f"no zone {zone_name(value)} in lab {lab.name}" + suggest(zone_name(value), set(lab.zones)))
             continue
         unknown = False
-        for field in ("server", "via", "source", "resolver"):
+        for field in ("server", "via", "source", "resolver", "router", "peer", "site"):
             value = getattr(check, field, None)
             if isinstance(value, str) and value not in lab.nodes and not _is_address(value):
                 bad("from" if field == "source" else field, f"no node {value!r} in lab {lab.name}"

@@ -1,5 +1,6 @@
-"""Which site of an anycast service answers each vantage point: the answering server names
-itself in the EDNS NSID option (RFC 5001), which BIND, Knot, NSD and Unbound all send with their
+"""Checks of the root's distribution: a router's BFD sessions, a resolver's local root, and which
+site of an anycast service answers each vantage point: the answering server names itself in the
+EDNS NSID option (RFC 5001), which BIND, Knot, NSD and Unbound all send with their
 node's name in a lab (``dig +nsid``; CHAOS ``id.server`` says the same, but BIND answers only a
 few CHAOS questions a second), so a catchment is read from the live routing, never the lab file."""
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dns.exception
 import dns.flags
 import dns.message
 
-from .. import dnsquery
+from .. import dnsquery, kinds
 from .base import Check
 from .result import Evidence
 
@@ -76,4 +77,52 @@ class Catchment(Check):
         return self.result(got == self.site, "pass" if got == self.site else "other", [ev], got=got, **p)
 
 
-CHECKS = (Catchment,)
+class Bfd(Check):
+    """``router`` has a BFD session up with ``peer`` (each of its addresses the router peers
+    with): a silent failure of the link is seen in a fraction of a second."""
+
+    check_type = "bfd"
+    check: Literal["bfd"]
+    router: str
+    peer: str
+
+    def run(self, inst):
+        node = inst.node(self.router)
+        control = kinds.KINDS[node.kind].control(node, inst.backend.node_path(inst.state, self.router))
+        peer = next((p for p in (node.bgp.peers if node.bgp else ()) if p.node == self.peer), None)
+        p = {"router": self.router, "peer": self.peer}
+        if control is None or peer is None:
+            return self.result(False, "no_session", [], **p)
+        res = inst.exec(self.router, [*control, "show", "bfd", "sessions"], capture=True, timeout=10)
+        text = res.stdout if res.returncode == 0 else ""
+        up = [a for a in peer.addresses if any(line.split()[:1] == [a] and " Up " in line for line in text.splitlines())]
+        ev = [Evidence(self.router, "birdc show bfd sessions", self.router, answer=text.strip().splitlines()[-6:],
+                       error=(res.stderr or "").strip())]
+        down = [a for a in peer.addresses if a not in up]
+        if down:
+            return self.result(False, "down", ev, addresses=", ".join(down), **p)
+        return self.result(True, "pass", ev, addresses=", ".join(up), **p)
+
+
+class LocalRoot(Check):
+    """``resolver`` answers from its own copy of the root zone (RFC 8806), loaded and in use."""
+
+    check_type = "local_root"
+    check: Literal["local_root"]
+    resolver: str
+
+    def run(self, inst):
+        node = inst.node(self.resolver)
+        kind = kinds.KINDS[node.kind]
+        argv = kind.local_zone(node, inst.backend.node_path(inst.state, self.resolver), ".")
+        if argv is None:
+            return self.result(False, "unsupported", [], resolver=self.resolver, kind=node.kind)
+        res = inst.exec(self.resolver, argv, capture=True, timeout=10)
+        out = res.stdout if res.returncode == 0 else ""
+        ev = [Evidence(self.resolver, " ".join(argv[:1] + argv[3:]), self.resolver, answer=out.strip().splitlines()[:6],
+                       error=(res.stderr or "").strip())]
+        held = kind.holds_zone(out, ".")
+        return self.result(held, "pass" if held else "missing", ev, resolver=self.resolver)
+
+
+CHECKS = (Catchment, Bfd, LocalRoot)

@@ -7,6 +7,12 @@ from __future__ import annotations
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
+        "bfd.pass": "{router} has BFD up with {peer} ({addresses})",
+        "bfd.down": "{router} has no BFD session up with {peer} at {addresses}: a silent failure of that link waits for the BGP hold time",
+        "bfd.no_session": "{router} has no BGP session with {peer}",
+        "local_root.pass": "{resolver} answers from its own copy of the root zone",
+        "local_root.missing": "{resolver} keeps no copy of the root zone: it asks the root servers",
+        "local_root.unsupported": "{resolver} ({kind}) cannot keep a local root",
         "catchment.pass": "{source} reaches {address} at {got}",
         "catchment.other": "{source} reaches {address} at {got}, expected {site}",
         "catchment.timeout": "{address} did not answer {source}: {error}",
@@ -81,6 +87,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} did not answer for {zone}: {error}",
     },
     "es": {
+        "bfd.pass": "{router} tiene BFD activo con {peer} ({addresses})",
+        "bfd.down": "{router} no tiene sesión BFD activa con {peer} en {addresses}: una falla silenciosa de ese enlace espera al tiempo de espera (hold) de BGP",
+        "bfd.no_session": "{router} no tiene sesión BGP con {peer}",
+        "local_root.pass": "{resolver} responde desde su propia copia de la zona raíz",
+        "local_root.missing": "{resolver} no guarda copia de la zona raíz: pregunta a los servidores raíz",
+        "local_root.unsupported": "{resolver} ({kind}) no puede guardar una raíz local",
         "catchment.pass": "{source} llega a {address} en {got}",
         "catchment.other": "{source} llega a {address} en {got}; se esperaba {site}",
         "catchment.timeout": "{address} no respondió a {source}: {error}",
@@ -155,6 +167,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rolled.timeout": "{server} no respondió para {zone}: {error}",
     },
     "pt": {
+        "bfd.pass": "{router} tem BFD ativo com {peer} ({addresses})",
+        "bfd.down": "{router} não tem sessão BFD ativa com {peer} em {addresses}: uma falha silenciosa desse enlace espera o tempo de espera (hold) do BGP",
+        "bfd.no_session": "{router} não tem sessão BGP com {peer}",
+        "local_root.pass": "{resolver} responde a partir da sua própria cópia da zona raiz",
+        "local_root.missing": "{resolver} não guarda cópia da zona raiz: pergunta aos servidores raiz",
+        "local_root.unsupported": "{resolver} ({kind}) não pode guardar uma raiz local",
         "catchment.pass": "{source} chega a {address} em {got}",
         "catchment.other": "{source} chega a {address} em {got}; esperava-se {site}",
         "catchment.timeout": "{address} não respondeu a {source}: {error}",

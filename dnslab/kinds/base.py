@@ -215,6 +215,15 @@ class Kind:
         """A command that prints a resolver's cache as zone-file lines (None: the kind has none)."""
         return None
 
+    def local_zone(self, node: NodePlan, d: str, zone: str) -> tuple[str, ...] | None:
+        """A command whose output says whether a resolver answers from its own copy of ``zone``
+        (a local root), read by :meth:`holds_zone` (None: the kind keeps none)."""
+        return None
+
+    def holds_zone(self, output: str, zone: str) -> bool:
+        """Whether :meth:`local_zone`'s output shows ``zone`` loaded and in use."""
+        return False
+
     def probes(self, node: NodePlan, signed: Collection[str] = ()) -> list[Probe]:
         """What the node answers once it is ready: an authoritative server, each of its zones'
         SOA with authority (a secondary: once transferred), or for a zone of ``signed`` its

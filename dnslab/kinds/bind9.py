@@ -43,6 +43,13 @@ class Bind9(Kind):
     def retransfer(self, node, d, zone):
         return (*self.control(node, d), "retransfer", zone)
 
+    def local_zone(self, node, d, zone):
+        return (*self.control(node, d), "zonestatus", zone)
+
+    def holds_zone(self, output, zone):
+        # a mirror zone is used only once its copy is loaded and validated
+        return re.search(r"(?m)^type: (mirror|secondary)$", output) is not None and "serial:" in output
+
     def dump_cache(self, node, d):
         # rndc dumpdb returns before named has written the file: wait for its last line
         rndc = " ".join(self.control(node, d))

@@ -23,6 +23,13 @@ class Unbound(Kind):
     def dump_cache(self, node, d):
         return (*self.control(node, d), "dump_cache")
 
+    def local_zone(self, node, d, zone):
+        return (*self.control(node, d), "list_auth_zones")
+
+    def holds_zone(self, output, zone):
+        # a line per auth-zone: "<name>\tserial <n>" once it is loaded, "\tno serial" before
+        return any(line.split("\t")[0] == zone and "\tserial" in line for line in output.splitlines())
+
     def context(self, node, lab, d):
         # Unbound answers special-use names (test., invalid., ...) itself unless told not to.
         names = {z for z in lab.zones if z != "."} | {z.split(".")[-2] + "." for z in lab.zones if z != "."}
