@@ -466,11 +466,30 @@ def cmd_graph(args):
     from . import graph, lab
     from .state import all_states
     running = {s.name for s in all_states()}
-    p = lab.Instance.open(args.lab).plan if args.lab in running else lab.load_plan(lab.find_lab(args.lab))
+    inst = lab.Instance.open(args.lab) if args.lab in running else None
+    from .errors import InputError
+    if args.catchment and inst is None:
+        raise InputError(f"--catchment reads a live lab: {args.lab!r} is no running instance")
+    p = inst.plan if inst else lab.load_plan(lab.find_lab(args.lab))
     out = Path(args.output or f"{p.name}.{args.format}")
     fmt = args.format if args.output is None else out.suffix.lstrip(".") or args.format
-    graph.render(p, out, fmt)
+    graph.render(p, out, fmt, _catchment(inst, None) if args.catchment else None)
     print(f"wrote {out}")
+
+
+def _catchment(inst, address: str | None) -> dict[str, str | None]:
+    from .checks.anycast import catchments, service_address
+    from .errors import InputError
+    if not (address or service_address(inst.plan)):
+        raise InputError(f"instance {inst.name} has no anycast root: name the address (--at)")
+    return catchments(inst, address)
+
+
+def cmd_catchment(args):
+    from . import lab
+    inst = lab.Instance.open(args.instance)
+    sites = _catchment(inst, args.at)
+    _out(args, sites, _table([[v, s or "(no answer)"] for v, s in sites.items()], ["VANTAGE", "SITE"]))
 
 
 def cmd_dnsviz(args):
@@ -741,6 +760,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("lab")
     p.add_argument("-o", "--output", help="output file (.svg or .png)")
     p.add_argument("--format", choices=["svg", "png", "dot"], default="svg")
+    p.add_argument("--catchment", action="store_true", help="a running instance: draw which anycast site answers "
+                                                            "each resolver and client")
+    p = add("catchment", cmd_catchment, "which anycast site answers each resolver and client of a live instance "
+                                        "(the answering server's NSID)")
+    p.add_argument("instance")
+    p.add_argument("--at", metavar="ADDRESS", help="the anycast address (default: the root's)")
     p = add("dnsviz", cmd_dnsviz, "draw the chain of trust of a name (dnsviz, from inside the lab, with the "
                                   "lab root's key)", json_flag=False)
     p.add_argument("instance")

@@ -1,6 +1,7 @@
 """A lab drawn with graphviz: networks, nodes (kind, role, addresses, zones) and the
 DNS relations the plan derived: delegations, zone transfers, root hints, which resolver a
-client uses."""
+client uses; BGP sessions between routers; and, for a live instance, each vantage point's
+anycast site (its catchment)."""
 from __future__ import annotations
 
 import shutil
@@ -10,15 +11,18 @@ from pathlib import Path
 from .errors import EnvError
 from .plan import LabPlan
 
-COLOURS = {"authoritative": "#dbeafe", "resolver": "#dcfce7", "client": "#fef9c3", "attacker": "#fee2e2"}
+COLOURS = {"authoritative": "#dbeafe", "resolver": "#dcfce7", "client": "#fef9c3", "attacker": "#fee2e2",
+           "router": "#f3e8ff"}
+SITE_COLOURS = ("#dc2626", "#2563eb", "#16a34a", "#d97706", "#9333ea", "#0891b2")
 
 
 def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def dot(lab: LabPlan) -> str:
-    """The DOT source of a lab's picture."""
+def dot(lab: LabPlan, catchment: dict[str, str | None] | None = None) -> str:
+    """The DOT source of a lab's picture; ``catchment`` (vantage point -> the anycast site that
+    answers it) draws each vantage point's site in the site's colour."""
     out = [f"graph {_q(lab.name)} {{", "  rankdir=TB; fontname=Helvetica; node [fontname=Helvetica fontsize=10];",
            "  edge [fontname=Helvetica fontsize=9];",
            f"  label={_q(lab.name + (': ' + lab.description if lab.description else ''))}; labelloc=t;"]
@@ -33,6 +37,9 @@ def dot(lab: LabPlan) -> str:
         if node.hostname:
             lines.append(node.hostname)
         lines += node.addresses
+        lines += [f"anycast {a}" for a in node.anycast]
+        if node.bgp:
+            lines.append(f"AS{node.bgp.asn}")
         label = "<" + "<br/>".join(lines) + ">"
         out.append(f"  {_q(node.name)} [shape=box style=filled fillcolor={_q(COLOURS.get(node.role, 'white'))} "
                    f"label={label}];")
@@ -60,13 +67,26 @@ def dot(lab: LabPlan) -> str:
         if node.resolver:
             out.append(f"  {_q(node.name)} -- {_q(node.resolver)} [dir=forward color=darkorange "
                        "label=\"resolver\" constraint=false];")
+    for node in lab.nodes.values():
+        for peer in node.bgp.peers if node.bgp else ():
+            if node.name < peer.node:  # one edge per session pair
+                out.append(f"  {_q(node.name)} -- {_q(peer.node)} [color=firebrick fontcolor=firebrick label=\"BGP\" "
+                           "constraint=false];")
+    sites = sorted({s for s in (catchment or {}).values() if s})
+    for vantage, site in (catchment or {}).items():
+        colour = SITE_COLOURS[sites.index(site) % len(SITE_COLOURS)] if site else "gray40"
+        out.append(f"  {_q(vantage)} [color={_q(colour)} penwidth=3];")
+        if site in lab.nodes:
+            out.append(f"  {_q(site)} [color={_q(colour)} penwidth=3];")
+            out.append(f"  {_q(vantage)} -- {_q(site)} [dir=forward color={_q(colour)} fontcolor={_q(colour)} "
+                       f"penwidth=2 label=\"catchment\" constraint=false];")
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def render(lab: LabPlan, output: Path, fmt: str = "svg") -> None:
+def render(lab: LabPlan, output: Path, fmt: str = "svg", catchment: dict[str, str | None] | None = None) -> None:
     """Write the picture as SVG or PNG (``dot`` from Debian's graphviz); ``.dot`` writes the source."""
-    source = dot(lab)
+    source = dot(lab, catchment)
     if fmt == "dot":
         output.write_text(source)
         return

@@ -167,6 +167,12 @@ def _cases() -> list[Case]:
                            "rooot}]}}\n  client:\n")
     c.append(Case("announce-unknown-via", t, ["nodes.r1.bgp.announce[0].via: no node 'rooot' in the lab (did you "
                                               "mean 'root'?)"]))
+    t = edit("    kind: unbound\n", "    kind: unbound\n    local_root: true\n")
+    c.append(Case("local-root-closed", t, [f"{{lab}}/lab.yaml:{line_of(t, 'local_root')}:5: nodes.res.local_root: "
+                                           "the root's servers give their zone to nobody: set transfers: any"]))
+    t = edit("  .: {}\n", "  .: {transfers: any}\n", edit("    kind: unbound\n", "    kind: unbound\n    local_root: true\n"))
+    c.append(Case("local-root-unsigned", t, ["nodes.res.local_root: a local root is verified with DNSSEC: sign the "
+                                             "root"]))
     return c
 
 

@@ -5,6 +5,7 @@ site when its own fails: at once when links are cut, after BFD's 0.3 s when they
 when the DNS daemon stops only with a health check (without one the site is a black hole)."""
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -130,3 +131,13 @@ def test_a_local_root_resolves_on_with_every_root_site_down(anycast):
     finally:
         for s in sites:
             anycast.start(s)
+
+
+def test_the_cli_shows_and_draws_the_catchments(anycast, tmp_path):
+    res = livelab.cli("catchment", anycast.name, "--json")
+    assert res.returncode == 0 and json.loads(res.stdout) == FRESH, livelab.explain(res)
+    out = tmp_path / "catchment.dot"
+    res = livelab.cli("graph", anycast.name, "--catchment", "-o", str(out))
+    assert res.returncode == 0, livelab.explain(res)
+    text = out.read_text()
+    assert '"client-south" -- "root-c"' in text and '"client-north" -- "root-a"' in text and 'label="BGP"' in text

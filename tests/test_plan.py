@@ -12,7 +12,7 @@ import dns.zone
 import pytest
 
 from conftest import REPO, explain
-from dnslab import kinds, plan, roster
+from dnslab import failover, kinds, plan, roster
 from dnslab.errors import InputProblems
 
 DNS_BASICS = REPO / "labs" / "dns-basics"
@@ -833,3 +833,54 @@ def test_a_resolver_policy_is_checked_record_by_record_and_written_as_its_zone(w
     assert "nodes.resolver.policy[0]" in out and "nodes.resolver.policy[1]" in out and "is not a policy record" in out
     assert "bank is not a resolver: a response policy" in problems(write_lab, HIDDEN.replace(
         "loss: 90}", "loss: 90, policy: []}"))
+
+
+# ------------------------------------------------------------------------------------ routing
+
+ANYCAST_LAB = REPO / "labs" / "root-anycast"
+
+
+@pytest.fixture(scope="module")
+def anycast() -> plan.LabPlan:
+    return plan.load(ANYCAST_LAB)
+
+
+def test_anycast_sites_share_one_name_server_and_its_addresses(anycast):
+    assert anycast.root_hints == (("a.root-servers.test.", ("198.51.100.1", "2001:db8:53::1")),)
+    assert records(anycast.zones["."], "a.root-servers.test.", "A") == {"198.51.100.1"}
+    assert records(anycast.zones["."], ".", "NS") == {"a.root-servers.test."}
+    for site in ("root-a", "root-b", "root-c"):
+        node = anycast.nodes[site]
+        assert node.anycast == ("198.51.100.1", "2001:db8:53::1") and node.listen[-2:] == list(node.anycast)
+        assert node.gateway and all(a not in node.addresses for a in node.anycast)
+    # the root is signed on site B and transferred by the others across routes
+    assert anycast.zones["."].primary == "root-b" and set(anycast.zones["."].secondaries) == {"root-a", "root-c"}
+    nsd = kinds.KINDS["nsd"].spec(anycast.nodes["root-a"], anycast, "/x").files["nsd.conf"]
+    assert f"request-xfr: {anycast.nodes['root-b'].address} NOKEY" in nsd and "provide-xfr: 0.0.0.0/0 NOKEY" in nsd
+    assert 'identity: "root-a"' in nsd and 'nsid: "ascii_root-a"' in nsd
+
+
+def test_bird_renders_sessions_policy_and_announcements(anycast, tmp_path):
+    north = kinds.KINDS["bird"].spec(anycast.nodes["r-north"], anycast, "/x").files["bird.conf"]
+    assert "router id 198.18.10.1;" in north and "local as 64510;" in north and "hold time 240;" in north
+    assert "neighbor 198.18.0.2 as 64520;" in north and "bgp_local_pref = 50;" in north
+    site_c = kinds.KINDS["bird"].spec(anycast.nodes["rtr-c"], anycast, "/x").files["bird.conf"]
+    assert site_c.count("bgp_path.prepend(64503);") == 4  # both peers, both families
+    assert "[RTS_DEVICE, RTS_STATIC]" in site_c  # no transit
+    site_b = kinds.KINDS["bird"].spec(anycast.nodes["rtr-b"], anycast, "/x").files["bird.conf"]
+    assert "protocol static announce0 { disabled yes; ipv4; route 198.51.100.0/24 via 198.18.2.1; }" in site_b
+    guarded = plan.load(failover.variant(ANYCAST_LAB, "bfd+health", tmp_path / "lab"))
+    spec = kinds.KINDS["bird"].spec(guarded.nodes["rtr-a"], guarded, "/x")
+    assert "bfd on;" in spec.files["bird.conf"] and "multiplier 3" in spec.files["bird.conf"]
+    assert "hold time 3;" in spec.files["bird.conf"] and "keepalive time 1;" in spec.files["bird.conf"]
+    assert "health.py" in spec.files and "announce0=198.18.1.1" in spec.argv[-1] and spec.capabilities == ("NET_ADMIN",)
+    assert "health.py" not in kinds.KINDS["bird"].spec(guarded.nodes["rtr-b"], guarded, "/x").files  # not announced
+
+
+def test_a_local_root_is_transferred_from_the_root_addresses(anycast):
+    named = kinds.KINDS["bind9"].spec(anycast.nodes["resolver-south"], anycast, "/x").files["named.conf"]
+    assert 'zone "." { type mirror; primaries { 198.51.100.1; 2001:db8:53::1; }; file "/x/root.mirror"; };' in named
+    knot = kinds.KINDS["knot"].spec(anycast.nodes["root-b"], anycast, "/x").files["knot.conf"]
+    assert "zonemd-generate: zonemd-sha384" in knot
+    unbound = kinds.KINDS["unbound"].spec(anycast.nodes["resolver-north"], anycast, "/x").files["unbound.conf"]
+    assert "auth-zone:" not in unbound
