@@ -97,7 +97,8 @@ COMMANDS = sorted(cli.parser()._subparsers._group_actions[0].choices)  # every s
 def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
                              "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break",
-                             "class", "faults", "dnsviz", "dnssec", "start", "unblock", "capture"}
+                             "class", "faults", "dnsviz", "dnssec", "start", "unblock", "capture",
+                             "catchment"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

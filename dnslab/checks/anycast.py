@@ -13,6 +13,7 @@ import dns.flags
 import dns.message
 
 from .. import dnsquery, kinds
+from ..kinds import bird
 from .base import Check
 from .result import Evidence
 
@@ -78,8 +79,8 @@ class Catchment(Check):
 
 
 class Bfd(Check):
-    """``router`` has a BFD session up with ``peer`` (each of its addresses the router peers
-    with): a silent failure of the link is seen in a fraction of a second."""
+    """``router`` has its BGP sessions with ``peer`` established, each watched by a BFD session
+    that is up: a silent failure of the link is seen in a fraction of a second."""
 
     check_type = "bfd"
     check: Literal["bfd"]
@@ -96,9 +97,13 @@ class Bfd(Check):
         res = inst.exec(self.router, [*control, "show", "bfd", "sessions"], capture=True, timeout=10)
         text = res.stdout if res.returncode == 0 else ""
         up = [a for a in peer.addresses if any(line.split()[:1] == [a] and " Up " in line for line in text.splitlines())]
+        bgp = inst.exec(self.router, [*control, "show", "protocols"], capture=True, timeout=10).stdout or ""
+        names = {bird.proto(peer.node, a): a for a in peer.addresses}
+        established = {names[f[0]] for line in bgp.splitlines() if (f := line.split()) and f[0] in names
+                       and "Established" in line}
         ev = [Evidence(self.router, "birdc show bfd sessions", self.router, answer=text.strip().splitlines()[-6:],
                        error=(res.stderr or "").strip())]
-        down = [a for a in peer.addresses if a not in up]
+        down = [a for a in peer.addresses if a not in up or a not in established]
         if down:
             return self.result(False, "down", ev, addresses=", ".join(down), **p)
         return self.result(True, "pass", ev, addresses=", ".join(up), **p)

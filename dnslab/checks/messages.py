@@ -8,7 +8,7 @@ from __future__ import annotations
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
         "bfd.pass": "{router} has BFD up with {peer} ({addresses})",
-        "bfd.down": "{router} has no BFD session up with {peer} at {addresses}: a silent failure of that link waits for the BGP hold time",
+        "bfd.down": "{router} has no established BGP session watched by a BFD session that is up with {peer} at {addresses}: a silent failure of that link waits for the BGP hold time",
         "bfd.no_session": "{router} has no BGP session with {peer}",
         "local_root.pass": "{resolver} answers from its own copy of the root zone",
         "local_root.missing": "{resolver} keeps no copy of the root zone: it asks the root servers",
@@ -88,7 +88,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "es": {
         "bfd.pass": "{router} tiene BFD activo con {peer} ({addresses})",
-        "bfd.down": "{router} no tiene sesión BFD activa con {peer} en {addresses}: una falla silenciosa de ese enlace espera al tiempo de espera (hold) de BGP",
+        "bfd.down": "{router} no tiene con {peer} en {addresses} una sesión BGP establecida vigilada por una sesión BFD activa: una falla silenciosa de ese enlace espera al tiempo de espera (hold) de BGP",
         "bfd.no_session": "{router} no tiene sesión BGP con {peer}",
         "local_root.pass": "{resolver} responde desde su propia copia de la zona raíz",
         "local_root.missing": "{resolver} no guarda copia de la zona raíz: pregunta a los servidores raíz",
@@ -168,7 +168,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "pt": {
         "bfd.pass": "{router} tem BFD ativo com {peer} ({addresses})",
-        "bfd.down": "{router} não tem sessão BFD ativa com {peer} em {addresses}: uma falha silenciosa desse enlace espera o tempo de espera (hold) do BGP",
+        "bfd.down": "{router} não tem com {peer} em {addresses} uma sessão BGP estabelecida vigiada por uma sessão BFD ativa: uma falha silenciosa desse enlace espera o tempo de espera (hold) do BGP",
         "bfd.no_session": "{router} não tem sessão BGP com {peer}",
         "local_root.pass": "{resolver} responde a partir da sua própria cópia da zona raiz",
         "local_root.missing": "{resolver} não guarda cópia da zona raiz: pergunta aos servidores raiz",
