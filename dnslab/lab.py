@@ -715,8 +715,8 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
 
 
 def wait_settled(instances: list[Instance], timeout: float = READY_TIMEOUT) -> None:
-    """Until each node's readiness command (:meth:`Kind.ready`: a router's sessions and routes)
-    succeeds, all nodes of all instances polled together.
+    """Until each node is ready as its kind shows it (:meth:`Kind.ready`: a router's sessions and
+    routes, a resolver's local root in use), all nodes of all instances polled together.
 
     :raises BackendError: a node exited, or was not ready within ``timeout`` seconds
     """
@@ -724,21 +724,27 @@ def wait_settled(instances: list[Instance], timeout: float = READY_TIMEOUT) -> N
     pending = {}
     for inst in instances:
         for node in inst.plan.nodes.values():
-            argv = kinds.KINDS[node.kind].ready(node, inst.plan, inst.backend.node_path(inst.state, node.name))
-            if argv:
-                pending[(inst, node.name)] = argv
-    deadline = time.monotonic() + timeout
+            how = kinds.KINDS[node.kind].ready(node, inst.plan, inst.backend.node_path(inst.state, node.name))
+            if how:
+                pending[(inst, node.name)] = how
+    deadline, nudge_at = time.monotonic() + timeout, time.monotonic() + 1.0
     while pending:
-        for (inst, node), argv in list(pending.items()):
-            if inst.exec(node, argv, capture=True, timeout=10).returncode == 0:
+        nudge = time.monotonic() > nudge_at
+        if nudge:
+            nudge_at = time.monotonic() + 1.0
+        for (inst, node), how in list(pending.items()):
+            res = inst.exec(node, how.argv, capture=True, timeout=10)
+            if res.returncode == 0 and how.test(res.stdout):
                 del pending[(inst, node)]
             elif not inst.backend.running(inst.state, node):
                 raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) exited; its "
                                    f"log ends with:\n{inst.log_tail(node)}")
+            elif nudge and how.nudge:
+                inst.exec(node, how.nudge, capture=True, timeout=10)
         if pending and time.monotonic() > deadline:
             inst, node = next(iter(pending))
             raise BackendError(f"instance {inst.name}: node {node} ({inst.plan.nodes[node].kind}) was not ready in "
-                               f"{timeout:.0f}s (`{' '.join(pending[(inst, node)])}` kept failing); its log "
+                               f"{timeout:.0f}s (`{' '.join(pending[(inst, node)].argv)}` did not say so); its log "
                                f"ends with:\n{inst.log_tail(node)}")
         if pending:
             time.sleep(0.1)

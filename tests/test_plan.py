@@ -879,7 +879,11 @@ def test_bird_renders_sessions_policy_and_announcements(anycast, tmp_path):
 
 def test_a_local_root_is_transferred_from_the_root_addresses(anycast):
     named = kinds.KINDS["bind9"].spec(anycast.nodes["resolver-south"], anycast, "/x").files["named.conf"]
-    assert 'zone "." { type mirror; primaries { 198.51.100.1; 2001:db8:53::1; }; file "/x/root.mirror"; };' in named
+    assert 'type mirror; primaries { 198.51.100.1; 2001:db8:53::1; }; file "/x/root.mirror";' in named
+    assert "min-retry-time 1;" in named  # a first transfer that found no route yet is tried again at once
+    how = kinds.KINDS["bind9"].ready(anycast.nodes["resolver-south"], anycast, "/x")
+    assert how.nudge[-2:] == ("retransfer", ".") and how.test("type: mirror\nserial: 2\n") and not how.test("type: hint\n")
+    assert kinds.KINDS["unbound"].ready(anycast.nodes["resolver-north"], anycast, "/x") is None  # no local root
     knot = kinds.KINDS["knot"].spec(anycast.nodes["root-b"], anycast, "/x").files["knot.conf"]
     assert "zonemd-generate: zonemd-sha384" in knot
     unbound = kinds.KINDS["unbound"].spec(anycast.nodes["resolver-north"], anycast, "/x").files["unbound.conf"]

@@ -8,7 +8,7 @@ import importlib
 import pkgutil
 
 from ..nodespec import NodeSpec
-from .base import Kind, Probe, new_secret, resigned, tsig_keys
+from .base import Kind, Probe, Readiness, new_secret, resigned, tsig_keys
 
 KINDS: dict[str, Kind] = {}
 
@@ -25,4 +25,4 @@ def _discover() -> None:
 
 _discover()
 
-__all__ = ["KINDS", "Kind", "NodeSpec", "Probe", "new_secret", "resigned", "tsig_keys"]
+__all__ = ["KINDS", "Kind", "NodeSpec", "Probe", "Readiness", "new_secret", "resigned", "tsig_keys"]

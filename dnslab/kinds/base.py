@@ -12,7 +12,7 @@ import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Collection
+from typing import TYPE_CHECKING, Callable, ClassVar, Collection
 
 import jinja2
 
@@ -38,6 +38,16 @@ class Probe:
     rdclass: str = "IN"
     authoritative: bool = True  # need NOERROR with AA; otherwise any answer will do
     signed: bool = False  # need the answer's signature too (asked with DO)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """How a node shows it is ready beyond answering DNS: a command run on it that exits 0 and
+    whose output passes ``test``; ``nudge``, run each second it is not, hurries it along."""
+
+    argv: tuple[str, ...]
+    test: Callable[[str], bool] = lambda out: True
+    nudge: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -237,10 +247,15 @@ class Kind:
             return [Probe(node.address, ".", "NS", authoritative=False)]
         return []
 
-    def ready(self, node: NodePlan, lab: LabPlan, d: str) -> tuple[str, ...] | None:
-        """A command run on the node that succeeds once it is ready in a way no DNS question
-        shows (a router: its BGP sessions established, its routes learned); None: no such wait."""
-        return None
+    def ready(self, node: NodePlan, lab: LabPlan, d: str) -> Readiness | None:
+        """How the node shows it is ready in a way no DNS question does (a router: its BGP
+        sessions established; a resolver with a local root: its copy in use, its transfer asked
+        again each second until then, as the routes to the root may have come after its first
+        try); None: no such wait."""
+        argv = self.local_zone(node, d, ".") if node.local_root else None
+        if argv is None:
+            return None
+        return Readiness(argv, lambda out: self.holds_zone(out, "."), self.retransfer(node, d, "."))
 
     def context(self, node: NodePlan, lab: LabPlan, d: str) -> dict:
         """Extra template variables of this kind."""

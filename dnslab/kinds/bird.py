@@ -8,7 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-from .base import Kind
+from .base import Kind, Readiness
 
 HEALTH = Path(__file__).with_name("bird_health.py")
 
@@ -53,7 +53,7 @@ class Bird(Kind):
         if node.bgp and node.bgp.bfd:
             tests.append(f'[ "$({birdc} show bfd sessions | grep -c " Up ")" -ge {sessions} ]')
         tests += [f"{birdc} show route for {p} | grep -q via" for p in prefixes]
-        return ("/bin/sh", "-c", " && ".join(tests))
+        return Readiness(("/bin/sh", "-c", " && ".join(tests)))
 
     def spec(self, node, lab, d, keys=None, control=None):
         spec = super().spec(node, lab, d, keys, control)

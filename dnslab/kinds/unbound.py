@@ -23,6 +23,9 @@ class Unbound(Kind):
     def dump_cache(self, node, d):
         return (*self.control(node, d), "dump_cache")
 
+    def retransfer(self, node, d, zone):
+        return (*self.control(node, d), "auth_zone_transfer", zone)
+
     def local_zone(self, node, d, zone):
         return (*self.control(node, d), "list_auth_zones")
 
