@@ -481,6 +481,9 @@ def _bgp(name: str, bgp: topology.Bgp, plan: NodePlan, topo: topology.Topology, 
             bad(loc, f"no node {a.via!r} in the lab" + topology.suggest(a.via, set(nodes)))
         elif not hop:
             bad(loc, f"{name} shares no IPv{a.prefix.version} network with {a.via}")
+        elif a.health and via.role not in ("authoritative", "resolver"):
+            bad(("nodes", name, "bgp", "announce", i, "health"), f"{a.via} runs no DNS server ({via.kind}): a "
+                                                                 "health check asks the node's DNS daemon")
         else:
             announce.append(AnnouncePlan(str(a.prefix), hop[0], a.via, a.health, a.active))
     v4 = [i.ipv4 for i in plan.interfaces if i.ipv4]

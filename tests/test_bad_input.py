@@ -167,6 +167,9 @@ def _cases() -> list[Case]:
                            "rooot}]}}\n  client:\n")
     c.append(Case("announce-unknown-via", t, ["nodes.r1.bgp.announce[0].via: no node 'rooot' in the lab (did you "
                                               "mean 'root'?)"]))
+    t = edit("  client:\n", "  r1: {kind: bird, bgp: {asn: 64501, announce: [{prefix: 198.51.100.0/24, via: "
+                           "client, health: true}]}}\n  client:\n")
+    c.append(Case("health-without-dns", t, ["nodes.r1.bgp.announce[0].health: client runs no DNS server (client)"]))
     t = edit("    kind: unbound\n", "    kind: unbound\n    local_root: true\n")
     c.append(Case("local-root-closed", t, [f"{{lab}}/lab.yaml:{line_of(t, 'local_root')}:5: nodes.res.local_root: "
                                            "the root's servers give their zone to nobody: set transfers: any"]))
