@@ -87,6 +87,7 @@ class NodePlan:
     policy: tuple[str, ...] | None = None  # a resolver's response policy zone records (None: no RPZ)
     anycast: tuple[str, ...] = ()     # service addresses on its loopback, maybe shared with other nodes
     gateway: tuple[str, ...] = ()     # its router's addresses (IPv4, IPv6) its default routes go through
+    routes: tuple[tuple[str, str], ...] = ()  # static routes: (prefix, next hop address)
     forwards: bool = False            # a router: forwards packets between its networks
     bgp: BgpPlan | None = None        # a router's BGP
     local_root: bool = False          # a resolver's: its own copy of the root zone (RFC 8806)
@@ -436,6 +437,19 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
                 gateway = tuple(a for v in (4, 6) for a in [x for x in reach if (":" in x) == (v == 6)][:1])
                 if not gateway:
                     bad(loc, f"{name} shares no network with its gateway {node.gateway}")
+        routes = []
+        for i, r in enumerate(node.routes):
+            loc = ("nodes", name, "routes", i, "via")
+            router = nodes.get(r.via)
+            hop = [a for a in plan.reachable(router) if (":" in a) == (r.prefix.version == 6)] if router else []
+            if router is None:
+                bad(loc, f"no node {r.via!r} in the lab" + topology.suggest(r.via, set(nodes)))
+            elif router.role != "router":
+                bad(loc, f"{r.via} is not a router (kind bird) of this lab")
+            elif not hop:
+                bad(loc, f"{name} shares no IPv{r.prefix.version} network with {r.via}")
+            else:
+                routes.append((str(r.prefix), hop[0]))
         if node.bgp is not None and plan.role != "router":
             bad(("nodes", name, "bgp"), f"{name} runs {node.kind}: BGP is a router's (kind bird)")
         if node.local_root:
@@ -449,7 +463,7 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
             elif root.dnssec is None:
                 bad(loc, "a local root is verified with DNSSEC: sign the root (dnssec: under zone .)")
         out[name] = dataclasses.replace(plan, anycast=tuple(str(a) for a in node.anycast), gateway=gateway,
-                                        local_root=node.local_root,
+                                        local_root=node.local_root, routes=tuple(routes),
                                         forwards=plan.role == "router",
                                         bgp=_bgp(name, node.bgp, plan, topo, nodes, bad) if node.bgp else None)
     return out
@@ -499,7 +513,9 @@ def _reachability(nodes: dict[str, NodePlan], served: dict[str, list[str]], bad)
     primary: on a network and IP family both have an address on, or through its gateway."""
     roots = [nodes[n] for n in served.get(".", [])]
     for node in nodes.values():
-        if node.role == "resolver" and roots and not node.gateway and not any(node.reachable(r) for r in roots):
+        routed = node.gateway or any(ipaddress.ip_address(a) in ipaddress.ip_network(p) for r in roots
+                                     for a in r.listen for p, _ in node.routes)
+        if node.role == "resolver" and roots and not routed and not any(node.reachable(r) for r in roots):
             bad(("nodes", node.name), f"resolver {node.name} shares no network (and IP family) with a root server "
                                       f"({', '.join(r.name for r in roots)}): it could not resolve anything")
         if node.role == "client" and node.resolver and not node.reachable(nodes[node.resolver]):

@@ -75,6 +75,20 @@ class Interface(Strict):
     ipv6: ipaddress.IPv6Address | None = None
 
 
+class Route(Strict):
+    """A static route: traffic for ``prefix`` goes through ``via``, a router on a shared network."""
+
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
+    via: str = Field(description="the router node the prefix is reached through")
+
+    @field_validator("prefix")
+    @classmethod
+    def _lab_range(cls, net: Any) -> Any:
+        if not in_lab_ranges(net):
+            raise ValueError(f"{net} is outside the lab ranges ({', '.join(str(r) for r in LAB_RANGES)})")
+        return net
+
+
 class Peer(Strict):
     """A BGP session with another router of the lab, and the policy applied to what it learns."""
 
@@ -168,6 +182,8 @@ class Node(Strict):
                                                         "resolves on with every root server down")
     gateway: str | None = Field(default=None, description="the router node its traffic beyond its own networks goes "
                                                           "through (its default route, IPv4 and IPv6)")
+    routes: Annotated[list[Route], Field(max_length=64)] = Field(
+        default_factory=list, description="static routes: [{prefix: 198.51.100.0/24, via: <router>}]")
     bgp: Bgp | None = Field(default=None, description="a router's BGP (kind bird)")
     loss: Annotated[int, Field(ge=0, le=95)] = Field(
         default=0, description="percent of its NXDOMAIN answers over UDP lost on the way out, at random: a "

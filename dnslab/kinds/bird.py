@@ -46,7 +46,8 @@ class Bird(Kind):
 
     def ready(self, node, lab, d):
         sessions = sum(len(p.addresses) for p in node.bgp.peers) if node.bgp else 0
-        prefixes = sorted({a.prefix for n in lab.nodes.values() if n.bgp for a in n.bgp.announce if a.active})
+        prefixes = sorted({a.prefix for n in lab.nodes.values() if n.bgp for a in n.bgp.announce if a.active}
+                          if node.bgp else ())
         birdc = shlex.join(self.control(node, d))
         # every session established (and its BFD session up), a route to every prefix the lab's routers originate
         tests = [f'[ "$({birdc} show protocols | grep -c " BGP .* Established")" -ge {sessions} ]']
@@ -62,4 +63,6 @@ class Bird(Kind):
         return spec
 
     def context(self, node, lab, d):
-        return {"bgp": node.bgp, "proto": proto}
+        v4 = [i.ipv4 for i in node.interfaces if i.ipv4]
+        router_id = node.bgp.router_id if node.bgp else str(v4[0].ip) if v4 else "192.0.2.1"
+        return {"bgp": node.bgp, "proto": proto, "router_id": router_id}
