@@ -492,6 +492,22 @@ def cmd_catchment(args):
     _out(args, sites, _table([[v, s or "(no answer)"] for v, s in sites.items()], ["VANTAGE", "SITE"]))
 
 
+def cmd_failover(args):
+    from . import failover, lab
+    inst = lab.Instance.open(args.instance)
+    print(f"{args.site}: {failover.HOW[args.how]}; waiting for every vantage point to move (at most "
+          f"{args.budget:g} s), then repairing it ...", file=sys.stderr, flush=True)
+    out = failover.measure(inst, args.site, args.how, address=args.at, budget=args.budget)
+    data = {"site": out.site, "how": out.how, "seconds": out.seconds, "before": out.before,
+            "moved": {v: m[0] if m else None for v, m in out.moved.items()}, "lost": out.lost}
+    when = f"{out.seconds:.2f} s" if out.seconds is not None else f"not within {args.budget:g} s"
+    rows = [[v, out.before.get(v) or "-", m[0] if m else f"(still {out.site} or no answer)",
+             f"{m[1]:.2f}" if m and out.before.get(v) == out.site else "-", out.lost[v]]
+            for v, m in out.moved.items()]
+    _out(args, data, f"every vantage point answered by another site: {when}\n"
+         + _table(rows, ["VANTAGE", "BEFORE", "THEN", "SECONDS", "UNANSWERED"]))
+
+
 def cmd_dnsviz(args):
     from . import lab
     inst = lab.Instance.open(args.instance)
@@ -766,6 +782,15 @@ def parser() -> argparse.ArgumentParser:
                                         "(the answering server's NSID)")
     p.add_argument("instance")
     p.add_argument("--at", metavar="ADDRESS", help="the anycast address (default: the root's)")
+    p = add("failover", cmd_failover, "fail an anycast site of a live instance and time until every resolver "
+                                      "and client is answered by another site; the site is repaired after")
+    p.add_argument("instance")
+    p.add_argument("site", help="the site's DNS server node (it holds the anycast address)")
+    p.add_argument("--how", choices=["daemon", "freeze", "drop", "cut"], default="daemon",
+                   help="daemon: its DNS daemon stops; freeze: its router's BIRD is stopped by SIGSTOP; drop: its "
+                        "router's links go silent; cut: its router's cables are cut (default: daemon)")
+    p.add_argument("--at", metavar="ADDRESS", help="the anycast address (default: the root's)")
+    p.add_argument("--budget", type=float, default=15.0, metavar="SECONDS", help="longest wait (15)")
     p = add("dnsviz", cmd_dnsviz, "draw the chain of trust of a name (dnsviz, from inside the lab, with the "
                                   "lab root's key)", json_flag=False)
     p.add_argument("instance")

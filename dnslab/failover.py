@@ -76,6 +76,7 @@ class Outage:
     seconds: float | None                     # until the last vantage point moved (None: not within budget)
     moved: dict[str, tuple[str, float] | None] = field(default_factory=dict)  # vantage -> (new site, seconds)
     lost: dict[str, int] = field(default_factory=dict)                        # vantage -> unanswered questions
+    before: dict[str, str | None] = field(default_factory=dict)               # vantage -> its site before
 
 
 def site(inst: Instance, server: str) -> Site:
@@ -158,7 +159,7 @@ def measure(inst: Instance, server: str, how: str, *, address: str | None = None
                 repair(inst, s, how)
         moved = {v: (seen[v], when[v]) if seen[v] and seen[v] != server else None for v in vantages}
         done = all(moved.values())
-        out = Outage(how, server, max(t for _, t in moved.values()) if done else None, moved, lost)
+        out = Outage(how, server, max(t for _, t in moved.values()) if done else None, moved, lost, dict(before))
         if repair_after:  # until each vantage point is back at the site it had (sessions take seconds)
             _watch(socks, lambda seen: seen == before, 60.0, interval)
         return out

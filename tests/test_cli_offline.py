@@ -98,7 +98,7 @@ def test_every_command_is_covered():
     assert set(COMMANDS) == {"list", "validate", "schema", "kinds", "up", "down", "status", "exec", "logs",
                              "check", "graph", "images", "gc", "grade", "exercise", "reload", "flush", "break",
                              "class", "faults", "dnsviz", "dnssec", "start", "unblock", "capture",
-                             "catchment"}
+                             "catchment", "failover"}
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -146,6 +146,12 @@ def test_the_cli_shows_and_draws_the_catchments(anycast, tmp_path):
     assert res.returncode == 0, livelab.explain(res)
     text = out.read_text()
     assert '"client-south" -- "root-c"' in text and '"client-north" -- "root-a"' in text and 'label="BGP"' in text
+    res = livelab.cli("failover", anycast.name, "root-a", "--how", "cut", "--json")
+    assert res.returncode == 0, livelab.explain(res)
+    data = json.loads(res.stdout)
+    assert data["seconds"] is not None and data["moved"]["client-north"] == "root-c", data
+    res = livelab.cli("failover", anycast.name, "nosuch")
+    assert res.returncode == 2 and "nosuch" in res.stderr, livelab.explain(res)
 
 
 def test_static_routes_through_a_router_without_bgp(backend):
