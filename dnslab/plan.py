@@ -59,7 +59,6 @@ class AnnouncePlan:
 @dataclass(frozen=True)
 class BgpPlan:
     asn: int
-    router_id: str
     peers: tuple[PeerPlan, ...]
     announce: tuple[AnnouncePlan, ...]
     hold: int
@@ -100,6 +99,10 @@ class NodePlan:
     def networks(self) -> set[tuple[str, int]]:
         """(network, IP version) pairs the node has an address on."""
         return {(i.network, v) for i in self.interfaces for v, a in ((4, i.ipv4), (6, i.ipv6)) if a is not None}
+
+    def hop(self, other: NodePlan, version: int) -> str | None:
+        """``other``'s first IPv``version`` address on a network this node shares (None: none)."""
+        return next((a for a in self.reachable(other) if (":" in a) == (version == 6)), None)
 
     def reachable(self, other: NodePlan) -> list[str]:
         """``other``'s addresses on a network and family this node also has an address on."""
@@ -433,15 +436,14 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
             elif router.role != "router" or router.name == name:
                 bad(loc, f"{node.gateway} is not a router (kind bird) of this lab")
             else:
-                reach = plan.reachable(router)
-                gateway = tuple(a for v in (4, 6) for a in [x for x in reach if (":" in x) == (v == 6)][:1])
+                gateway = tuple(a for a in (plan.hop(router, 4), plan.hop(router, 6)) if a)
                 if not gateway:
                     bad(loc, f"{name} shares no network with its gateway {node.gateway}")
         routes = []
         for i, r in enumerate(node.routes):
             loc = ("nodes", name, "routes", i, "via")
             router = nodes.get(r.via)
-            hop = [a for a in plan.reachable(router) if (":" in a) == (r.prefix.version == 6)] if router else []
+            hop = plan.hop(router, r.prefix.version) if router else None
             if router is None:
                 bad(loc, f"no node {r.via!r} in the lab" + topology.suggest(r.via, set(nodes)))
             elif router.role != "router":
@@ -449,7 +451,7 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
             elif not hop:
                 bad(loc, f"{name} shares no IPv{r.prefix.version} network with {r.via}")
             else:
-                routes.append((str(r.prefix), hop[0]))
+                routes.append((str(r.prefix), hop))
         if node.bgp is not None and plan.role != "router":
             bad(("nodes", name, "bgp"), f"{name} runs {node.kind}: BGP is a router's (kind bird)")
         if node.local_root:
@@ -490,7 +492,7 @@ def _bgp(name: str, bgp: topology.Bgp, plan: NodePlan, topo: topology.Topology, 
     for i, a in enumerate(bgp.announce):
         loc = ("nodes", name, "bgp", "announce", i, "via")
         via = nodes.get(a.via)
-        hop = [x for x in plan.reachable(via) if (":" in x) == (a.prefix.version == 6)] if via else []
+        hop = plan.hop(via, a.prefix.version) if via else None
         if via is None:
             bad(loc, f"no node {a.via!r} in the lab" + topology.suggest(a.via, set(nodes)))
         elif not hop:
@@ -499,13 +501,12 @@ def _bgp(name: str, bgp: topology.Bgp, plan: NodePlan, topo: topology.Topology, 
             bad(("nodes", name, "bgp", "announce", i, "health"), f"{a.via} runs no DNS server ({via.kind}): a "
                                                                  "health check asks the node's DNS daemon")
         else:
-            announce.append(AnnouncePlan(str(a.prefix), hop[0], a.via, a.health, a.active))
-    v4 = [i.ipv4 for i in plan.interfaces if i.ipv4]
-    if not v4:
+            announce.append(AnnouncePlan(str(a.prefix), hop, a.via, a.health, a.active))
+    if not any(i.ipv4 for i in plan.interfaces):
         bad(("nodes", name, "bgp"), f"{name} has no IPv4 address to be its BGP router ID")
     bfd = (bgp.bfd.interval, bgp.bfd.multiplier) if bgp.bfd else None
-    return BgpPlan(bgp.asn, str(v4[0].ip) if v4 else "0.0.0.0", tuple(peers), tuple(announce), bgp.hold,
-                   bgp.keepalive or bgp.hold // 3, bfd, bgp.transit)
+    return BgpPlan(bgp.asn, tuple(peers), tuple(announce), bgp.hold, bgp.keepalive or bgp.hold // 3, bfd,
+                   bgp.transit)
 
 
 def _reachability(nodes: dict[str, NodePlan], served: dict[str, list[str]], bad) -> None:

@@ -47,6 +47,15 @@ def _dns_name(name: str) -> str:
 DnsName = Annotated[str, AfterValidator(_dns_name)]
 
 
+def _lab_prefix(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not in_lab_ranges(net):
+        raise ValueError(f"{net} is outside the lab ranges ({', '.join(str(r) for r in LAB_RANGES)})")
+    return net
+
+
+LabPrefix = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, AfterValidator(_lab_prefix)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,10 +71,7 @@ class Network(Strict):
     @field_validator("ipv4", "ipv6")
     @classmethod
     def _lab_range(cls, net: Any) -> Any:
-        if net is not None and not in_lab_ranges(net):
-            raise ValueError(f"{net} is outside the lab ranges "
-                             f"({', '.join(str(r) for r in LAB_RANGES)})")
-        return net
+        return net if net is None else _lab_prefix(net)
 
 
 class Interface(Strict):
@@ -78,15 +84,9 @@ class Interface(Strict):
 class Route(Strict):
     """A static route: traffic for ``prefix`` goes through ``via``, a router on a shared network."""
 
-    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
+    prefix: LabPrefix
     via: str = Field(description="the router node the prefix is reached through")
 
-    @field_validator("prefix")
-    @classmethod
-    def _lab_range(cls, net: Any) -> Any:
-        if not in_lab_ranges(net):
-            raise ValueError(f"{net} is outside the lab ranges ({', '.join(str(r) for r in LAB_RANGES)})")
-        return net
 
 
 class Peer(Strict):
@@ -105,7 +105,7 @@ class Peer(Strict):
 class Announce(Strict):
     """A prefix the router originates in BGP, routed to the node that serves it (an anycast site)."""
 
-    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
+    prefix: LabPrefix
     via: str = Field(description="the node the prefix is routed to (on a network both share)")
     active: bool = Field(default=True, description="false: configured but not announced (a site being built) "
                                                    "until `birdc enable announce<N>` on the router")
@@ -113,12 +113,6 @@ class Announce(Strict):
                                                     "answer (asked every 0.05 s; 3 misses withdraw, 3 answers "
                                                     "announce again)")
 
-    @field_validator("prefix")
-    @classmethod
-    def _lab_range(cls, net: Any) -> Any:
-        if not in_lab_ranges(net):
-            raise ValueError(f"{net} is outside the lab ranges ({', '.join(str(r) for r in LAB_RANGES)})")
-        return net
 
 
 class Bfd(Strict):

@@ -63,6 +63,6 @@ class Bird(Kind):
         return spec
 
     def context(self, node, lab, d):
-        v4 = [i.ipv4 for i in node.interfaces if i.ipv4]
-        router_id = node.bgp.router_id if node.bgp else str(v4[0].ip) if v4 else "192.0.2.1"
+        # its first IPv4 address (the plan refuses BGP on a node without one)
+        router_id = next((str(i.ipv4.ip) for i in node.interfaces if i.ipv4), "192.0.2.1")
         return {"bgp": node.bgp, "proto": proto, "router_id": router_id}
