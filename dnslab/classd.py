@@ -24,6 +24,7 @@ the hub's user (:func:`dnslab.hub.start_relay`), and is recorded in her instance
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -64,34 +65,38 @@ class ClassHelper(lineserver.LineServer):
         return {"ping": lambda req, uid: {"ok": True}, "spawn": self.op_spawn, "poll": self.op_poll,
                 "stop": self.op_stop, "status": self.op_status, "break": self.op_break, "reset": self.op_reset}
 
-    def _instance(self, req: dict):
-        """The class's instance named by ``user``, and the lock that serialises its server's changes."""
+    @contextlib.contextmanager
+    def _locked(self, req: dict):
+        """The class's instance named by ``user``, opened and held under the lock that serialises
+        her server's changes: a poll during a reset waits for her lab and server to be back (the
+        hub would otherwise see her server gone and forget it)."""
         from .lab import Instance
         from .state import INSTANCE
         user = req.get("user")
         st = hub.open_class(self.klass)
         if not (isinstance(user, str) and INSTANCE.match(user) and st and user in st.data["hub"]["users"]):
             raise LabError(f"no trainee {user!r} in class {self.klass}")
-        # while `up` (or a reset) makes her lab it writes its state: changes wait until it is ready
-        deadline = time.monotonic() + READY_WAIT
-        while True:
-            try:
-                inst = Instance.open(user)
-                phase = inst.state.data.get("phase")
-            except LabError:
-                inst, phase = None, "absent"
-            if phase == "ready":
-                break
-            making = phase in ("creating", "starting") or (phase == "absent" and st.owner_alive())
-            if not making or time.monotonic() > deadline:
-                raise LabError(f"the lab of {user} is {phase}, not ready")
-            time.sleep(0.1)
-            st = hub.open_class(self.klass) or st
-        if inst.state.data.get("meta", {}).get("class") != self.klass or inst.state.owner is None:
-            raise LabError(f"instance {user} is not a trainee's lab of class {self.klass}")
         with self.locks_lock:
             lock = self.locks.setdefault(user, threading.Lock())
-        return inst, lock
+        with lock:
+            # while `up` makes her lab it writes its state: changes wait until it is ready
+            deadline = time.monotonic() + READY_WAIT
+            while True:
+                try:
+                    inst = Instance.open(user)
+                    phase = inst.state.data.get("phase")
+                except LabError:
+                    inst, phase = None, "absent"
+                if phase == "ready":
+                    break
+                making = phase in ("creating", "starting") or (phase == "absent" and st.owner_alive())
+                if not making or time.monotonic() > deadline:
+                    raise LabError(f"the lab of {user} is {phase}, not ready")
+                time.sleep(0.1)
+                st = hub.open_class(self.klass) or st
+            if inst.state.data.get("meta", {}).get("class") != self.klass or inst.state.owner is None:
+                raise LabError(f"instance {user} is not a trainee's lab of class {self.klass}")
+            yield inst
 
     def op_spawn(self, req: dict, uid: int) -> dict:
         from . import jupyter
@@ -100,8 +105,7 @@ class ClassHelper(lineserver.LineServer):
                 and all(isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str) and len(v) <= ENV_VALUE
                         and "\0" not in v for k, v in env.items())):
             raise LabError(f"env: at most {ENV_COUNT} JUPYTERHUB_* variables of at most {ENV_VALUE} characters")
-        inst, lock = self._instance(req)
-        with lock:
+        with self._locked(req) as inst:
             _stop_server(inst.state)
             jupyter.assign_ports([inst.state], hub.SERVER_PORTS, "127.0.0.1")
             self._start(inst, env)
@@ -120,12 +124,11 @@ class ClassHelper(lineserver.LineServer):
         self.servers[inst.name] = (env, inst.state.data["jupyter"]["port"])
 
     def op_poll(self, req: dict, uid: int) -> dict:
-        inst, _ = self._instance(req)
-        return {"ok": True, "running": all(procs.recorded_alive(inst.state, k) for k in ("jupyter", "forward"))}
+        with self._locked(req) as inst:
+            return {"ok": True, "running": all(procs.recorded_alive(inst.state, k) for k in ("jupyter", "forward"))}
 
     def op_stop(self, req: dict, uid: int) -> dict:
-        inst, lock = self._instance(req)
-        with lock:
+        with self._locked(req) as inst:
             _stop_server(inst.state)
             self.servers.pop(inst.name, None)
         return {"ok": True}
@@ -142,11 +145,10 @@ class ClassHelper(lineserver.LineServer):
         users = hub.open_class(self.klass).data["hub"]["users"] if user == "*" else [user]
         broken, skipped = [], []
         for u in users:
-            inst, lock = self._instance({"user": u})
-            if fault not in faults.available(inst.state.lab_dir):
-                raise LabError(f"no fault {fault!r} in lab {inst.plan.name} "
-                               f"(faults: {', '.join(faults.available(inst.state.lab_dir)) or 'none'})")
-            with lock:
+            with self._locked({"user": u}) as inst:
+                if fault not in faults.available(inst.state.lab_dir):
+                    raise LabError(f"no fault {fault!r} in lab {inst.plan.name} "
+                                   f"(faults: {', '.join(faults.available(inst.state.lab_dir)) or 'none'})")
                 if fault in inst.state.data.get("faults", []):
                     skipped.append(u)
                     continue
@@ -158,8 +160,7 @@ class ClassHelper(lineserver.LineServer):
     def op_reset(self, req: dict, uid: int) -> dict:
         from . import lab
         from . import jupyter
-        inst, lock = self._instance(req)
-        with lock:
+        with self._locked(req) as inst:
             running = procs.recorded_alive(inst.state, "jupyter") and inst.name in self.servers
             inst = lab.reset(inst)
             if running:  # back on its port: the hub's proxy and her browser find it again

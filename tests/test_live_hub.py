@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ except ImportError:
     import livelab
     import traineeclient
 
-from dnslab import accounts, confine, hub
+from dnslab import accounts, confine, hub, lineserver
 from dnslab.lab import Instance
 from dnslab.procs import start_time
 from dnslab.state import State
@@ -238,8 +239,22 @@ def test_drills_and_resets_keep_her_values_and_notebooks(hc):
     assert Instance.open(hc.names[1]).query("lab.test", "MX", server="sld-nsd").answer
     status, body = view(ins, "api/break", {"fault": "no-such-fault"})
     assert status == 400 and "no fault 'no-such-fault'" in json.loads(body)["error"], body
-    # reset: her lab as first made (the same values), her files kept, her server back where it was
-    status, body = view(ins, "api/reset", {"instance": name})
+    # reset: her lab as first made (the same values), her files kept, her server back where it was;
+    # the hub polling her server meanwhile is told it runs (told otherwise, the hub forgets it)
+    polls, resetting = [], threading.Event()
+
+    def poll_as_the_hub():
+        while not resetting.is_set():
+            polls.append(lineserver.call(hub.class_dir(hc.klass) / "classd.sock", {"op": "poll", "user": name}, 120.0))
+            time.sleep(0.05)
+    poller = threading.Thread(target=poll_as_the_hub)
+    poller.start()
+    try:
+        status, body = view(ins, "api/reset", {"instance": name})
+    finally:
+        resetting.set()
+        poller.join()
+    assert polls and all(p == {"ok": True, "running": True} for p in polls), polls
     assert status == 200 and json.loads(body) == {"ok": True, "reset": name, "server": True}, body
     inst = Instance.open(name)
     assert inst.state.data["seed"] == seed and inst.plan.values["www_lab"] == www
