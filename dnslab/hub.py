@@ -141,6 +141,12 @@ def _write(path: Path, text: str, mode: int, gid: int = 0) -> None:
     os.chmod(path, mode)
 
 
+def activity_every(idle: int) -> int:
+    """Seconds between activity reports to the hub: a quarter of the idle timeout (so a server in
+    use is never taken for idle), within JupyterHub's default of 5 minutes."""
+    return max(2, min(300, idle // 4))
+
+
 def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool, prestart: bool) -> str:
     from .confine import trainee_python
     h, d = st.data["hub"], data_dir(klass)
@@ -167,6 +173,10 @@ def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool, 
         "c.Spawner.default_url = '/lab'",
         "c.Spawner.start_timeout = 120",
         "c.Spawner.http_timeout = 60",
+        # activity reaches the hub (servers report it, the hub reads the proxy's) often enough for
+        # the idle timeout: with the defaults (5 min) a busy server looks idle under a short one
+        f"c.Spawner.environment = {{'JUPYTERHUB_ACTIVITY_INTERVAL': '{activity_every(idle)}'}}",
+        f"c.JupyterHub.last_activity_interval = {activity_every(idle)}",
         "c.ConfigurableHTTPProxy.command = ['configurable-http-proxy']",
         f"c.ConfigurableHTTPProxy.api_url = {proxy_url!r}",
         f"c.ConfigurableHTTPProxy.auth_token = {secrets.token_hex(32)!r}",

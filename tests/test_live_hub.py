@@ -7,6 +7,7 @@ an idle server is culled and comes back, work kept; `down` leaves nothing. The t
 her API tokens, her server."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -224,10 +225,33 @@ def test_the_instructor_sees_the_class_not_the_servers(hc):
     assert view(a, "api/reset", {"instance": hc.names[1]})[0] == 403
 
 
+@contextlib.contextmanager
+def busy(trainee: traineeclient.HubTrainee):
+    """She keeps working (a request to her server every 2 s) while the instructor acts: her
+    server is never idle long enough (IDLE) for the culler, however long the instructor takes."""
+    done = threading.Event()
+
+    def work():
+        while not done.wait(2):
+            trainee.api("/api/contents", timeout=5)  # fails while a reset restarts her server
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        worker.join()
+
+
 def test_drills_and_resets_keep_her_values_and_notebooks(hc):
     name = hc.names[0]
     ins, a = hc.login("instructor"), hc.login(name)
     a.wait_server()
+    with busy(a):
+        _drill_and_reset(hc, ins, a, name)
+
+
+def _drill_and_reset(hc, ins, a, name):
     assert a.put("mine.txt", "her notes") == 201
     before = Instance.open(name)
     seed, www = before.state.data["seed"], before.plan.values["www_lab"]

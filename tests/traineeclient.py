@@ -174,10 +174,15 @@ class HubTrainee(Trainee):
 
     def wait_server(self, timeout: float = 60) -> float:
         """Until her server answers through the hub (started at login); returns the seconds waited."""
-        t0 = time.monotonic()
+        t0, seen = time.monotonic(), None
         while time.monotonic() - t0 < timeout:
             status, body = self.hub_api(f"/users/{self.user}")
-            if status == 200 and json.loads(body).get("server") and self.api("/api/status")[0] == 200:
+            user = json.loads(body) if status == 200 else {}
+            api = self.api("/api/status") if user.get("server") else None
+            if api and api[0] == 200:
                 return time.monotonic() - t0
+            seen = (status, {k: user.get(k) for k in ("server", "pending", "last_activity")},
+                    api and (api[0], api[1][:300]))
             time.sleep(0.1)
-        raise AssertionError(f"the server of {self.user} did not come up in {timeout:.0f}s")
+        raise AssertionError(f"the server of {self.user} did not come up in {timeout:.0f}s; last seen "
+                             f"(hub status, her record, her server's answer): {seen}")
