@@ -15,13 +15,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import EnvError
 from ..state import State
-from . import wiring
+from . import bounded, wiring
 from .base import BackendError
 from .nsutil import socket_in
 from .wiring import NETNS_DIR, node_ns
@@ -183,14 +184,23 @@ class DockerBackend:
         if c is None:
             raise BackendError(f"node {node} of instance {state.name} has no container")
         # through sh: a missing program exits 127 (as in a shell), not the engine's 126
-        res = c.exec_run(["sh", "-c", 'exec "$@"', "sh", *argv], demux=True, workdir=NODE_DIR,
-                         user=f"{state.owner[0]}:{state.owner[1]}" if state.owner else "")
-        out, err = (b.decode(errors="replace") if b else "" for b in res.output)
+        cmd = ["sh", "-c", 'exec "$@"', "sh", *argv]
+        user = f"{state.owner[0]}:{state.owner[1]}" if state.owner else ""
         if not capture:
-            sys.stdout.write(out)
-            sys.stderr.write(err)
-        return subprocess.CompletedProcess(list(argv), res.exit_code, out if capture else None,
-                                           err if capture else None)
+            res = c.exec_run(cmd, demux=True, workdir=NODE_DIR, user=user)
+            for out, stream in zip(res.output, (sys.stdout, sys.stderr)):
+                stream.write(out.decode(errors="replace") if out else "")
+            return subprocess.CompletedProcess(list(argv), res.exit_code)
+        # the engine has no deadline for an exec: the command carries its own
+        limit = bounded.TIMEOUT if timeout is None else timeout
+        api, t0 = self.docker.api, time.monotonic()
+        ex = api.exec_create(c.id, ["timeout", "-s", "KILL", f"{limit:.3f}", *cmd], user=user, workdir=NODE_DIR)
+        what = f"node {node}: `{' '.join(argv)}`"
+        res = bounded.collect(api.exec_start(ex["Id"], stream=True, demux=True), argv, what,
+                              lambda: api.exec_inspect(ex["Id"])["ExitCode"])
+        if res.returncode in (124, 137) and time.monotonic() - t0 >= limit:
+            raise bounded.ExecTimeout(argv, what, limit)
+        return res
 
     def destroy(self, states: Sequence[State]) -> None:
         import docker.errors

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..errors import EnvError
 from ..procs import start_time
 from ..state import State
-from . import wiring
+from . import bounded, wiring
 from .base import BackendError
 from .nsutil import netns_inode, pids_in, socket_in
 from .wiring import NETNS_DIR, bridge_ns, link_name, node_ns
@@ -112,8 +112,10 @@ class NetnsBackend:
     def exec(self, state: State, node: str, argv: Sequence[str], *,
              capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
         from ..confine import join
-        return subprocess.run([*join(state, "session"), *self.enter(state, node), *argv], capture_output=capture,
-                              text=capture, timeout=timeout, cwd="/")
+        full = [*join(state, "session"), *self.enter(state, node), *argv]
+        if capture:
+            return bounded.run(full, f"node {node}: `{' '.join(argv)}`", timeout)
+        return subprocess.run(full, timeout=timeout, cwd="/")
 
     def log_path(self, state: State, node: str) -> Path:
         return state.node_dir(node) / "daemon.log"
