@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from dnslab import capture
 from dnslab.checks.resolver import cached
 
@@ -89,3 +91,18 @@ def test_an_attack_timeline_charts_as_well_formed_svg():
     lines = root.findall("{http://www.w3.org/2000/svg}polyline")
     assert len(lines) == 2 and len(lines[1].get("points").split()) == 4  # the axes, the series from 0
     assert "&lt;attack&gt;" in chart.svg and len(root.findall("{http://www.w3.org/2000/svg}circle")) == 1
+
+
+def test_counters_before_and_after_chart_as_bars_to_scale():
+    import xml.etree.ElementTree as ET
+
+    from dnslab import plot
+    svg = "{http://www.w3.org/2000/svg}"
+    chart = plot.bars({"auth-bind": {"open": 26.0, "limited": 0.9}, "<resolver>": {"open": 13.0}},
+                      y="bytes at the victim per byte sent", title="reflection")
+    root = ET.fromstring(chart.svg)
+    bars = root.findall(f"{svg}rect")[1:]  # after the background
+    assert [float(b.get("height")) for b in bars] == pytest.approx([164.0, 164.0 * 0.9 / 26, 82.0], abs=0.1)
+    texts = [t.text for t in root.findall(f"{svg}text")]
+    assert {"open", "limited", "auth-bind", "<resolver>", "26", "0.9", "13"} <= set(texts)
+    assert "&lt;resolver&gt;" in chart.svg
