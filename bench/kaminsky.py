@@ -11,8 +11,9 @@ nine in ten of its NXDOMAIN answers, a far server). Each run flushes the resolve
 for at most ``--seconds``, and counts a win when a random name below www.bank.test resolves to
 the attacker's address. Conditions, each changed in the resolver's config as a trainee does and
 reloaded: the weak resolver; 0x20 on (``use-caps-for-id: yes``); random ports (the port lines
-removed); validation on (``module-config: "validator iterator"``, port still fixed); and the BIND
-resolver (random ports: BIND 9.18 ignores the port of query-source; validation off).
+removed); validation on (``module-config: "validator iterator"``, port still fixed). The BIND
+resolver on one port (fault bind-fixed-port: use-v4-udp-ports), without cookies (no-cookies),
+validation off; then its DNS cookies on (port still fixed); then random ports, cookies off.
 Prints a Markdown table (wins, median and slowest time to win, median forged packets) and writes
 it to bench/results/kaminsky.md. The instance is removed in a finally block.
 """
@@ -53,7 +54,8 @@ def edit(inst, node: str, conf: str, pattern: str, repl: str) -> None:
 
 
 def measure(runs: int, seconds: float) -> list[tuple[str, list[dict]]]:
-    inst = lab.up(lab.find_lab("cache-poisoning"), [INSTANCE], faults=["fixed-port", "no-validation"])[0]
+    inst = lab.up(lab.find_lab("cache-poisoning"), [INSTANCE],
+                  faults=["fixed-port", "no-validation", "bind-fixed-port", "no-cookies"])[0]
     out = []
 
     def condition(label: str, resolver: str = "resolver", n: int = runs) -> None:
@@ -69,7 +71,12 @@ def measure(runs: int, seconds: float) -> list[tuple[str, list[dict]]]:
     edit(inst, "resolver", "unbound.conf", 'module-config: "validator iterator"', 'module-config: "iterator"')
     edit(inst, "resolver", "unbound.conf", r"(?m)^  outgoing-port-.*\n", "")
     condition("+ random source ports (validation off)", n=max(3, runs // 2))
-    condition("BIND 9.18 (random ports always, validation off)", "resolver-bind", n=max(3, runs // 2))
+    condition("BIND 9.18: one query port, no cookies, no validation", "resolver-bind")
+    edit(inst, "resolver-bind", "named.conf", r"(?m)^    send-cookie no;\n", "")
+    condition("+ DNS cookies (port still fixed)", "resolver-bind", n=max(3, runs // 2))
+    edit(inst, "resolver-bind", "named.conf", r"(?m)^options \{\n", "options {\n    send-cookie no;\n")
+    edit(inst, "resolver-bind", "named.conf", r"(?m)^    use-v4-udp-ports .*\n", "")
+    condition("+ random source ports (cookies off)", "resolver-bind", n=max(3, runs // 2))
     return out
 
 

@@ -3,8 +3,9 @@ check and each fault (fixed port, no cookies, no validation) is seen by exactly 
 names and repaired as its operator would; the Kaminsky attack from the attacker node
 poisons the weakened Unbound (the cache check names what was planted; names below www.bank.test
 then lead to the attacker), and fails, within the same bounds, once validation is on, once
-ports are random, and against BIND, whose ports are always random. Unbound's 0x20, once on,
-is seen where its queries arrive."""
+ports are random, and against BIND with its random ports. BIND on one port without cookies
+is poisoned too, and its DNS cookies alone stop the attack.
+Unbound's 0x20, once on, is seen where its queries arrive."""
 from __future__ import annotations
 
 import json
@@ -42,6 +43,8 @@ def attack(inst, resolver: str = "resolver", seconds: float = ROUND) -> dict:
 
 
 REPAIRS = {
+    "bind-fixed-port": lambda i: livelab.edit_conf(i, "resolver-bind", "named.conf",
+                                                   (r"(?m)^    use-v4-udp-ports .*\n", "")),
     "fixed-port": lambda i: livelab.edit_conf(i, "resolver", "unbound.conf", (r"(?m)^  outgoing-port-.*\n", "")),
     "no-cookies": lambda i: livelab.edit_conf(i, "resolver-bind", "named.conf", (r"(?m)^    send-cookie no;\n", "")),
     "no-validation": lambda i: (livelab.edit_conf(i, "resolver", "unbound.conf", ('module-config: "iterator"',
@@ -93,6 +96,21 @@ def test_kaminsky_poisons_a_weak_resolver_and_each_defence_stops_it(backend):
         livelab.edit_conf(inst, "resolver", "unbound.conf", (r"(?m)^server:\n", "server:\n  use-caps-for-id: yes\n"))
         assert case.run(inst).passed
 
-        # BIND never sends from a fixed port (9.18 ignores the port of query-source)
+        # BIND's ports are random (9.18 ignores the port of query-source; fault bind-fixed-port)
         out = attack(inst, "resolver-bind")
         assert not out["poisoned"] and checks.run(inst, only="clean-bind")[0].passed, out
+
+
+def test_bind_on_one_port_is_poisoned_until_its_dns_cookies_are_back(backend):
+    """The cookies defence on its own: BIND's queries from one port (use-v4-udp-ports), no
+    validation; with cookies off the attack wins, with them on (nothing else changed) it fails."""
+    with livelab.instance(livelab.unique_name("cb"), LAB, backend,
+                          faults=["bind-fixed-port", "no-cookies", "no-validation"]) as inst:
+        runs = []
+        while len(runs) < 3 and not (runs and runs[-1]["poisoned"]):
+            runs.append(attack(inst, "resolver-bind"))
+        assert runs[-1]["poisoned"] and runs[-1]["answer"] == [inst.plan.values["evil"]], runs
+        assert not checks.run(inst, only="clean-bind")[0].passed
+        REPAIRS["no-cookies"](inst)
+        out = attack(inst, "resolver-bind")
+        assert not out["poisoned"] and out["rounds"] >= 1 and checks.run(inst, only="clean-bind")[0].passed, out
