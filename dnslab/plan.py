@@ -419,6 +419,18 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
     a router on a network the node shares, peers list each other, a prefix goes to a neighbour."""
     import dataclasses
     prefixes = [(n, p) for n, net in topo.networks.items() for p in (net.ipv4, net.ipv6) if p is not None]
+    def router(name: str, via: str, loc: tuple) -> NodePlan | None:
+        """The router node that ``name``'s ``via`` names (another node), or None with the problem
+        told at ``loc``."""
+        found = nodes.get(via)
+        if found is None:
+            bad(loc, f"no node {via!r} in the lab" + topology.suggest(via, set(nodes)))
+        elif found.role != "router" or found.name == name:
+            bad(loc, f"{via} is not a router (kind bird) of this lab")
+        else:
+            return found
+        return None
+
     out = {}
     for name, node in topo.nodes.items():
         plan = nodes[name]
@@ -428,29 +440,18 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
                 bad(("nodes", name, "anycast", i), f"{a} is inside network {inside}: an anycast address lives on "
                                                    "loopbacks, outside every network's prefix")
         gateway: tuple[str, ...] = ()
-        if node.gateway is not None:
-            router = nodes.get(node.gateway)
-            loc = ("nodes", name, "gateway")
-            if router is None:
-                bad(loc, f"no node {node.gateway!r} in the lab" + topology.suggest(node.gateway, set(nodes)))
-            elif router.role != "router" or router.name == name:
-                bad(loc, f"{node.gateway} is not a router (kind bird) of this lab")
-            else:
-                gateway = tuple(a for a in (plan.hop(router, 4), plan.hop(router, 6)) if a)
-                if not gateway:
-                    bad(loc, f"{name} shares no network with its gateway {node.gateway}")
+        if node.gateway is not None and (gw := router(name, node.gateway, ("nodes", name, "gateway"))):
+            gateway = tuple(a for a in (plan.hop(gw, 4), plan.hop(gw, 6)) if a)
+            if not gateway:
+                bad(("nodes", name, "gateway"), f"{name} shares no network with its gateway {node.gateway}")
         routes = []
         for i, r in enumerate(node.routes):
             loc = ("nodes", name, "routes", i, "via")
-            router = nodes.get(r.via)
-            hop = plan.hop(router, r.prefix.version) if router else None
-            if router is None:
-                bad(loc, f"no node {r.via!r} in the lab" + topology.suggest(r.via, set(nodes)))
-            elif router.role != "router":
-                bad(loc, f"{r.via} is not a router (kind bird) of this lab")
-            elif not hop:
+            via = router(name, r.via, loc)
+            hop = plan.hop(via, r.prefix.version) if via else None
+            if via and not hop:
                 bad(loc, f"{name} shares no IPv{r.prefix.version} network with {r.via}")
-            else:
+            elif hop:
                 routes.append((str(r.prefix), hop))
         if node.bgp is not None and plan.role != "router":
             bad(("nodes", name, "bgp"), f"{name} runs {node.kind}: BGP is a router's (kind bird)")

@@ -172,6 +172,8 @@ def _cases() -> list[Case]:
     c.append(Case("health-without-dns", t, ["nodes.r1.bgp.announce[0].health: client runs no DNS server (client)"]))
     t = edit("    kind: client\n", "    kind: client\n    routes: [{prefix: 203.0.113.0/24, via: root}]\n")
     c.append(Case("route-via-non-router", t, ["nodes.client.routes[0].via: root is not a router (kind bird)"]))
+    t = edit("  client:\n", "  r1: {kind: bird, routes: [{prefix: 203.0.113.0/24, via: r1}]}\n  client:\n")
+    c.append(Case("route-via-itself", t, ["nodes.r1.routes[0].via: r1 is not a router (kind bird) of this lab"]))
     t = edit("    kind: unbound\n", "    kind: unbound\n    local_root: true\n")
     c.append(Case("local-root-closed", t, [f"{{lab}}/lab.yaml:{line_of(t, 'local_root')}:5: nodes.res.local_root: "
                                            "the root's servers give their zone to nobody: set transfers: any"]))
