@@ -150,6 +150,7 @@ def activity_every(idle: int) -> int:
 def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool, prestart: bool) -> str:
     from .confine import trainee_python
     h, d = st.data["hub"], data_dir(klass)
+    every = activity_every(idle)
     scheme = "https" if cert else "http"
     host = f"[{h['bind']}]" if ":" in h["bind"] else h["bind"]
     python = trainee_python()
@@ -175,8 +176,8 @@ def _config(st: State, klass: str, users: Sequence[str], idle: int, cert: bool, 
         "c.Spawner.http_timeout = 60",
         # activity reaches the hub (servers report it, the hub reads the proxy's) often enough for
         # the idle timeout: with the defaults (5 min) a busy server looks idle under a short one
-        f"c.Spawner.environment = {{'JUPYTERHUB_ACTIVITY_INTERVAL': '{activity_every(idle)}'}}",
-        f"c.JupyterHub.last_activity_interval = {activity_every(idle)}",
+        f"c.Spawner.environment = {{'JUPYTERHUB_ACTIVITY_INTERVAL': '{every}'}}",
+        f"c.JupyterHub.last_activity_interval = {every}",
         "c.ConfigurableHTTPProxy.command = ['configurable-http-proxy']",
         f"c.ConfigurableHTTPProxy.api_url = {proxy_url!r}",
         f"c.ConfigurableHTTPProxy.auth_token = {secrets.token_hex(32)!r}",

@@ -19,6 +19,11 @@ class Chart:
         return self.svg
 
 
+def _number(v: float) -> str:
+    """A value as a label: one decimal below ten (0.9), none from ten up (1,234)."""
+    return f"{v:,.{0 if v >= 10 else 1}f}"
+
+
 def _frame(title: str, x: str, y: str, ymax: float) -> list[str]:
     """The chart's background, title, axes and their labels (y from 0 to ``ymax``)."""
     return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
@@ -28,7 +33,7 @@ def _frame(title: str, x: str, y: str, ymax: float) -> list[str]:
             f'<text x="{W / 2}" y="{H - 10}" text-anchor="middle">{escape(x)}</text>',
             f'<text x="14" y="{H / 2}" text-anchor="middle" transform="rotate(-90 14 {H / 2})">{escape(y)}</text>',
             f'<text x="{PAD - 4}" y="{H - PAD + 4}" text-anchor="end">0</text>',
-            f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{ymax:,.{0 if ymax >= 10 else 1}f}</text>']
+            f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{_number(ymax)}</text>']
 
 
 def _legend(names: Sequence[str], row: bool = False) -> list[str]:
@@ -81,5 +86,5 @@ def bars(groups: dict[str, dict[str, float]], y: str, title: str = "", x: str = 
             top = H - PAD - v / ymax * (H - 2 * PAD)
             out.append(f'<rect x="{bx:.1f}" y="{top:.1f}" width="{width * 0.9:.1f}" height="{H - PAD - top:.1f}" '
                        f'fill="{COLOURS[si % len(COLOURS)]}"/>'
-                       f'<text x="{bx + width * 0.45:.1f}" y="{top - 3:.1f}" text-anchor="middle">{v:,.{0 if v >= 10 else 1}f}</text>')
+                       f'<text x="{bx + width * 0.45:.1f}" y="{top - 3:.1f}" text-anchor="middle">{_number(v)}</text>')
     return Chart("\n".join(out) + "\n</svg>\n")

@@ -88,7 +88,6 @@ class Route(Strict):
     via: str = Field(description="the router node the prefix is reached through")
 
 
-
 class Peer(Strict):
     """A BGP session with another router of the lab, and the policy applied to what it learns."""
 
@@ -112,7 +111,6 @@ class Announce(Strict):
     health: bool = Field(default=False, description="withdraw the prefix while that node's DNS daemon does not "
                                                     "answer (asked every 0.05 s; 3 misses withdraw, 3 answers "
                                                     "announce again)")
-
 
 
 class Bfd(Strict):
