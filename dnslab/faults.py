@@ -24,11 +24,15 @@ A fault breaks what the lab serves or how its nodes behave, and names the checks
 - ``nodes.<node>.policy``: a resolver's response policy (RPZ records) replaced (``[]``: none);
 - ``nodes.<node>.block``: traffic dropped inside the node: ``tcp/53``, ``udp/53``,
   ``fragments`` (IP fragments), ``udp/53>1232`` (DNS over UDP larger than 1232 bytes),
-  ``udp/53~90`` (90% of the NXDOMAIN answers the node sends from UDP port 53, at random).
+  ``udp/53~90`` (90% of the NXDOMAIN answers the node sends from UDP port 53, at random);
+- ``nodes.<node>.ports``: the node's kernel gives every connection it opens a source port from
+  this range only (``"P"``, ``"P-Q"`` or ``"P+N"``: P and the N ports after it; with the
+  instance's ``{{ name }}`` values): a resolver that leaves its query ports to the kernel (Knot
+  Resolver) then asks from those ports only.
 
 Zone edits are rendered among the derived records, with nothing that tells them apart; node
 edits become part of the node's plan (options) or are applied once the lab answers (stop,
-block). Every problem names the fault file and line.
+block, ports). Every problem names the fault file and line.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from . import rpz, vary, yamlsrc
 from .errors import InputError, InputProblems, Problem
 from .topology import DnsName, schema_problems, zone_name
 
+PORTS = re.compile(r"^(\d{1,5})(?:([-+])(\d{1,5}))?$")
 BLOCK = re.compile(r"^(?:(tcp|udp)/(\d{1,5})(?:>(\d{1,5})|~(\d{1,2}))?|fragments|all)$")
 
 
@@ -84,6 +89,8 @@ class NodeEdit(_Strict):
                              description="dropped inside the node: tcp/53, udp/53, fragments, udp/53>1232, "
                                          "all (every packet on its links, forwarded ones too: a live link gone "
                                          "silent)")
+    ports: str | None = Field(default=None, description="the only source ports the node's kernel gives out: "
+                                                         "P, P-Q or P+N ({{ name }} values allowed)")
 
     @field_validator("block")
     @classmethod
@@ -134,6 +141,18 @@ def load(lab_dir: Path, name: str) -> tuple[Fault, yamlsrc.Source]:
         return Fault.model_validate(src.data), src
     except ValidationError as exc:
         raise InputProblems(schema_problems(exc, src, Fault)) from None
+
+
+def port_range(text: str) -> tuple[int, int]:
+    """``"P"``, ``"P-Q"`` or ``"P+N"`` (P and the N ports after it) as (first, last), each port
+    1024-65535."""
+    m = PORTS.match(text.strip())
+    first = int(m.group(1)) if m else 0
+    last = first if not m or not m.group(2) else int(m.group(3)) + (first if m.group(2) == "+" else 0)
+    if not m or not 1024 <= first <= last <= 65535:
+        raise ValueError(f"{text!r}: write a port or a range of ports from 1024 to 65535: P, P-Q, or P+N (P and "
+                         "the N ports after it)")
+    return first, last
 
 
 def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str],
@@ -189,7 +208,17 @@ def collect(lab_dir: Path, names: Sequence[str], zones: set[str], nodes: set[str
                     options.append(vary.render(line, values or {}, src.where(("nodes", n, "options", i))))
                 except InputProblems as exc:
                     problems += exc.problems
-            applied.nodes[n] = NodeEdit(options=[*prev.options, *options], stop=prev.stop or edit.stop,
+            ports = prev.ports
+            if edit.ports is not None:
+                where = src.where(("nodes", n, "ports"))
+                try:
+                    ports = vary.render(edit.ports, values or {}, where)
+                    port_range(ports)
+                except InputProblems as exc:
+                    problems += exc.problems
+                except ValueError as exc:
+                    problems.append(Problem(where, f"nodes.{n}.ports: {exc}"))
+            applied.nodes[n] = NodeEdit(options=[*prev.options, *options], stop=prev.stop or edit.stop, ports=ports,
                                         block=[*prev.block, *edit.block], validate_=prev.validate_ and edit.validate_,
                                         rrl=prev.rrl and edit.rrl, open=prev.open or edit.open,
                                         policy=edit.policy if edit.policy is not None else prev.policy)

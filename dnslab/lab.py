@@ -221,13 +221,16 @@ class Instance:
             return ""
 
     def apply_runtime_faults(self, only: set[str] | None = None) -> None:
-        """What faults do to a running lab: traffic blocked inside nodes, daemons stopped."""
+        """What faults do to a running lab: traffic blocked inside nodes, their source ports
+        pinned, daemons stopped."""
         from . import kinds
         for node in self.plan.nodes.values():
             if only is not None and node.name not in only:
                 continue
             if node.block:
                 self.backend.block(self.state, node.name, node.block)
+            if node.ports:
+                self.backend.port_range(self.state, node.name, node.ports)
             stop = kinds.KINDS[node.kind].stop(node, self.backend.node_path(self.state, node.name))
             if node.stop and stop:
                 self.backend.stop_daemon(self.state, node.name, stop)
@@ -276,13 +279,13 @@ class Instance:
         self.__dict__["plan"] = new
         for node in dict.fromkeys(touched):  # zones and config reread
             self.reload(node, secondaries=node not in rolled_back)
-        self.apply_runtime_faults(only={n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
-                                        or new.nodes[n].stop != old.nodes[n].stop})
+        runtime = {n for n, p in new.nodes.items()
+                   if (p.block, p.ports, p.stop) != (old.nodes[n].block, old.nodes[n].ports, old.nodes[n].stop)}
+        self.apply_runtime_faults(only=runtime)
         for node in new.by_role("resolver"):
             if self.backend.running(self.state, node.name):
                 self.flush(node.name)
-        return sorted(set(touched) | {n for n in new.nodes if new.nodes[n].block != old.nodes[n].block
-                                      or new.nodes[n].stop != old.nodes[n].stop})
+        return sorted(set(touched) | runtime)
 
     def _node_files(self, planned: plan.LabPlan, name: str) -> dict[str, str]:
         """Node ``name``'s files as ``planned`` renders them (configs, scripts; not its zones and

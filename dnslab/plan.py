@@ -79,6 +79,7 @@ class NodePlan:
     options: tuple[str, ...] = ()     # lines a fault adds to the daemon's main options
     stop: bool = False                # a fault stops its daemon once the lab is up
     block: tuple[str, ...] = ()       # traffic a fault drops inside the node (tcp/53, fragments, ...)
+    ports: tuple[int, int] | None = None  # a fault's: the only source ports its kernel gives out (first, last)
     validate: bool = True             # a resolver validates DNSSEC (when the lab root is signed)
     rrl: int | None = None            # answers a second per client network (0: off; None: the kind's default)
     clients: tuple[str, ...] = ()     # a resolver's: the nodes it answers (none: every node of the lab)
@@ -147,11 +148,21 @@ class LabPlan:
     def servers_of(self, zone: str) -> list[NodePlan]:
         return [self.nodes[n] for n in self.zones[zone].servers]
 
+    def zone_of(self, name: str) -> str | None:
+        """The zone whose servers resolution reaches for ``name``: the closest zone at or above it
+        that is delegated (or the root)."""
+        return zones.closest_zone(topology.zone_name(name), [z for z, p in self.zones.items() if p.parent or z == "."])
+
     def data_of(self, owner: str, rtype: str) -> set[str]:
         """The data of the ``owner``/``rtype`` records this instance's zones serve (as text), as
         resolution finds them: a zone nobody delegates is left out."""
-        zone = zones.closest_zone(topology.zone_name(owner), [z for z, p in self.zones.items() if p.parent or z == "."])
+        zone = self.zone_of(owner)
         return zones.data_of(self.zones[zone], owner, rtype) if zone else set()
+
+    def names_in(self, zone: str) -> list[str]:
+        """The owner names of ``zone``'s records, sorted (none for a zone not in the lab)."""
+        plan = self.zones.get(zone)
+        return sorted(zones.record_types(zone, plan.text)) if plan else []
 
     @property
     def trust_anchor(self) -> dnssec.Key | None:
@@ -286,19 +297,17 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     if problems:
         raise InputProblems(problems)
 
-    no_edit = _faults.NodeEdit()
-    nodes = {
-        name: NodePlan(name=name, kind=node.kind, role=roles[name], interfaces=nodes_ifaces[name],
-                       zones=tuple(topology.zone_name(z) for z in node.zones),
-                       hostname=hostnames.get(name), resolver=client_resolver.get(name),
-                       options=tuple(edits.nodes.get(name, no_edit).options), stop=edits.nodes.get(name, no_edit).stop,
-                       block=tuple(edits.nodes.get(name, no_edit).block) + ((f"udp/53~{node.loss}",) if node.loss else ()),
-                       validate=edits.nodes.get(name, no_edit).validate_,
-                       rrl=node.rrl if edits.nodes.get(name, no_edit).rrl else 0,
-                       clients=tuple(node.clients or ()), open=edits.nodes.get(name, no_edit).open,
-                       policy=_policy(node.policy, edits.nodes.get(name, no_edit).policy))
-        for name, node in topo.nodes.items()
-    }
+    nodes = {}
+    for name, node in topo.nodes.items():
+        edit = edits.nodes.get(name, _faults.NodeEdit())
+        nodes[name] = NodePlan(
+            name=name, kind=node.kind, role=roles[name], interfaces=nodes_ifaces[name],
+            zones=tuple(topology.zone_name(z) for z in node.zones), hostname=hostnames.get(name),
+            resolver=client_resolver.get(name), options=tuple(edit.options), stop=edit.stop,
+            block=tuple(edit.block) + ((f"udp/53~{node.loss}",) if node.loss else ()),
+            ports=_faults.port_range(edit.ports) if edit.ports else None, validate=edit.validate_,
+            rrl=node.rrl if edit.rrl else 0, clients=tuple(node.clients or ()), open=edit.open,
+            policy=_policy(node.policy, edit.policy))
     for name, node in topo.nodes.items():
         if node.clients is not None and roles.get(name) != "resolver":
             bad(("nodes", name, "clients"), f"{name} is not a resolver: only a resolver has clients")
@@ -307,6 +316,9 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                 bad(("nodes", name, "clients", i), f"no node {c!r} in the lab" + topology.suggest(c, set(topo.nodes)))
         if node.policy is not None and roles.get(name) != "resolver":
             bad(("nodes", name, "policy"), f"{name} is not a resolver: a response policy is a resolver's")
+        elif node.policy is not None and "policy" not in kinds.KINDS[node.kind].resolver_extras:
+            bad(("nodes", name, "policy"), f"{name} runs {node.kind}: dnslab gives response policy zones to "
+                f"{_extras('policy')} resolvers only")
         for i, record in enumerate(node.policy or ()):
             why = rpz.record_problem(record)
             if why:
@@ -317,6 +329,10 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         if node.policy is not None and node.role != "resolver":
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.policy: {name} is not a resolver "
                                                              f"({node.role}): a response policy is a resolver's"))
+        elif node.policy is not None and "policy" not in kinds.KINDS[node.kind].resolver_extras:
+            problems.append(Problem(f"fault on node {name}", f"nodes.{name}.policy: {name} runs {node.kind}: dnslab "
+                                                             f"gives response policy zones to {_extras('policy')} "
+                                                             "resolvers only"))
         if node.open and node.role != "resolver":
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.open: {name} is not a resolver "
                                                              f"({node.role}): only a resolver answers clients"))
@@ -372,6 +388,11 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     networks = {n: NetworkPlan(n, net.ipv4, net.ipv6) for n, net in topo.networks.items()}
     return LabPlan(topo.name, topo.description, src.path.parent, networks, nodes, zone_plans, root_hints,
                    tuple(zones.delegation_warnings(zone_plans, addrs)), values)
+
+
+def _extras(extra: str) -> str:
+    """The kinds of resolver that can do ``extra``, for a message."""
+    return " and ".join(sorted(k for k, kind in kinds.KINDS.items() if extra in kind.resolver_extras))
 
 
 def _policy(lab: list[str] | None, fault: list[str] | None) -> tuple[str, ...] | None:
@@ -460,6 +481,9 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
             root = next((z for k, z in topo.zones.items() if topology.zone_name(k) == "."), None)
             if plan.role != "resolver":
                 bad(loc, f"{name} is not a resolver: a local copy of the root is a resolver's")
+            elif "local_root" not in kinds.KINDS[node.kind].resolver_extras:
+                bad(loc, f"{name} runs {node.kind}: dnslab keeps a local root on {_extras('local_root')} resolvers "
+                         "only")
             elif root is None or root.transfers != "any":
                 bad(loc, "the root's servers give their zone to nobody: set transfers: any on zone . (as root "
                          "servers do for resolvers that keep a local root)")

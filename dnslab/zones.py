@@ -200,7 +200,7 @@ def _parse(zone: str, text: str) -> dns.zone.Zone | None:
         return None
 
 
-def _owners(zone: str, text: str) -> dict[str, set[str]]:
+def record_types(zone: str, text: str) -> dict[str, set[str]]:
     """Owner name -> record types the author wrote (best effort: a broken file yields {})."""
     parsed = _parse(zone, text)
     if parsed is None:
@@ -257,7 +257,7 @@ def _derived(zone: str, spec, servers: dict[str, list[str]], children: list[str]
     refused author records as (place, reason)); ``ds``: the DS records of signed children,
     ``signals``: RFC 9615 signalling records (CDS) of zones this zone's names serve; ``hidden``:
     zones below it that it does not delegate (nothing of theirs goes in it)."""
-    written = _owners(zone, author.text)
+    written = record_types(zone, author.text)
     added, removed = _fault_keys(zone, edits)
     replaced = set(added) | removed
     ns = servers[zone]
@@ -341,7 +341,7 @@ def _mentions(line: str, owner: str, zone: str) -> bool:
 
 def _touches_author(zone: str, author_text: str, edits: faults.Applied) -> bool:
     added, removed = _fault_keys(zone, edits)
-    written = _owners(zone, author_text)
+    written = record_types(zone, author_text)
     return any(rtype in written.get(owner, set()) for owner, rtype in set(added) | removed)
 
 

@@ -68,7 +68,7 @@ def _cases() -> list[Case]:
     c.append(Case("yaml-unclosed", t, ["{lab}/lab.yaml:6:6:", "YAML syntax error"]))
     t = edit("kind: bind9", "kind: bind8")
     c.append(Case("unknown-kind", t, [f"{{lab}}/lab.yaml:{line_of(t, 'bind8')}:5: nodes.tld.kind: unknown kind "
-                                      "'bind8' (did you mean 'bind9'?) (known: attacker, bind9, bird, client, knot, nsd, registry, unbound)"]))
+                                      "'bind8' (did you mean 'bind9'?) (known: attacker, bind9, bird, client, knot, kresd, nsd, registry, unbound)"]))
     t = edit("    kind: client\n", "    kind: clinet\n    resolver: res\n")
     c.append(Case("unknown-kind-with-resolver", t, ["{lab}/lab.yaml:12:5: nodes.client.kind: unknown kind 'clinet'"]))
     t = edit("  tld:\n", "  root:\n")
@@ -180,6 +180,9 @@ def _cases() -> list[Case]:
     t = edit("  .: {}\n", "  .: {transfers: any}\n", edit("    kind: unbound\n", "    kind: unbound\n    local_root: true\n"))
     c.append(Case("local-root-unsigned", t, ["nodes.res.local_root: a local root is verified with DNSSEC: sign the "
                                              "root"]))
+    t = edit("    kind: unbound\n", "    kind: kresd\n    local_root: true\n")
+    c.append(Case("local-root-kresd", t, ["nodes.res.local_root: res runs kresd: dnslab keeps a local root on bind9 "
+                                          "and unbound resolvers only"]))
     return c
 
 

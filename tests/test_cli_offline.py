@@ -82,6 +82,7 @@ def test_kinds_json(dnslab):
         "nsd": {"roles": ["authoritative"], "packages": ["bind9-utils", "nsd"]},
         "registry": {"roles": ["registry"], "packages": ["python3-dnspython"]},
         "unbound": {"roles": ["resolver"], "packages": ["unbound"]},
+        "kresd": {"roles": ["resolver"], "packages": ["knot-resolver", "socat"]},
     }
 
 

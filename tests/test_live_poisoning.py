@@ -5,7 +5,8 @@ poisons the weakened Unbound (the cache check names what was planted; names belo
 then lead to the attacker), and fails, within the same bounds, once validation is on, once
 ports are random, and against BIND with its random ports. BIND on one port without cookies
 is poisoned too, and its DNS cookies alone stop the attack.
-Unbound's 0x20, once on, is seen where its queries arrive."""
+Unbound's 0x20, once on, is seen where its queries arrive. Knot Resolver on two ports without
+validation is poisoned with its 0x20 off, and its 0x20 alone stops the attack."""
 from __future__ import annotations
 
 import json
@@ -46,6 +47,13 @@ REPAIRS = {
     "bind-fixed-port": lambda i: livelab.edit_conf(i, "resolver-bind", "named.conf",
                                                    (r"(?m)^    use-v4-udp-ports .*\n", "")),
     "fixed-port": lambda i: livelab.edit_conf(i, "resolver", "unbound.conf", (r"(?m)^  outgoing-port-.*\n", "")),
+    # the kernel's own source ports back (the lab's helper: a container's /proc/sys is read-only),
+    # and the lab root's trust anchor
+    "knot-weak": lambda i: (i.backend.port_range(i.state, "resolver-knot", None),
+                            livelab.edit_conf(i, "resolver-knot", "kresd.conf",
+                                              (r"(?m)^-- (trust_anchors\.add)", r"\1"),
+                                              (r"(?m)^.*NO_MINIMIZE = true\n", ""))),
+    "knot-no-0x20": lambda i: livelab.edit_conf(i, "resolver-knot", "kresd.conf", (r"(?m)^.*NO_0X20 = true\n", "")),
     "no-cookies": lambda i: livelab.edit_conf(i, "resolver-bind", "named.conf", (r"(?m)^    send-cookie no;\n", "")),
     "no-validation": lambda i: (livelab.edit_conf(i, "resolver", "unbound.conf", ('module-config: "iterator"',
                                                                      'module-config: "validator iterator"')),
@@ -114,3 +122,22 @@ def test_bind_on_one_port_is_poisoned_until_its_dns_cookies_are_back(backend):
         REPAIRS["no-cookies"](inst)
         out = attack(inst, "resolver-bind")
         assert not out["poisoned"] and out["rounds"] >= 1 and checks.run(inst, only="clean-bind")[0].passed, out
+
+
+def test_knot_resolver_on_two_ports_is_poisoned_until_its_0x20_is_back(backend):
+    """The 0x20 defence on its own: Knot Resolver's queries from two ports (the attacker races on
+    one), no validation; with 0x20 off the attack wins, with it on (nothing else changed) it fails:
+    a forged answer in the wrong letter case sends kresd to ask again over TCP."""
+    with livelab.instance(livelab.unique_name("cq"), LAB, backend, faults=["knot-weak", "knot-no-0x20"]) as inst:
+        runs = []
+        while len(runs) < 3 and not (runs and runs[-1]["poisoned"]):
+            runs.append(attack(inst, "resolver-knot"))
+        assert runs[-1]["poisoned"] and runs[-1]["answer"] == [inst.plan.values["evil"]], runs
+        clean = checks.run(inst, only="clean-knot")[0]
+        assert not clean.passed and "www.bank.test. NS" in clean.message(), clean.message()
+        REPAIRS["knot-no-0x20"](inst)
+        case = Defences(check="defences", resolver="resolver-knot", server="rogue", zone="evil.test",
+                        require=["case"])
+        assert case.run(inst).passed
+        out = attack(inst, "resolver-knot")
+        assert not out["poisoned"] and out["rounds"] >= 1 and checks.run(inst, only="clean-knot")[0].passed, out

@@ -3,6 +3,7 @@ addresses, name server names, apex NS, delegations, glue, root hints, the kinds'
 configs, the JSON schema and trainee rosters."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 
@@ -12,7 +13,7 @@ import dns.zone
 import pytest
 
 from conftest import REPO, explain
-from dnslab import failover, kinds, plan, roster
+from dnslab import failover, faults, kinds, plan, roster
 from dnslab.errors import InputProblems
 
 DNS_BASICS = REPO / "labs" / "dns-basics"
@@ -428,6 +429,40 @@ def test_resolver_config_and_root_hints(basics, node):
     assert probe.authoritative is False
 
 
+def test_kresd_config_trusts_the_lab_root_only_and_runs_twice(basics):
+    n = dataclasses.replace(basics.nodes["resolver-unbound"], kind="kresd")
+    spec = kinds.KINDS["kresd"].spec(n, basics, "/x")
+    conf = spec.files["kresd.conf"]
+    for a in n.addresses:
+        assert f"net.listen('{a}', 53" in conf
+    assert "hints.root_file('/x/root.hints')" in conf and "policy.todnames({ 'test.' })" in conf
+    assert "view:addr('198.51.100.0/24', policy.all(policy.PASS))" in conf
+    assert "trust_anchors.remove('.')" in conf and "NO_0X20 = false" in conf  # the real root's key gone, 0x20 on
+    weak = kinds.KINDS["kresd"].spec(dataclasses.replace(n, options=("kres.context().options.NO_0X20 = true",)),
+                                     basics, "/x").files["kresd.conf"]
+    assert weak.index("NO_0X20 = false") < weak.index("NO_0X20 = true")  # a fault's lines come last
+    assert "if not dnslab_started then" in conf  # sockets opened once: `kresctl reload` runs it again
+    assert spec.control == ("sh", "/x/kresctl") and spec.reload == (("sh", "/x/kresctl", "reload"),)
+    assert "socat" in spec.files["kresctl"] and "dofile, '/x/kresd.conf'" in spec.files["kresctl"]
+    anchor = basics.trust_anchor
+    if anchor is not None:
+        assert f"trust_anchors.add('. DS {anchor.ds().to_text()}')" in conf
+        off = kinds.KINDS["kresd"].spec(dataclasses.replace(n, validate=False), basics, "/x").files["kresd.conf"]
+        assert f"\n-- trust_anchors.add('. DS {anchor.ds().to_text()}')" in off
+
+
+@pytest.mark.parametrize("text,ports", [("24000", (24000, 24000)), ("24000-24009", (24000, 24009)),
+                                        ("24000+1", (24000, 24001)), (" 65535 ", (65535, 65535))])
+def test_fault_port_ranges(text, ports):
+    assert faults.port_range(text) == ports
+
+
+@pytest.mark.parametrize("text", ["80", "24000-23999", "65535+1", "24000,24001", "", "70000"])
+def test_fault_port_ranges_refused(text):
+    with pytest.raises(ValueError, match="P, P-Q, or P\\+N"):
+        faults.port_range(text)
+
+
 def test_unbound_answers_special_use_names_from_the_lab(basics):
     conf = kinds.KINDS["unbound"].spec(basics.nodes["resolver-unbound"], basics, "/x").files["unbound.conf"]
     assert 'local-zone: "test." nodefault' in conf
@@ -451,7 +486,7 @@ def test_client_resolv_conf_points_at_its_resolver(basics):
 
 
 def test_every_kind_declares_its_debian_packages():
-    assert set(kinds.KINDS) == {"attacker", "bind9", "bird", "client", "knot", "nsd", "registry", "unbound"}
+    assert set(kinds.KINDS) == {"attacker", "bind9", "bird", "client", "knot", "kresd", "nsd", "registry", "unbound"}
     assert kinds.KINDS["bind9"].binaries == {"named": "bind9", "rndc": "bind9"}
     assert kinds.KINDS["knot"].binaries == {"knotd": "knot", "knotc": "knot"}
     signed, basics = plan.load(REPO / "labs" / "dnssec-signing"), plan.load(DNS_BASICS)

@@ -52,6 +52,10 @@ class Backend(Protocol):
         """Drop traffic inside the node: ``tcp/53``, ``udp/53``, ``fragments``, ``udp/53>1232``, ``all``;
         no rules: let it all through again."""
 
+    def port_range(self, state: State, node: str, ports: tuple[int, int] | None) -> None:
+        """Give the node's outgoing connections source ports from ``ports`` (first, last) only;
+        None: the kernel's default range again."""
+
     def set_links(self, state: State, links: Sequence[tuple[str, str]], up: bool) -> None:
         """Cut (node, network) attachments (their carrier goes), or mend them."""
 

@@ -80,6 +80,9 @@ class NetnsBackend:
     def block(self, state: State, node: str, rules: Sequence[str]) -> None:
         wiring.block(state, node, rules)
 
+    def port_range(self, state: State, node: str, ports: tuple[int, int] | None) -> None:
+        wiring.port_range(state, node, ports)
+
     def set_links(self, state: State, links: Sequence[tuple[str, str]], up: bool) -> None:
         wiring.set_links(state, links, up)
 

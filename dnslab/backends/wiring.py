@@ -186,6 +186,21 @@ def block(state: State, node: str, rules: Sequence[str]) -> None:
         raise BackendError(f"blocking {', '.join(rules)} in {ns} failed: {res.stderr.strip()}")
 
 
+KERNEL_PORTS = (32768, 60999)  # Linux's default range of source ports, in every new namespace
+
+
+def port_range(state: State, node: str, ports: tuple[int, int] | None) -> None:
+    """Give the node's outgoing connections source ports from ``ports`` (first, last) only (a
+    fault: a resolver that leaves its query ports to the kernel asks from those), or, with None,
+    from the kernel's default range again. The range belongs to the node's network namespace."""
+    first, last = ports or KERNEL_PORTS
+    ns = node_ns(state.name, node)
+    res = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                          f"net.ipv4.ip_local_port_range={first} {last}"], capture_output=True, text=True, cwd="/")
+    if res.returncode != 0:
+        raise BackendError(f"setting the source ports of {ns} failed: {res.stderr.strip()}")
+
+
 def set_links(state: State, links: Sequence[tuple[str, str]], up: bool) -> None:
     """Cut (node, network) attachments at the bridge, or mend them: the node's end loses its
     carrier, as when a cable is pulled, and the node sees its link go down."""

@@ -61,7 +61,9 @@ def cached(dump: str) -> Iterator[tuple[str, str, str]]:
 class Cache(Check):
     """A resolver's cache, read from the resolver itself (unbound-control dump_cache, rndc dumpdb):
     ``clean`` when every address, name server, alias and mail exchanger it holds at or below
-    ``zone`` is one the lab's zones serve, ``poisoned`` when it holds one they do not."""
+    ``zone`` is one the lab's zones serve, ``poisoned`` when it holds one they do not. A resolver
+    that cannot list its cache (Knot Resolver) says instead which zone cut it holds for each name
+    of ``zone`` (and the zone itself): one the lab's zones do not delegate is planted."""
 
     check_type = "cache"
     check: Literal["cache"]
@@ -73,29 +75,52 @@ class Cache(Check):
         from .. import kinds
         zone, node = _zone(self.zone), inst.node(self.resolver)
         p = {"resolver": self.resolver, "zone": zone}
-        argv = kinds.KINDS[node.kind].dump_cache(node, inst.backend.node_path(inst.state, node.name))
+        kind, d = kinds.KINDS[node.kind], inst.backend.node_path(inst.state, node.name)
+        names = [zone, *(n for n in inst.plan.names_in(zone) if n != zone and not n.startswith("*"))]
+        dump = kind.dump_cache(node, d)
+        argv = dump or kind.zone_cuts(node, d, names)
         if argv is None:
             return self.result(False, "no_dump", [], kind=node.kind, **p)
         res = inst.exec(self.resolver, argv, capture=True, timeout=30)
-        ev = Evidence(self.resolver, "cache dump", self.resolver)
+        ev = Evidence(self.resolver, "cache dump" if dump else "zone cuts", self.resolver)
         if res.returncode != 0:
             ev.error = (res.stderr or res.stdout).strip()[-300:]
             return self.result(False, "unreadable", [ev], error=ev.error, **p)
-        apex, seen, planted = dns.name.from_text(zone), 0, []
-        for owner, rtype, data in cached(res.stdout):
-            if rtype not in WATCHED or not dns.name.from_text(owner).is_subdomain(apex):
-                continue
-            seen += 1
-            truth = {_canon_rdata(rtype, d) for d in inst.plan.data_of(owner, rtype)}
-            if _canon_rdata(rtype, data) not in truth:
-                planted.append(f"{owner} {rtype} {data}")
-        planted = sorted(set(planted))
+        found = _planted(inst, zone, res.stdout) if dump else _planted_cuts(inst, res.stdout)
+        seen, planted = found[0], sorted(set(found[1]))
         ev.answer = planted[:20]
         poisoned = bool(planted)
         shown = ", ".join(planted[:3]) + (f" (+{len(planted) - 3})" if len(planted) > 3 else "")
         if poisoned == (self.expect == "poisoned"):
             return self.result(True, "pass_" + self.expect, [ev], records=seen, planted=shown, **p)
         return self.result(False, "poisoned" if poisoned else "clean", [ev], records=seen, planted=shown, **p)
+
+
+def _planted(inst, zone: str, dump: str) -> tuple[int, list[str]]:
+    """From a cache dump: how many watched records it holds at or below ``zone``, and those the
+    lab's zones do not serve."""
+    apex, seen, planted = dns.name.from_text(zone), 0, []
+    for owner, rtype, data in cached(dump):
+        if rtype not in WATCHED or not dns.name.from_text(owner).is_subdomain(apex):
+            continue
+        seen += 1
+        truth = {_canon_rdata(rtype, d) for d in inst.plan.data_of(owner, rtype)}
+        if _canon_rdata(rtype, data) not in truth:
+            planted.append(f"{owner} {rtype} {data}")
+    return seen, planted
+
+
+def _planted_cuts(inst, output: str) -> tuple[int, list[str]]:
+    """From a resolver's "cuts: NAME CUT NAME CUT ...": how many names it holds a cut for, and
+    the cuts below the zone the lab really delegates each name to (name servers it was handed)."""
+    words = output.split("cuts:", 1)[-1].split()
+    pairs = list(zip(words[::2], words[1::2]))
+    planted = []
+    for name, cut in pairs:
+        real = inst.plan.zone_of(name)
+        if real is not None and cut.lower() != real and dns.name.from_text(cut).is_subdomain(dns.name.from_text(real)):
+            planted.append(f"{cut.lower()} NS")
+    return len(pairs), planted
 
 
 DEFENCES = ("ports", "case", "cookie")

@@ -153,6 +153,7 @@ class Kind:
     templates: ClassVar[dict[str, str]] = {}  # file written in the node dir -> template beside the kind
     resigns: ClassVar[bool] = False           # a zone it signs is signed by the daemon, with a serial of its own
     capabilities: ClassVar[tuple[str, ...]] = ()  # beyond binding port 53, in its own network namespace only
+    resolver_extras: ClassVar[tuple[str, ...]] = ()  # what a resolver kind does here: "policy" (RPZ), "local_root"
 
     def needs(self, node: NodePlan, lab: LabPlan) -> dict[str, str]:
         """The programs this node runs (executable -> Debian package)."""
@@ -223,6 +224,12 @@ class Kind:
 
     def dump_cache(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
         """A command that prints a resolver's cache as zone-file lines (None: the kind has none)."""
+        return None
+
+    def zone_cuts(self, node: NodePlan, d: str, names: Collection[str]) -> tuple[str, ...] | None:
+        """For a resolver that cannot print its cache: a command that prints ``cuts:`` and, for
+        each of ``names`` it holds a zone cut for, the name and the cut (the deepest name server
+        set it has cached at or above it); None: the kind has no such command."""
         return None
 
     def local_zone(self, node: NodePlan, d: str, zone: str) -> tuple[str, ...] | None:

@@ -11,6 +11,7 @@ class Bind9(Kind):
     roles = ("authoritative", "resolver")
     binaries = {"named": "bind9", "rndc": "bind9"}
     resigns = True
+    resolver_extras = ("policy", "local_root")
     templates = {"named.conf": "bind9.named.conf.j2", "rndc.conf": "bind9.rndc.conf.j2"}
 
     def argv(self, node, d):

@@ -7,6 +7,7 @@ from .base import Kind
 class Unbound(Kind):
     name = "unbound"
     roles = ("resolver",)
+    resolver_extras = ("policy", "local_root")
     binaries = {"unbound": "unbound", "unbound-control": "unbound"}
     templates = {"unbound.conf": "unbound.conf.j2"}
 
