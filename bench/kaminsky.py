@@ -14,6 +14,8 @@ reloaded: the weak resolver; 0x20 on (``use-caps-for-id: yes``); random ports (t
 removed); validation on (``module-config: "validator iterator"``, port still fixed). The BIND
 resolver on one port (fault bind-fixed-port: use-v4-udp-ports), without cookies (no-cookies),
 validation off; then its DNS cookies on (port still fixed); then random ports, cookies off.
+Knot Resolver on two ports (the attacker races on one), no QNAME minimisation, no validation
+(fault knot-weak), 0x20 off (knot-no-0x20); then its 0x20 on (nothing else changed).
 Prints a Markdown table (wins, median and slowest time to win, median forged packets) and writes
 it to bench/results/kaminsky.md. The instance is removed in a finally block.
 """
@@ -55,7 +57,8 @@ def edit(inst, node: str, conf: str, pattern: str, repl: str) -> None:
 
 def measure(runs: int, seconds: float) -> list[tuple[str, list[dict]]]:
     inst = lab.up(lab.find_lab("cache-poisoning"), [INSTANCE],
-                  faults=["fixed-port", "no-validation", "bind-fixed-port", "no-cookies"])[0]
+                  faults=["fixed-port", "no-validation", "bind-fixed-port", "no-cookies", "knot-weak",
+                          "knot-no-0x20"])[0]
     out = []
 
     def condition(label: str, resolver: str = "resolver", n: int = runs) -> None:
@@ -77,6 +80,9 @@ def measure(runs: int, seconds: float) -> list[tuple[str, list[dict]]]:
     edit(inst, "resolver-bind", "named.conf", r"(?m)^options \{\n", "options {\n    send-cookie no;\n")
     edit(inst, "resolver-bind", "named.conf", r"(?m)^    use-v4-udp-ports .*\n", "")
     condition("+ random source ports (cookies off)", "resolver-bind", n=max(3, runs // 2))
+    condition("Knot Resolver 5.6: two ports, whole names, no 0x20, no validation", "resolver-knot")
+    edit(inst, "resolver-knot", "kresd.conf", r"(?m)^.*NO_0X20 = true\n", "")
+    condition("+ 0x20 (its default; ports still fixed)", "resolver-knot", n=max(3, runs // 2))
     return out
 
 
