@@ -27,7 +27,7 @@ done
 HOST_PKGS="python3 python3-venv iproute2 util-linux mount e2fsprogs tar nftables procps graphviz tcpdump passwd
            zonemaster-cli node-configurable-http-proxy openssl chromium chromium-driver"
 KIND_PKGS=$(grep -hv '^#' images/*/packages.txt | sort -u | tr '\n' ' ')
-DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd"
+DAEMONS="bind9:named unbound:unbound knot:knot nsd:nsd knot-resolver:kresd@1"
 if [ -n "$docker" ]; then
   # The packaged engine would make docker0 in 172.17/16 and add iptables rules: keep its
   # units (socket-activated too) off; dnslab starts an engine of its own that touches neither.
