@@ -92,10 +92,12 @@ def _ready(p: Probe, reply: dns.message.Message) -> bool:
 
 
 def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadline: float,
-             nudge: Callable[[object], None] | None = None, nudge_after: float = 1.5) -> list[object]:
+             nudge: Callable[[object], None] | None = None, nudge_after: float = 1.5,
+             first: tuple[set, Callable[[], None]] | None = None) -> list[object]:
     """Query every pending probe until it answers as wanted; returns the keys still not ready.
     ``nudge`` is called for each key still pending ``nudge_after`` seconds in, and as often after
-    (a secondary told to transfer its zone again).
+    (a secondary told to transfer its zone again). ``first``: (keys, callback): the callback runs
+    once, as soon as those keys are ready.
 
     Raises nothing: a dead process is reported by ``alive`` returning False, and its key
     is returned at once, so the caller can name it with its log.
@@ -129,6 +131,9 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
                 if _ready(p, reply):
                     p.ready_at = time.monotonic()
                     del pending[key]
+        if first is not None and not first[0] & pending.keys():
+            first[1]()
+            first = None
         if time.monotonic() - last_alive_check > 0.1:
             last_alive_check = time.monotonic()
             dead = [k for k in pending if not alive(k)]

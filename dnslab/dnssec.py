@@ -60,7 +60,9 @@ class Key:
 
     @cached_property
     def private(self):
-        return serialization.load_pem_private_key(self.pem.encode(), password=None)
+        # made by dnslab and kept in root's state: an RSA key's costly consistency check is not needed
+        return serialization.load_pem_private_key(self.pem.encode(), password=None,
+                                                  unsafe_skip_rsa_key_validation=True)
 
     @property
     def flags(self) -> int:

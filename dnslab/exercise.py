@@ -9,7 +9,6 @@ them on the live lab from outside the trainee's kernel.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -17,6 +16,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import yamlsrc
+from .labfolder import exercises_root  # noqa: F401 (where exercises live: shared with the folder's fingerprint)
 from .errors import InputError, InputProblems, Problem
 from .topology import schema_problems
 
@@ -189,10 +189,6 @@ def load(directory: Path) -> Source:
     if problems:
         raise InputProblems(problems)
     return Source(directory, exercise, catalogs, src)
-
-
-def exercises_root() -> Path:
-    return Path(os.environ.get("DNSLAB_EXERCISES", Path(__file__).resolve().parent.parent / "exercises"))
 
 
 def find(name: str) -> Source:

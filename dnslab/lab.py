@@ -596,7 +596,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         check_name(n)
     if len(set(names)) != len(names):
         raise InputError("instance names must be unique")
-    lab = labfolder.validate(lab_dir, tuple(faults)).plan  # a lab `validate` rejects is not brought up
+    lab = labfolder.plan_for_up(lab_dir, tuple(faults))  # a lab `validate` rejects is not brought up
     backend = backends.get(backend_name)
     backend.preflight(lab, {exe: pkg for n in lab.nodes.values() for exe, pkg in kinds.KINDS[n.kind].needs(n, lab).items()})
     t0 = time.monotonic()
@@ -615,8 +615,11 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         state.data["seed"] = (seed or secrets.randbelow(1 << 62) + 1) if lab.values else None
         # and a signed lab keys of its own (made here, kept in the state: never made again); the
         # validated plan's fresh keys serve the first instance
-        kept = (dnssec_keys or {}).get(name) or (_keys_state(lab) if name == names[0] else None)
-        plan_ = load_plan(lab_dir, faults, state.data["seed"], kept) if lab.values or lab.keys else lab
+        given = (dnssec_keys or {}).get(name)
+        kept = given or (_keys_state(lab) if name == names[0] else None)
+        # (the validated plan is the first instance's own when nothing in it is drawn per instance)
+        own = not lab.values and not given and name == names[0]
+        plan_ = load_plan(lab_dir, faults, state.data["seed"], kept) if (lab.values or lab.keys) and not own else lab
         state.data["dnssec"] = _keys_state(plan_)
         state.set_phase("starting")
         if trainees:
@@ -685,10 +688,13 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
     for i, inst in enumerate(instances):
         for name in inst.plan.nodes:
             probes.update({(i, *key): p for key, p in inst.probes(name, signed=True).items()})
+    # once every zone has a server answering (its primary) and every resolver answers, they forget
+    # what they met while servers were starting (the secondaries may still be transferring)
+    loaders = {k for k in probes if k[1] not in getattr(instances[k[0]].plan.zones.get(k[2]), "secondaries", ())}
     try:
         left = dnsquery.wait_all(probes, lambda k: instances[k[0]].backend.running(instances[k[0]].state, k[1]),
                                  time.monotonic() + READY_TIMEOUT, nudge=lambda k: instances[k[0]].nudge(k[1], k[2]),
-                                 nudge_after=1.0)
+                                 nudge_after=1.0, first=(loaders, lambda: _forget_boot(instances)))
     finally:
         for p in probes.values():
             p.sock.close()
@@ -715,6 +721,29 @@ def _wait_ready(instances: list[Instance], progress: Progress, t0: float) -> Non
                            f"{instances[i].log_tail(node)}")
     daemons = len({k[:2] for k in probes})
     progress(f"all {daemons} daemons of {len(instances)} instance(s) answer, {time.monotonic() - t0:.2f}s after start")
+
+
+def _forget_boot(instances: list[Instance]) -> None:
+    """Every resolver forgets what it met while its servers were starting (failures, a server's
+    backoff, a lookup still waiting on a query that no server was there to answer: Unbound would
+    wait ~0.4 s before asking again): its cache emptied and its pending lookups dropped. A resolver
+    that cannot be told is left as it is: it learns."""
+    from concurrent.futures import ThreadPoolExecutor
+    from . import kinds
+
+    def forget(inst_node: tuple[Instance, str]) -> None:
+        inst, node = inst_node
+        drop = kinds.KINDS[inst.node(node).kind].drop_lookups(inst.node(node), inst.backend.node_path(inst.state, node))
+        try:
+            inst.flush(node)
+            if drop:
+                inst.exec(node, drop, capture=True, timeout=10)
+        except BackendError:  # (a timeout is one too)
+            pass
+    resolvers = [(inst, n.name) for inst in instances for n in inst.plan.by_role("resolver")]
+    if resolvers:
+        with ThreadPoolExecutor(max_workers=min(8, len(resolvers))) as pool:
+            list(pool.map(forget, resolvers))
 
 
 def wait_settled(instances: list[Instance], timeout: float = READY_TIMEOUT) -> None:

@@ -3,22 +3,31 @@ lab's exercise with its translations, validated together, every problem of every
 
 What ``validate`` and ``up`` both go through: a mistake anywhere (a fault naming a check
 that does not exist, an exercise test naming a check id with a typo) is found before
-anything runs, named by its own file and line.
+anything runs, named by its own file and line. A folder that passed is remembered by its
+fingerprint (every byte of it and of its exercise, and dnslab's own files), so that ``up`` of
+the same folder again loads the lab file alone.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import exercise as _exercise
+from . import cache
 from . import faults as _faults
 from . import plan as _plan
 from .errors import InputError, InputProblems, LabError, Problem
 from .topology import suggest, zone_name
 
 if TYPE_CHECKING:
+    from . import exercise as _exercise
     from .checks import Check
+
+MEMO_LIMIT = 16 << 20  # a folder larger than this is validated whole each time
+PACKAGE = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -42,6 +51,7 @@ def validate(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> Folder:
     :raises InputProblems: every problem found, in every file
     """
     problems: list[Problem] = []
+    fingerprint = _fingerprint(lab_dir)  # before reading: a file changed meanwhile is read again next time
 
     def attempt(fn):
         try:
@@ -75,7 +85,55 @@ def validate(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> Folder:
     if problems:
         raise InputProblems(problems)
     assert lab is not None
+    _remember(fingerprint)
     return Folder(lab_dir, lab, checks or [], names, ex)
+
+
+def plan_for_up(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> _plan.LabPlan:
+    """The plan ``up`` brings up, from a folder ``validate`` accepts: when this very folder passed
+    before (nothing in it, in its exercise or in dnslab changed since), the lab file's plan alone,
+    without checking the whole folder again."""
+    key, memo = _fingerprint(lab_dir), cache.directory("validated")
+    if key is not None and memo is not None and (memo / key).is_file():
+        return _plan.load(lab_dir, with_faults)
+    return validate(lab_dir, with_faults).plan
+
+
+def exercises_root() -> Path:
+    """Where exercises live: ``exercises/`` beside the package, or ``$DNSLAB_EXERCISES``."""
+    return Path(os.environ.get("DNSLAB_EXERCISES", PACKAGE.parent / "exercises"))
+
+
+def _fingerprint(lab_dir: Path) -> str | None:
+    """A digest of every file of the folder and of its exercise (names and bytes) and of dnslab's
+    own files (names, sizes, times); None when the folder cannot be read whole or is too large."""
+    digest, total = hashlib.sha256(), 0
+    try:
+        name = re.search(r"(?m)^name:\s*[\"']?([A-Za-z0-9_.-]+)", (lab_dir / "lab.yaml").read_text(errors="replace"))
+        trees = [lab_dir, *([exercises_root() / name.group(1)] if name else [])]
+        for tree in trees:
+            for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+                total += path.stat().st_size
+                if total > MEMO_LIMIT:
+                    return None
+                digest.update(f"{path.relative_to(tree)}\0".encode() + path.read_bytes() + b"\0")
+        for path in sorted(PACKAGE.rglob("*")):
+            if path.suffix in (".py", ".j2", ".yaml"):
+                st = path.stat()
+                digest.update(f"{path.relative_to(PACKAGE)} {st.st_size} {st.st_mtime_ns}\0".encode())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _remember(key: str | None) -> None:
+    """Record that the folder with fingerprint ``key`` passed (root's record only: root brings labs up)."""
+    memo = cache.directory("validated")
+    if key is not None and memo is not None:
+        try:
+            (memo / key).touch()
+        except OSError:
+            pass
 
 
 def _checks(lab_dir: Path, lab: _plan.LabPlan | None, attempt) -> tuple[list[Check] | None, set[str] | None]:
@@ -95,7 +153,8 @@ def _checks(lab_dir: Path, lab: _plan.LabPlan | None, attempt) -> tuple[list[Che
 def _exercise_of(lab_dir: Path, lab: _plan.LabPlan, ids: set[str] | None, faults: list[str], attempt,
                  problems: list[Problem]) -> _exercise.Source | None:
     """The lab's exercise, if it has one, and what it names checked against the lab."""
-    directory = _exercise.exercises_root() / lab.name
+    from . import exercise as _exercise
+    directory = exercises_root() / lab.name
     try:
         if not directory.is_dir():
             return None

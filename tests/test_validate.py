@@ -272,3 +272,25 @@ def test_validate_json_and_shipped_labs_have_no_warnings(dnslab):
     data = json.loads(dnslab("validate", "dns-basics", "--json").stdout)
     assert data["warnings"] == [] and data["exercise"] == "dns-basics" and data["faults"] == ["lame-glue", "mx-removed"]
     assert all(len(z["servers"]) >= 2 for name, z in data["zones"].items() if name != ".")
+
+
+def test_up_skips_the_whole_folder_only_when_that_very_folder_passed(lab, tmp_path, monkeypatch):
+    """A folder that passed validation is remembered by its fingerprint (in root's cache), and
+    `up` of it loads the lab file alone; a change anywhere in it (a check with a typo) is validated
+    whole again, and a folder that failed is never remembered."""
+    from dnslab import labfolder
+    from dnslab.errors import InputProblems
+    monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
+    d = lab(LAB)
+    labfolder.validate(d)
+    assert len(list((tmp_path / "cache" / "validated").iterdir())) == 1
+    whole = []
+    monkeypatch.setattr(labfolder, "validate", lambda *a, **k: whole.append(a) or pytest.fail("validated again"))
+    assert labfolder.plan_for_up(d).name == "mini" and not whole
+    monkeypatch.undo()
+    monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
+    checks = d / "checks.yaml"
+    checks.write_text((checks.read_text() if checks.exists() else "checks:\n") + "  - {check: nosuch, id: typo}\n")
+    with pytest.raises(InputProblems):
+        labfolder.plan_for_up(d)
+    assert len(list((tmp_path / "cache" / "validated").iterdir())) == 1

@@ -16,15 +16,17 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Collection
 
 import jinja2
 
-from .. import rpz
+from .. import cache, rpz
 from ..nodespec import NodeSpec
 
 if TYPE_CHECKING:
     from ..plan import LabPlan, NodePlan
     from ..zones import ZonePlan
 
+_COMPILED = cache.directory("templates")
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent),
+    bytecode_cache=jinja2.FileSystemBytecodeCache(str(_COMPILED)) if _COMPILED else None,
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
 
 
@@ -221,6 +223,11 @@ class Kind:
         """Commands that empty a resolver's cache."""
         c = self.control(node, d)
         return ((*c, "flush"),) if c and node.role == "resolver" else ()
+
+    def drop_lookups(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
+        """A command that makes a resolver drop the lookups it is still working on (whoever asked
+        gets no answer), so that the next question starts afresh (None: it has none)."""
+        return None
 
     def dump_cache(self, node: NodePlan, d: str) -> tuple[str, ...] | None:
         """A command that prints a resolver's cache as zone-file lines (None: the kind has none)."""

@@ -8,7 +8,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .. import registry as _registry
 from .base import Kind, registry_key, tsig_keys
 
 
@@ -46,5 +45,5 @@ class Registry(Kind):
         keys = tsig_keys(lab) if keys is None else keys
         spec = super().spec(node, lab, d, keys, control)
         return dataclasses.replace(spec, files={
-            **spec.files, "registry.py": Path(_registry.__file__).read_text(),
+            **spec.files, "registry.py": (Path(__file__).parent.parent / "registry.py").read_text(),
             "registry.json": json.dumps(self.config(node, lab, d, keys), indent=1)})

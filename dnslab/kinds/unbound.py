@@ -21,6 +21,9 @@ class Unbound(Kind):
         ctl = self.control(node, d)  # every name (flush_zone . drops the whole tree), and what it knows of servers
         return ((*ctl, "flush_zone", "."), (*ctl, "flush_infra", "all"))
 
+    def drop_lookups(self, node, d):
+        return (*self.control(node, d), "flush_requestlist")
+
     def dump_cache(self, node, d):
         return (*self.control(node, d), "dump_cache")
 
