@@ -105,13 +105,15 @@ def exercises_root() -> Path:
 
 
 def _fingerprint(lab_dir: Path) -> str | None:
-    """A digest of every file of the folder and of its exercise (names and bytes) and of dnslab's
-    own files (names, sizes, times); None when the folder cannot be read whole or is too large."""
+    """A digest of the folder and of its exercise (where they are, every file's name and bytes) and
+    of dnslab's own files (names, sizes, times); None when the folder cannot be read whole or is
+    too large."""
     digest, total = hashlib.sha256(), 0
     try:
         name = re.search(r"(?m)^name:\s*[\"']?([A-Za-z0-9_.-]+)", (lab_dir / "lab.yaml").read_text(errors="replace"))
         trees = [lab_dir, *([exercises_root() / name.group(1)] if name else [])]
         for tree in trees:
+            digest.update(f"{tree.resolve()}\0".encode())
             for path in sorted(p for p in tree.rglob("*") if p.is_file()):
                 total += path.stat().st_size
                 if total > MEMO_LIMIT:
