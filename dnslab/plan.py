@@ -325,11 +325,12 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                 bad(("nodes", name, "policy", i), why)
         if node.rrl is not None and roles.get(name) != "authoritative":
             bad(("nodes", name, "rrl"), f"{name} is not an authoritative server: response rate limiting is theirs")
-    for name, node in nodes.items():
-        if node.policy is not None and node.role != "resolver":
+    for name, node in nodes.items():  # what faults set (the lab file's own was told above, at its line)
+        by_fault = name in edits.nodes and edits.nodes[name].policy is not None
+        if by_fault and node.role != "resolver":
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.policy: {name} is not a resolver "
                                                              f"({node.role}): a response policy is a resolver's"))
-        elif node.policy is not None and "policy" not in kinds.KINDS[node.kind].resolver_extras:
+        elif by_fault and "policy" not in kinds.KINDS[node.kind].resolver_extras:
             problems.append(Problem(f"fault on node {name}", f"nodes.{name}.policy: {name} runs {node.kind}: dnslab "
                                                              f"gives response policy zones to {_extras('policy')} "
                                                              "resolvers only"))

@@ -815,6 +815,22 @@ def test_validation_is_turned_off_by_a_fault_on_resolvers_only(write_lab):
     assert "bank is not a resolver (authoritative)" in str(exc.value)
 
 
+def test_a_response_policy_where_none_can_be_is_told_once_where_it_was_written(write_lab):
+    """On a kind of resolver that gets none here (kresd), or on a node that is no resolver: the
+    lab file's policy is told at its line (once), a fault's as the fault's."""
+    text = HIDDEN.replace("resolver: {kind: unbound}", "resolver: {kind: kresd, policy: ['bad.test CNAME .']}")
+    told = problems(write_lab, text)
+    assert told.count("resolver runs kresd: dnslab gives response policy zones to bind9 and unbound") == 1, told
+    assert "fault on node" not in told
+    lab = write_lab(HIDDEN.replace("resolver: {kind: unbound}", "resolver: {kind: kresd}"),
+                    {"faults/rpz.yaml": "summary: s\nseen_by: [x]\nnodes:\n  resolver: {policy: ['bad.test CNAME .']}\n"
+                                        "  bank: {policy: []}\n"})
+    with pytest.raises(InputProblems) as exc:
+        plan.load(lab, faults=["rpz"])
+    assert "fault on node resolver: nodes.resolver.policy: resolver runs kresd" in str(exc.value)
+    assert "fault on node bank: nodes.bank.policy: bank is not a resolver (authoritative)" in str(exc.value)
+
+
 def test_a_faults_options_take_the_instances_values(write_lab):
     lab = write_lab(HIDDEN.replace("    name: hidden\n", "    name: hidden\n    vary: {port: {number: [20000, 20000]}}\n"),
                     {"faults/port.yaml": "summary: s\nseen_by: [x]\nnodes:\n  resolver:\n"
