@@ -46,12 +46,17 @@ class Folder:
 
 
 def validate(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> Folder:
-    """Check the whole folder (``with_faults`` applied to the plan it returns).
+    """Check the whole folder (``with_faults`` applied to the plan it returns), and remember that
+    it passed.
 
     :raises InputProblems: every problem found, in every file
     """
+    # fingerprinted before it is read: a file changed meanwhile is validated again next time
+    return _validate(lab_dir, with_faults, *_memo(lab_dir))
+
+
+def _validate(lab_dir: Path, with_faults: tuple[str, ...], memo: Path | None, key: str | None) -> Folder:
     problems: list[Problem] = []
-    fingerprint = _fingerprint(lab_dir)  # before reading: a file changed meanwhile is read again next time
 
     def attempt(fn):
         try:
@@ -85,7 +90,11 @@ def validate(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> Folder:
     if problems:
         raise InputProblems(problems)
     assert lab is not None
-    _remember(fingerprint)
+    if memo is not None and key is not None:
+        try:
+            (memo / key).touch()
+        except OSError:
+            pass
     return Folder(lab_dir, lab, checks or [], names, ex)
 
 
@@ -93,10 +102,17 @@ def plan_for_up(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> _plan.LabPl
     """The plan ``up`` brings up, from a folder ``validate`` accepts: when this very folder passed
     before (nothing in it, in its exercise or in dnslab changed since), the lab file's plan alone,
     without checking the whole folder again."""
-    key, memo = _fingerprint(lab_dir), cache.directory("validated")
-    if key is not None and memo is not None and (memo / key).is_file():
+    memo, key = _memo(lab_dir)
+    if memo is not None and key is not None and (memo / key).is_file():
         return _plan.load(lab_dir, with_faults)
-    return validate(lab_dir, with_faults).plan
+    return _validate(lab_dir, with_faults, memo, key).plan
+
+
+def _memo(lab_dir: Path) -> tuple[Path | None, str | None]:
+    """Root's record of folders that passed, and this folder's fingerprint (neither when there is
+    no record to keep: not root)."""
+    memo = cache.directory("validated")
+    return memo, _fingerprint(lab_dir) if memo is not None else None
 
 
 def exercises_root() -> Path:
@@ -126,16 +142,6 @@ def _fingerprint(lab_dir: Path) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
-
-
-def _remember(key: str | None) -> None:
-    """Record that the folder with fingerprint ``key`` passed (root's record only: root brings labs up)."""
-    memo = cache.directory("validated")
-    if key is not None and memo is not None:
-        try:
-            (memo / key).touch()
-        except OSError:
-            pass
 
 
 def _checks(lab_dir: Path, lab: _plan.LabPlan | None, attempt) -> tuple[list[Check] | None, set[str] | None]:

@@ -76,9 +76,9 @@ class Cache(Check):
         zone, node = _zone(self.zone), inst.node(self.resolver)
         p = {"resolver": self.resolver, "zone": zone}
         kind, d = kinds.KINDS[node.kind], inst.backend.node_path(inst.state, node.name)
-        names = [zone, *(n for n in inst.plan.names_in(zone) if n != zone and not n.startswith("*"))]
         dump = kind.dump_cache(node, d)
-        argv = dump or kind.zone_cuts(node, d, names)
+        argv = dump or kind.zone_cuts(node, d, [zone, *(n for n in inst.plan.names_in(zone)
+                                                        if n != zone and not n.startswith("*"))])
         if argv is None:
             return self.result(False, "no_dump", [], kind=node.kind, **p)
         res = inst.exec(self.resolver, argv, capture=True, timeout=30)

@@ -127,6 +127,12 @@ def _parents(node: NodePlan, lab: LabPlan) -> dict[str, list[str]]:
     return out
 
 
+def top_domains(lab: LabPlan) -> set[str]:
+    """The top-level domains of the lab's zones (``test.``): special-use names that a resolver
+    answers itself, or refuses, unless told that the lab serves them."""
+    return {z.split(".")[-2] + "." for z in lab.zones if z != "."}
+
+
 def new_secret() -> str:
     """A fresh HMAC-SHA256 secret, base64 (control channels, TSIG keys)."""
     return base64.b64encode(secrets.token_bytes(32)).decode()

@@ -4,7 +4,7 @@ dir, through ``kresctl`` (socat). kresd has no reload: ``kresctl reload`` runs `
 (0x20) and takes an answer in another case for forged: it asks again over TCP."""
 from __future__ import annotations
 
-from .base import Kind
+from .base import Kind, top_domains
 
 
 class Kresd(Kind):
@@ -19,9 +19,6 @@ class Kresd(Kind):
     def control(self, node, d):
         return ("sh", f"{d}/kresctl")
 
-    def flush(self, node, d):
-        return ((*self.control(node, d), "flush"),)
-
     def zone_cuts(self, node, d, names):
         # kresd 5 cannot list its cache (cache.get: "not implemented"); it says which zone cut it
         # holds for a name, the deepest name server set it has cached at or above it
@@ -33,6 +30,5 @@ class Kresd(Kind):
         return (*self.control(node, d), lua)
 
     def context(self, node, lab, d):
-        # kresd refuses special-use names (test., invalid., ...) unless told not to, as Unbound does
-        names = {z.rstrip(".").split(".")[-1] + "." for z in lab.zones if z != "."}
-        return {"special": sorted(names)}
+        # kresd refuses special-use names (test., invalid., ...) unless told not to
+        return {"special": sorted(top_domains(lab))}

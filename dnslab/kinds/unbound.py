@@ -1,7 +1,7 @@
 """Unbound: recursive resolver only; unbound-control on a Unix socket in the node dir."""
 from __future__ import annotations
 
-from .base import Kind
+from .base import Kind, top_domains
 
 
 class Unbound(Kind):
@@ -39,6 +39,6 @@ class Unbound(Kind):
 
     def context(self, node, lab, d):
         # Unbound answers special-use names (test., invalid., ...) itself unless told not to.
-        names = {z for z in lab.zones if z != "."} | {z.split(".")[-2] + "." for z in lab.zones if z != "."}
+        names = {z for z in lab.zones if z != "."} | top_domains(lab)
         lab_timers = any(z.dnssec and z.dnssec.timers == "lab" for z in lab.zones.values())
         return {"nodefault": sorted(names), "lab_timers": lab_timers}
