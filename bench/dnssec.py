@@ -170,16 +170,17 @@ def table(start: dict[str, list[float]], rolls: dict) -> str:
     ratio = statistics.median(start["dnslab"]) / statistics.median(start["floor"])
     cold = statistics.median(start["cold"]) / statistics.median(start["floor"])
     lines = [f"DNSSEC benchmark, {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} CPUs; "
-             f"{len(start['dnslab'])} start-ups each, {len(next(iter(rolls.values())))} rollovers each.", "",
+             f"{len(start['dnslab'])} start-ups each, {len(next(iter(rolls.values()), []))} rollovers each.", "",
              "| start-up to the first validated (AD) answer | seconds, median (min-max) | vs the floor | target |",
              "|---|---|---|---|",
              f"| signed floor (`floor-lab.sh up 0 1`, 5 nodes) | {cell(start['floor'])} | 1.00x | |",
              f"| `dnslab up dnssec-signing` (9 nodes, 3 signers, keys per instance) | {cell(start['dnslab'])} | "
              f"{ratio:.2f}x | <= 1.5x |",
              f"| the same, first `up` of the folder (validated whole, templates compiled) | {cell(start['cold'])} | "
-             f"{cold:.2f}x | |", "",
-             "| rollover (lab timers) | seconds, median (min-max) | validating queries | failed | target |",
-             "|---|---|---|---|---|"]
+             f"{cold:.2f}x | |", ""]
+    if rolls:
+        lines += ["| rollover (lab timers) | seconds, median (min-max) | validating queries | failed | target |",
+                  "|---|---|---|---|---|"]
     for (zone, role), rows in rolls.items():
         signer = "BIND" if zone.startswith("bind") else "Knot"
         what = (f"algorithm of {zone} ({signer}), ECDSA P-256 <-> Ed25519, both keys" if role == "algorithm" else
@@ -204,7 +205,7 @@ def main() -> int:
         print("start-up to the first validated answer ...", flush=True)
         start = startup(args.runs)
         print("rollovers ...", flush=True)
-        rolls = rollovers(args.rollovers)
+        rolls = rollovers(args.rollovers) if args.rollovers else {}
     finally:
         subprocess.run(["bash", str(FLOOR), "down", "0"], capture_output=True)
         for name in (INSTANCE, ROLLING):

@@ -13,7 +13,6 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -42,6 +41,7 @@ def query(sockets: SocketFactory, server: str, q: dns.message.Message, *, timeou
     resolver does: a resolver may drop its reply to a query that took it long to resolve
     (Unbound's discard-timeout, 1.9 s) and answer the repeated one from its cache.
     """
+    import dns.query  # (with ssl: not on the way to a lab's first answers, which wait_all awaits)
     fam = family_of(server)
     if not tcp:
         tries = 3 if q.flags & dns.flags.RD else 1
@@ -116,7 +116,7 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
                 p.sock.send(make_query(p.qname, p.qtype, p.rdclass, rd=False, dnssec=p.signed).to_wire())
             except OSError:
                 pass
-        end = time.monotonic() + 0.02
+        end = time.monotonic() + 0.01
         while pending and (left := end - time.monotonic()) > 0:
             readable, _, _ = select.select([p.sock for p in pending.values()], [], [], left)
             if not readable:
@@ -285,6 +285,7 @@ def transfer(sockets: SocketFactory, server: str, zone: str, key: tuple[str, str
     ``key`` (name, secret: hmac-sha256) if given. Returns (records received, how it ended:
     ``complete``, an rcode such as ``REFUSED`` or ``NOTAUTH``, or the error), at most ``limit``
     records and ``timeout`` seconds."""
+    import dns.query
     import dns.tsig
     origin = dns.name.from_text(zone)
     q = dns.message.make_query(origin, dns.rdatatype.AXFR)

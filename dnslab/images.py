@@ -2,12 +2,15 @@
 
 No image registry is reachable from a training room's machines, so the base image is
 made by ``debootstrap --variant=minbase`` and ``docker import``; each kind's image is
-then built from ``images/<kind>/Dockerfile`` through the docker SDK.
+then built through the docker SDK from the one ``images/Dockerfile``, with the kind's folder
+``images/<kind>/`` (its ``packages.txt``, and ``caps.txt`` for file capabilities) as context.
 """
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -21,7 +24,22 @@ MIRROR = "http://deb.debian.org/debian"
 
 
 def kinds_with_images() -> list[str]:
-    return sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
+    return sorted(p.parent.name for p in IMAGES_DIR.glob("*/packages.txt"))
+
+
+def _context(kind: str) -> io.BytesIO:
+    """The build context of a kind's image: the shared Dockerfile and the kind's folder, as a tar
+    (the same bytes for the same files, so that the engine's build cache holds)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, path in [("Dockerfile", IMAGES_DIR / "Dockerfile"),
+                           *sorted((p.name, p) for p in (IMAGES_DIR / kind).iterdir() if p.is_file())]:
+            data = path.read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
 
 
 def build_base(progress: Callable[[str], None], mirror: str = MIRROR) -> None:
@@ -79,8 +97,8 @@ def build(kinds: list[str] | None = None, progress: Callable[[str], None] = prin
     for kind in kinds or kinds_with_images():
         progress(f"building {image(kind)} from images/{kind}/")
         try:
-            engine.images.build(path=str(IMAGES_DIR / kind), tag=image(kind), network_mode="host", rm=True,
-                                labels={"dnslab": "node"})
+            engine.images.build(fileobj=_context(kind), custom_context=True, tag=image(kind), network_mode="host",
+                                rm=True, labels={"dnslab": "node"})
         except docker.errors.BuildError as exc:
             log = "".join(x.get("stream", "") for x in exc.build_log)[-2000:]
             raise EnvError(f"building {image(kind)} failed:\n{log}") from None

@@ -6,6 +6,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 import dataclasses
@@ -591,7 +592,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     :raises EnvError: the backend cannot run here (nothing created)
     :raises BackendError: a node failed; every instance of this call was removed
     """
-    from . import confine, homes, kinds, labfolder
+    from . import confine, dnssec, homes, kinds, labfolder
     for n in names:
         check_name(n)
     if len(set(names)) != len(names):
@@ -602,6 +603,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     t0 = time.monotonic()
     made: list[Instance] = []
     warnings: set[str] = set()
+    refill: threading.Thread | None = None
 
     def build(name: str) -> Instance:
         state = State.create(name, lab_dir, backend.name)
@@ -642,6 +644,10 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         progress(f"{len(instances)} instance(s) of {lab.name} started in {time.monotonic() - t0:.2f}s; "
                  "waiting for every daemon to answer")
         _wait_ready(instances, progress, t0)
+        # the RSA keys this up took from root's pool made again, while the rest goes on
+        refill = threading.Thread(target=dnssec.refill, args=({z: ks for i in instances
+                                                               for z, ks in i.plan.keys.items()},), daemon=True)
+        refill.start()
         for inst in instances:
             inst.apply_runtime_faults()
         if before_ready is not None:
@@ -649,6 +655,9 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     except BaseException:
         down_states([i.state for i in made])
         raise
+    finally:
+        if refill is not None:
+            refill.join()
     for inst in instances:
         inst.state.data["was_ready"] = True
         inst.state.set_phase("ready")
@@ -728,22 +737,24 @@ def _forget_boot(instances: list[Instance]) -> None:
     backoff, a lookup still waiting on a query that no server was there to answer: Unbound would
     wait ~0.4 s before asking again): its cache emptied and its pending lookups dropped. A resolver
     that cannot be told is left as it is: it learns."""
-    from concurrent.futures import ThreadPoolExecutor
     from . import kinds
 
-    def forget(inst_node: tuple[Instance, str]) -> None:
-        inst, node = inst_node
-        drop = kinds.KINDS[inst.node(node).kind].drop_lookups(inst.node(node), inst.backend.node_path(inst.state, node))
+    def run(job: tuple[Instance, str, Sequence[str]]) -> None:
+        inst, node, argv = job
         try:
-            inst.flush(node)
-            if drop:
-                inst.exec(node, drop, capture=True, timeout=10)
+            inst.exec(node, argv, capture=True, timeout=10)
         except BackendError:  # (a timeout is one too)
             pass
-    resolvers = [(inst, n.name) for inst in instances for n in inst.plan.by_role("resolver")]
-    if resolvers:
-        with ThreadPoolExecutor(max_workers=min(8, len(resolvers))) as pool:
-            list(pool.map(forget, resolvers))
+    resolvers = [(inst, n, inst.backend.node_path(inst.state, n.name)) for inst in instances
+                 for n in inst.plan.by_role("resolver")]
+    # every cache emptied at once, then the lookups dropped (a lookup started between the two would
+    # meet what the caches held)
+    flushes = [(inst, n.name, argv) for inst, n, d in resolvers for argv in kinds.KINDS[n.kind].flush(n, d)]
+    drops = [(inst, n.name, argv) for inst, n, d in resolvers if (argv := kinds.KINDS[n.kind].drop_lookups(n, d))]
+    for jobs in (flushes, drops):
+        if jobs:
+            with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+                list(pool.map(run, jobs))
 
 
 def wait_settled(instances: list[Instance], timeout: float = READY_TIMEOUT) -> None:

@@ -695,6 +695,32 @@ def test_bind_key_files_agree_with_bind_on_tag_and_ds(tmp_path, algorithm):
         assert out[3:] == key.ds().to_text().upper().split()
 
 
+def test_rsa_keys_made_ahead_are_each_given_once(tmp_path, monkeypatch):
+    """RSA keys come from root's pool, made ahead: every key taken is gone from it (eight takers
+    at once share none), an empty pool makes keys on the spot, and a refill tops it up again."""
+    import threading
+    from dnslab import dnssec, keypool
+    monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
+    made = [dnssec.make("a.test.", 8) for _ in range(2)]
+    assert not list((tmp_path / "cache").glob("keys-*/*"))  # nothing there yet: made on the spot
+    dnssec.refill({"a.test.": made[0]})
+    dnssec.refill({"b.test.": dnssec.make("b.test.", 13)})  # ECDSA keys are not pooled
+    pooled = {p.read_text() for p in (tmp_path / "cache" / "keys-8").glob("*.pem")}
+    assert len(pooled) == keypool.SIZE and not list((tmp_path / "cache").glob("keys-13"))
+    taken: list[str | None] = []
+    threads = [threading.Thread(target=lambda: taken.append(keypool.take(8))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    given = [pem for pem in taken if pem is not None]
+    assert sorted(given) == sorted(pooled) and taken.count(None) == 8 - keypool.SIZE
+    keys = dnssec.make("c.test.", 8)  # the pool is empty: fresh keys, still a valid pair
+    assert len({k.pem for k in keys} | set(given)) == len(given) + 2 and all(k.tag for k in keys)
+    dnssec.refill({"c.test.": keys})
+    assert len(list((tmp_path / "cache" / "keys-8").glob("*.pem"))) == keypool.SIZE
+
+
 def test_signers_render_their_signing_and_resolvers_their_anchor(signed):
     anchor = signed.trust_anchor.ds()
     bind = kinds.KINDS["bind9"].spec(signed.nodes["tld-bind"], signed, "/x")
