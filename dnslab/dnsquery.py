@@ -116,7 +116,7 @@ def wait_all(probes: dict[object, Probe], alive: Callable[[object], bool], deadl
                 p.sock.send(make_query(p.qname, p.qtype, p.rdclass, rd=False, dnssec=p.signed).to_wire())
             except OSError:
                 pass
-        end = time.monotonic() + 0.01
+        end = time.monotonic() + 0.02
         while pending and (left := end - time.monotonic()) > 0:
             readable, _, _ = select.select([p.sock for p in pending.values()], [], [], left)
             if not readable:

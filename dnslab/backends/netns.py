@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -46,9 +47,13 @@ class NetnsBackend:
         return str(state.node_dir(node))
 
     def create(self, state: State, lab: LabPlan, specs: dict[str, NodeSpec]) -> None:
-        wiring.make_namespaces(state, wiring.claim(state, lab), owned=state.owner is not None)
-        wiring.link(state, lab)
-        wiring.write_files(state, specs)
+        names = wiring.claim(state, lab)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the files written while the namespaces are wired
+            files = pool.submit(wiring.node_files, state, specs)
+            wiring.make_namespaces(state, names, owned=state.owner is not None)
+            wiring.link(state, lab)
+            files.result()
+        wiring.resolv_confs(state, specs)
         for node, spec in specs.items():
             if spec.argv is not None:
                 self.start_daemon(state, node, spec.argv)

@@ -130,13 +130,22 @@ def link(state: State, lab: LabPlan) -> None:
 
 
 def write_files(state: State, specs: dict[str, NodeSpec]) -> None:
-    """Every node's files, written with the rights of the lab's trainee (root's without one),
-    and the resolv.conf of the nodes that have one (``ip netns exec`` shows it in the node)."""
+    """Every node's files (:func:`node_files`) and resolv.conf (:func:`resolv_confs`)."""
+    node_files(state, specs)
+    resolv_confs(state, specs)
+
+
+def node_files(state: State, specs: dict[str, NodeSpec]) -> None:
+    """Every node's files, written with the rights of the lab's trainee (root's without one)."""
     from ..confine import unpack_as
     files: dict[str, str] = {f"nodes/{node}/{sub}": "" for node in specs for sub in ("", "zones/")}
     files.update({f"nodes/{node}/{rel}": content for node, spec in specs.items() for rel, content in spec.files.items()})
     files.update({f"nodes/{node}/daemon.log": "" for node, spec in specs.items() if spec.argv})
     unpack_as(state.owner, state.work_dir, files)
+
+
+def resolv_confs(state: State, specs: dict[str, NodeSpec]) -> None:
+    """The resolv.conf of the nodes that have one (``ip netns exec`` shows it in the node)."""
     for node, spec in specs.items():
         if spec.resolv_conf is not None:
             etc = ETC_NETNS / node_ns(state.name, node)
