@@ -52,7 +52,9 @@ def fill(algorithms: Iterable[int], make: Callable[[int], str]) -> None:
             for tmp in d.glob("*.tmp"):
                 if time.time() - tmp.stat().st_mtime > _STALE_TMP:
                     tmp.unlink(missing_ok=True)
-            for _ in range(SIZE - len(list(d.glob("*.pem")))):
+            for _ in range(SIZE):  # counted again each time: two ups filling at once stop at SIZE (give or take one)
+                if len(list(d.glob("*.pem"))) >= SIZE:
+                    break
                 name = secrets.token_hex(8)
                 fd = os.open(d / f"{name}.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                              0o600)
