@@ -12,8 +12,8 @@ over, so nothing of root's ever connects to a path the trainee controls.
 
 The server's configuration, token and only kernelspec live in root-owned dirs
 (``jupyter-etc/``, readable by the trainee's group; ``jupyter-data/``), named by
-``JUPYTER_CONFIG_DIR``/``JUPYTER_DATA_DIR``/``JUPYTER_PATH``; :class:`ConfinedKernelSpecManager`
-looks kernels up only there and refuses any name outside ``allowed_kernelspecs``, so a
+``JUPYTER_CONFIG_DIR``/``JUPYTER_DATA_DIR``/``JUPYTER_PATH``; the kernelspec manager
+(:class:`dnslab.kernelspecs.ConfinedKernelSpecManager`) looks kernels up only there and refuses any name outside ``allowed_kernelspecs``, so a
 spec planted in the home starts nothing. Even if it did, it would run as the same
 unprivileged user in the same namespace as the server.
 """
@@ -32,10 +32,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_core.paths import jupyter_data_dir
-from traitlets import default
-
 from . import procs, safeio
 
 if TYPE_CHECKING:
@@ -48,24 +44,6 @@ READY_TIMEOUT = 90.0
 SOCK_NAME = "jupyter.sock"
 RUNTIME = "runtime"
 HUB_ENV = "jupyterhub.env"
-
-
-class ConfinedKernelSpecManager(KernelSpecManager):
-    """Kernelspecs only from ``$JUPYTER_DATA_DIR/kernels`` (root-owned), no native kernel,
-    and ``allowed_kernelspecs`` enforced on lookup, not only on listing."""
-
-    @default("kernel_dirs")
-    def _kernel_dirs_default(self) -> list[str]:
-        return [os.path.join(jupyter_data_dir(), "kernels")]
-
-    @default("ensure_native_kernel")
-    def _ensure_native_kernel_default(self) -> bool:
-        return False
-
-    def get_kernel_spec(self, kernel_name: str):
-        if self.allowed_kernelspecs and kernel_name not in self.allowed_kernelspecs:
-            raise NoSuchKernel(kernel_name)
-        return super().get_kernel_spec(kernel_name)
 
 
 class JupyterError(Exception):
@@ -210,7 +188,7 @@ def _config(state: State, t, token: str | None, kernel: str) -> dict:
         "ServerApp": {
             "sock": str(sock_path(state)), "sock_mode": "0600", "root_dir": str(t.home),
             "open_browser": False, "allow_remote_access": True,  # reached through the forwarder
-            "kernel_spec_manager_class": "dnslab.jupyter.ConfinedKernelSpecManager",
+            "kernel_spec_manager_class": "dnslab.kernelspecs.ConfinedKernelSpecManager",
             # not a login shell: /etc/profile would reset PATH (the lab tools, dnslab-node)
             "terminado_settings": {"shell_command": ["/bin/bash", "-i"]},
             # nbgrader's server extensions are the instructor's (grading reads the homes from outside);
