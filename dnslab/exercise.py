@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import yamlsrc
-from .labfolder import exercises_root  # noqa: F401 (where exercises live: shared with the folder's fingerprint)
+from .labfolder import exercises_root  # (where exercises live: the folder's fingerprint reads them too)
 from .errors import InputError, InputProblems, Problem
 from .topology import schema_problems
 

@@ -616,12 +616,12 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         seed = (seeds or {}).get(name)
         state.data["seed"] = (seed or secrets.randbelow(1 << 62) + 1) if lab.values else None
         # and a signed lab keys of its own (made here, kept in the state: never made again); the
-        # validated plan's fresh keys serve the first instance
+        # validated plan's fresh keys serve the first instance, and the validated plan itself does
+        # when nothing in it is drawn per instance
         given = (dnssec_keys or {}).get(name)
-        kept = given or (_keys_state(lab) if name == names[0] else None)
-        # (the validated plan is the first instance's own when nothing in it is drawn per instance)
         own = not lab.values and not given and name == names[0]
-        plan_ = load_plan(lab_dir, faults, state.data["seed"], kept) if (lab.values or lab.keys) and not own else lab
+        plan_ = lab if own or not (lab.values or lab.keys) else load_plan(
+            lab_dir, faults, state.data["seed"], given or (_keys_state(lab) if name == names[0] else None))
         state.data["dnssec"] = _keys_state(plan_)
         state.set_phase("starting")
         if trainees:
