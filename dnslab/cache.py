@@ -1,6 +1,7 @@
-"""Root's caches of what dnslab derives from files that rarely change: the lab folders that passed
-validation, the kinds' compiled templates. Under ``/var/cache/dnslab`` (``$DNSLAB_CACHE``), root's
-only (0700): an entry trusted there was written by root. Deleting it costs time, nothing else."""
+"""Root's caches of what dnslab derives from files that rarely change, and of what it makes ahead:
+the lab folders that passed validation, the kinds' compiled templates, DNSSEC keys. Under
+``/var/cache/dnslab`` (``$DNSLAB_CACHE``), root's only (0700): an entry trusted there was written
+by root. Deleting it costs time, nothing else."""
 from __future__ import annotations
 
 import os

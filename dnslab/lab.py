@@ -58,12 +58,14 @@ def shipped_labs() -> list[str]:
 
 
 def load_plan(lab_dir: Path, faults: Sequence[str] = (), seed: int | None = None,
-              keys: dict | None = None, algorithms: dict[str, str] | None = None) -> plan.LabPlan:
+              keys: dict | None = None, algorithms: dict[str, str] | None = None,
+              validated: bool = False) -> plan.LabPlan:
     """The plan of a lab (an instance's: with its faults, seed and DNSSEC keys as kept in its state,
-    and the algorithm each zone was rolled to since, which its signer's config says from then on)."""
+    and the algorithm each zone was rolled to since, which its signer's config says from then on;
+    ``validated``: as :func:`dnslab.plan.load`)."""
     from . import dnssec, plan
     made = {z: [dnssec.Key.from_state(k) for k in ks] for z, ks in (keys or {}).items()}
-    lab = plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed, made)
+    lab = plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed, made, validated)
     rolled = {z: dataclasses.replace(p, dnssec=p.dnssec.model_copy(update={"algorithm": algorithms[z]}))
               for z, p in lab.zones.items() if p.dnssec and z in (algorithms or {})}
     return dataclasses.replace(lab, zones={**lab.zones, **rolled}) if rolled else lab
@@ -621,7 +623,8 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         given = (dnssec_keys or {}).get(name)
         own = not lab.values and not given and name == names[0]
         plan_ = lab if own or not (lab.values or lab.keys) else load_plan(
-            lab_dir, faults, state.data["seed"], given or (_keys_state(lab) if name == names[0] else None))
+            lab_dir, faults, state.data["seed"], given or (_keys_state(lab) if name == names[0] else None),
+            validated=True)
         state.data["dnssec"] = _keys_state(plan_)
         state.set_phase("starting")
         if trainees:

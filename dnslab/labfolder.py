@@ -104,7 +104,7 @@ def plan_for_up(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> _plan.LabPl
     without checking the whole folder again."""
     memo, key = _memo(lab_dir)
     if memo is not None and key is not None and (memo / key).is_file():
-        return _plan.load(lab_dir, with_faults)
+        return _plan.load(lab_dir, with_faults, validated=True)
     return _validate(lab_dir, with_faults, memo, key).plan
 
 

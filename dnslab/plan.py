@@ -185,21 +185,25 @@ class LabPlan:
 
 
 def load(path: Path, faults: Sequence[str] = (), seed: int | None = None,
-         keys: dict[str, list[dnssec.Key]] | None = None) -> LabPlan:
+         keys: dict[str, list[dnssec.Key]] | None = None, validated: bool = False) -> LabPlan:
     """Load ``lab.yaml`` (or its folder), with the named faults (``faults/<name>.yaml``), the
     values an instance of ``seed`` draws (:mod:`dnslab.vary`) and an instance's DNSSEC ``keys``
-    (left out: fresh ones), and derive the plan; raises :class:`InputProblems`."""
+    (left out: fresh ones), and derive the plan; raises :class:`InputProblems`. ``validated``: the
+    folder passed :func:`dnslab.labfolder.validate` as it is now, so when nothing is drawn per
+    instance and at most one fault is named (each fault was validated alone) its zones differ from
+    the validated ones only by this instance's keys, and are not given to named-checkzone again."""
     from . import faults as _faults
     path = path / "lab.yaml" if path.is_dir() else path
     topo, src = topology.load(path)
     values = vary.draw(topo.vary, seed)
     edits = _faults.collect(path.parent, faults, {topology.zone_name(z) for z in topo.zones}, set(topo.nodes),
                             values)
-    return derive(topo, src, edits, values, keys)
+    return derive(topo, src, edits, values, keys, check_zones=not (validated and not topo.vary and len(faults) <= 1))
 
 
 def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied | None = None,
-           values: vary.Values | None = None, keys: dict[str, list[dnssec.Key]] | None = None) -> LabPlan:
+           values: vary.Values | None = None, keys: dict[str, list[dnssec.Key]] | None = None,
+           check_zones: bool = True) -> LabPlan:
     from . import faults as _faults
     edits = edits or _faults.Applied()
     values = values if values is not None else vary.draw(topo.vary, None)
@@ -378,7 +382,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     zone_plans = zones.render_all(
         {z: topo.zones[orig] for z, orig in zone_names.items()}, served, hostnames,
         addrs, src, directory=src.path.parent, edits=edits, owners={h: n for n, h in hostnames.items()},
-        values=values, keys=_keys_for(topo, zone_names, keys))
+        values=values, keys=_keys_for(topo, zone_names, keys), check=check_zones)
     problems += zones.glue_problems(zone_plans)
     problems += [Problem(src.where(("zones", zone_names[z], "ttl")), f"zones.{zone_names[z]}: {msg}")
                  for z, msg in zones.ttl_problems(zone_plans) if topo.zones[zone_names[z]].dnssec

@@ -100,8 +100,9 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
                addrs: dict[str, tuple[str, ...]], src: yamlsrc.Source, directory: Path,
                edits: faults.Applied | None = None, owners: dict[str, str] | None = None,
                values: dict[str, str] | None = None,
-               keys: dict[str, list[dnssec.Key]] | None = None) -> dict[str, ZonePlan]:
-    """Render and check every zone; all problems are raised together.
+               keys: dict[str, list[dnssec.Key]] | None = None, check: bool = True) -> dict[str, ZonePlan]:
+    """Render and check every zone (without ``check``, not with named-checkzone); all problems are
+    raised together.
 
     ``served`` maps a zone to the nodes serving it, ``hostnames`` a node to its name
     server name, ``addrs`` a name server name to its addresses, ``owners`` a name server name
@@ -148,7 +149,7 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
                             tuple(keys.get(z, ())) if spec.dnssec else (), spec.registry, spec.ttl,
                             edits.signed[z][0] if z in edits.signed else None, transfers)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for z, found in zip(plans, pool.map(lambda z: check(z, plans[z].text), plans)):
+        for z, found in zip(plans, pool.map(lambda z: named_checkzone(z, plans[z].text), plans if check else ())):
             for line, msg in found:
                 where = places[z][line - 1] if 0 < line <= len(places[z]) else f"zone {z}"
                 problems.append(Problem(where, f"zone {z}: {msg}"))
@@ -362,7 +363,7 @@ def _canonical(zone: str, text: str, edits: faults.Applied) -> str:
 _CHECK_LINE = re.compile(r"^(?:dns_\w+: )?zone\.db:(\d+): (.*)$")
 
 
-def check(zone: str, text: str) -> list[tuple[int, str]]:
+def named_checkzone(zone: str, text: str) -> list[tuple[int, str]]:
     """Run ``named-checkzone`` on a zone text: [(line, message)] of what it rejects."""
     exe = shutil.which("named-checkzone")
     if exe is None:

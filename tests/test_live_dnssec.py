@@ -84,8 +84,8 @@ def test_keys_are_kept_and_differ_between_instances(signed, backend):
     assert again.plan.trust_anchor.tag == signed.plan.trust_anchor.tag
     assert again.plan.zones["test."].text == signed.plan.zones["test."].text  # the same DS
     with livelab.instance(livelab.unique_name("sg"), LAB, backend) as other:
-        mine = {k["pem"] for ks in signed.state.data["dnssec"].values() for k in ks}
-        theirs = {k["pem"] for ks in other.state.data["dnssec"].values() for k in ks}
+        mine = {k["secret"] for ks in signed.state.data["dnssec"].values() for k in ks}
+        theirs = {k["secret"] for ks in other.state.data["dnssec"].values() for k in ks}
         assert not mine & theirs
         assert checks.run(other, only="example-secure-unbound")[0].passed
 

@@ -675,7 +675,7 @@ def test_keys_given_are_kept_and_fresh_ones_differ(signed):
     again = plan.load(SIGNED_LAB, keys=signed.keys)
     assert again.zones["test."].text == signed.zones["test."].text  # the same DS of example.test
     other = plan.load(SIGNED_LAB)
-    assert other.trust_anchor.pem != signed.trust_anchor.pem
+    assert other.trust_anchor.secret != signed.trust_anchor.secret
 
 
 @pytest.mark.parametrize("algorithm", ["RSASHA256", "ECDSAP256SHA256", "ECDSAP384SHA384", "ED25519"])
@@ -695,30 +695,46 @@ def test_bind_key_files_agree_with_bind_on_tag_and_ds(tmp_path, algorithm):
         assert out[3:] == key.ds().to_text().upper().split()
 
 
-def test_rsa_keys_made_ahead_are_each_given_once(tmp_path, monkeypatch):
-    """RSA keys come from root's pool, made ahead: every key taken is gone from it (eight takers
-    at once share none), an empty pool makes keys on the spot, and a refill tops it up again."""
+def test_keys_made_ahead_are_each_given_once(tmp_path, monkeypatch):
+    """Keys come from root's pool, made ahead: every key taken is gone from it (eight takers at
+    once share none), an empty pool makes keys on the spot, and a refill tops it up again."""
     import threading
     from dnslab import dnssec, keypool
     monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
     made = [dnssec.make("a.test.", 8) for _ in range(2)]
     assert not list((tmp_path / "cache").glob("keys-*/*"))  # nothing there yet: made on the spot
-    dnssec.refill({"a.test.": made[0]})
-    dnssec.refill({"b.test.": dnssec.make("b.test.", 13)})  # ECDSA keys are not pooled
-    pooled = {p.read_text() for p in (tmp_path / "cache" / "keys-8").glob("*.pem")}
-    assert len(pooled) == keypool.SIZE and not list((tmp_path / "cache").glob("keys-13"))
+    (tmp_path / "cache" / "keys-8" / "old.pem").write_text("a key as an earlier dnslab kept it")
+    dnssec.refill({"a.test.": made[0], "b.test.": dnssec.make("b.test.", 13)})
+    pooled = {p.read_text() for p in (tmp_path / "cache" / "keys-8").iterdir()}  # the old one removed
+    assert len(pooled) == keypool.SIZE and len(list((tmp_path / "cache" / "keys-13").iterdir())) == keypool.SIZE
     taken: list[str | None] = []
     threads = [threading.Thread(target=lambda: taken.append(keypool.take(8))) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    given = [pem for pem in taken if pem is not None]
+    given = [text for text in taken if text is not None]
     assert sorted(given) == sorted(pooled) and taken.count(None) == 8 - keypool.SIZE
     keys = dnssec.make("c.test.", 8)  # the pool is empty: fresh keys, still a valid pair
-    assert len({k.pem for k in keys} | set(given)) == len(given) + 2 and all(k.tag for k in keys)
+    assert len({k.secret for k in keys} | {json.loads(t)[1] for t in given}) == len(given) + 2
+    assert all(k.tag for k in keys)
     dnssec.refill({"c.test.": keys})
-    assert len(list((tmp_path / "cache" / "keys-8").glob("*.pem"))) == keypool.SIZE
+    assert len(list((tmp_path / "cache" / "keys-8").glob("*.key"))) == keypool.SIZE
+
+
+def test_keys_kept_by_an_earlier_dnslab_still_serve():
+    """An instance's state from before keys were kept as BIND fields (a PEM private key) gives the
+    same key: tag, DS and key files as a key made now from the same private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from dnslab import dnssec
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    old = dnssec.Key.from_state({"zone": "a.test.", "role": "ksk", "algorithm": 13, "pem": pem, "created": 1})
+    public, secret = dnssec._material(private, 13)
+    assert (old.public, old.secret) == (public, secret)
+    assert dnssec.Key.from_state(old.to_state()) == old and old.ds().key_tag == old.tag
 
 
 def test_signers_render_their_signing_and_resolvers_their_anchor(signed):

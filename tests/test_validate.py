@@ -294,3 +294,19 @@ def test_up_skips_the_whole_folder_only_when_that_very_folder_passed(lab, tmp_pa
     with pytest.raises(InputProblems):
         labfolder.plan_for_up(d)
     assert len(list((tmp_path / "cache" / "validated").iterdir())) == 1
+
+
+def test_a_validated_folders_zones_are_checked_again_only_when_they_can_differ(monkeypatch):
+    """named-checkzone sees a validated folder's zones again only when an instance's can differ
+    from the validated ones by more than its keys: values drawn per instance, faults combined."""
+    from dnslab import plan, zones
+    checked: list[str] = []
+    real = zones.named_checkzone
+    monkeypatch.setattr(zones, "named_checkzone", lambda z, text: checked.append(z) or real(z, text))
+    signed, drawn = REPO / "labs" / "dnssec-signing", REPO / "labs" / "dns-basics"
+    for folder, faults, validated, again in [(signed, (), True, False), (signed, ("ds-mismatch",), True, False),
+                                             (signed, ("ds-mismatch", "clock-skew"), True, True),
+                                             (signed, (), False, True), (drawn, (), True, True)]:
+        checked.clear()
+        plan.load(folder, faults, validated=validated)
+        assert bool(checked) == again, (folder.name, faults, validated)
