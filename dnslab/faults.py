@@ -45,7 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import rpz, vary, yamlsrc
 from .errors import InputError, InputProblems, Problem
-from .topology import DnsName, schema_problems, zone_name
+from .names import zone_name
+from .topology import DnsName, schema_problems
 
 PORTS = re.compile(r"^(\d{1,5})(?:([-+])(\d{1,5}))?$")
 BLOCK = re.compile(r"^(?:(tcp|udp)/(\d{1,5})(?:>(\d{1,5})|~(\d{1,2}))?|fragments|all)$")

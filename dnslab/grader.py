@@ -59,7 +59,7 @@ from . import confine
 from . import exercise as _exercise
 from . import sanitize, testcells
 from .errors import InputError, LabError
-from .topology import zone_name
+from .names import zone_name
 
 CONFIG = Path(__file__).resolve().parent.parent / "grader" / "nbgrader_config.py"
 Progress = Callable[[str], None]

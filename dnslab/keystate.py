@@ -53,7 +53,7 @@ def _rdatas(inst: Instance, server: str, zone: str, rdtype: str) -> list:
 
 def zone_view(inst: Instance, zone: str) -> ZoneView:
     from . import dnssec, kinds
-    from .topology import zone_name
+    from .names import zone_name
     zone = zone_name(zone)
     zplan = inst.plan.zones[zone]
     node = inst.plan.nodes[zplan.signer]
@@ -86,7 +86,7 @@ def zone_view(inst: Instance, zone: str) -> ZoneView:
 def status(inst: Instance, zone: str | None = None) -> list[ZoneView]:
     """Every signed zone of the instance (or ``zone`` only)."""
     from .errors import InputError
-    from .topology import zone_name
+    from .names import zone_name
     signed = [z for z, p in inst.plan.zones.items() if p.dnssec]
     if zone is not None:
         if zone_name(zone) not in signed:

@@ -66,7 +66,7 @@ def load_plan(lab_dir: Path, faults: Sequence[str] = (), seed: int | None = None
     from . import dnssec, plan
     made = {z: [dnssec.Key.from_state(k) for k in ks] for z, ks in (keys or {}).items()}
     lab = plan.load(lab_dir / "lab.yaml" if lab_dir.is_dir() else lab_dir, faults, seed, made, validated)
-    rolled = {z: dataclasses.replace(p, dnssec=p.dnssec.model_copy(update={"algorithm": algorithms[z]}))
+    rolled = {z: dataclasses.replace(p, dnssec=dataclasses.replace(p.dnssec, algorithm=algorithms[z]))
               for z, p in lab.zones.items() if p.dnssec and z in (algorithms or {})}
     return dataclasses.replace(lab, zones={**lab.zones, **rolled}) if rolled else lab
 
@@ -333,7 +333,7 @@ class Instance:
         :raises InputError: an unsigned zone, a signer that does not roll keys itself, no such key
         """
         from . import keystate, kinds
-        from .topology import zone_name
+        from .names import zone_name
         zone = zone_name(zone)
         zplan = self.plan.zones.get(zone)
         if zplan is None or not zplan.dnssec:
@@ -368,7 +368,7 @@ class Instance:
         """
         from . import dnssec, keystate, kinds
         from .confine import unpack_as
-        from .topology import zone_name
+        from .names import zone_name
         zone, algorithm = zone_name(zone), algorithm.upper()
         zplan = self.plan.zones.get(zone)
         if zplan is None or not zplan.dnssec:
@@ -431,7 +431,7 @@ class Instance:
         for a signer that checks the parent itself (Knot). Returns (key tag, "published" or
         "withdrawn") for each KSK told; ``view``: the zone as just read (default: read now)."""
         from . import keystate, kinds
-        from .topology import zone_name
+        from .names import zone_name
         zone = zone_name(zone)
         view = view or keystate.zone_view(self, zone)
         node = self.plan.nodes[view.signer]
@@ -453,7 +453,7 @@ class Instance:
         :raises InputError: no registry manages the zone's DS
         """
         from . import kinds
-        from .topology import zone_name
+        from .names import zone_name
         zplan = self.plan.zones.get(zone_name(zone))
         parent = self.plan.zones.get(zplan.parent) if zplan and zplan.parent else None
         if parent is None or parent.registry is None:
@@ -594,7 +594,7 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     :raises EnvError: the backend cannot run here (nothing created)
     :raises BackendError: a node failed; every instance of this call was removed
     """
-    from . import confine, dnssec, homes, kinds, labfolder
+    from . import confine, homes, kinds, labfolder
     for n in names:
         check_name(n)
     if len(set(names)) != len(names):
@@ -647,9 +647,9 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         progress(f"{len(instances)} instance(s) of {lab.name} started in {time.monotonic() - t0:.2f}s; "
                  "waiting for every daemon to answer")
         _wait_ready(instances, progress, t0)
-        # the RSA keys this up took from root's pool made again, while the rest goes on
-        refill = threading.Thread(target=dnssec.refill, args=({z: ks for i in instances
-                                                               for z, ks in i.plan.keys.items()},), daemon=True)
+        # what this up took from root's pools (keys, the plan) made again, while the rest goes on
+        refill = threading.Thread(target=_make_ahead, args=(lab_dir, {z: ks for i in instances
+                                                                      for z, ks in i.plan.keys.items()}), daemon=True)
         refill.start()
         for inst in instances:
             inst.apply_runtime_faults()
@@ -665,6 +665,13 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         inst.state.data["was_ready"] = True
         inst.state.set_phase("ready")
     return instances
+
+
+def _make_ahead(lab_dir: Path, keys: dict[str, list]) -> None:
+    """The plan of the next ``up`` of its folder made, then the keys an ``up`` took (and that plan)."""
+    from . import dnssec, labfolder
+    labfolder.prepare(lab_dir)
+    dnssec.refill(keys)
 
 
 def _write_view(state: State, lab: plan.LabPlan, specs: dict[str, kinds.NodeSpec], userns: bool) -> None:

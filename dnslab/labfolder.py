@@ -5,28 +5,31 @@ What ``validate`` and ``up`` both go through: a mistake anywhere (a fault naming
 that does not exist, an exercise test naming a check id with a typo) is found before
 anything runs, named by its own file and line. A folder that passed is remembered by its
 fingerprint (every byte of it and of its exercise, and dnslab's own files), so that ``up`` of
-the same folder again loads the lab file alone.
+the same folder again loads the lab file alone; better, each ``up`` leaves the plan of the next
+one made (fresh keys of its own), which that one takes as it is.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import cache
-from . import faults as _faults
+from . import cache, pool
 from . import plan as _plan
 from .errors import InputError, InputProblems, LabError, Problem
-from .topology import suggest, zone_name
+from .names import suggest, zone_name
 
 if TYPE_CHECKING:
     from . import exercise as _exercise
     from .checks import Check
 
 MEMO_LIMIT = 16 << 20  # a folder larger than this is validated whole each time
+PLANS_KEPT = 16  # folders (fingerprints) whose next plan is kept made
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -56,6 +59,7 @@ def validate(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> Folder:
 
 
 def _validate(lab_dir: Path, with_faults: tuple[str, ...], memo: Path | None, key: str | None) -> Folder:
+    from . import faults as _faults
     problems: list[Problem] = []
 
     def attempt(fn):
@@ -104,8 +108,38 @@ def plan_for_up(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> _plan.LabPl
     without checking the whole folder again."""
     memo, key = _memo(lab_dir)
     if memo is not None and key is not None and (memo / key).is_file():
-        return _plan.load(lab_dir, with_faults, validated=True)
+        return (None if with_faults else _made_plan(key)) or _plan.load(lab_dir, with_faults, validated=True)
     return _validate(lab_dir, with_faults, memo, key).plan
+
+
+def _made_plan(key: str) -> _plan.LabPlan | None:
+    """The plan :func:`prepare` made for the folder of fingerprint ``key``, now taken; None if none."""
+    data = pool.take(f"plans/{key}")
+    try:
+        return pickle.loads(data) if data else None  # written by root in root's cache, as the templates are
+    except Exception:  # noqa: BLE001  (an entry it cannot read is made again)
+        return None
+
+
+def prepare(lab_dir: Path) -> None:
+    """Make the plan the next ``up`` of this folder takes (keys of its own), if the folder passed
+    validation as it is now and draws nothing per instance (each instance derives its values)."""
+    memo, key = _memo(lab_dir)
+    if memo is None or key is None or not (memo / key).is_file():
+        return
+
+    def make() -> bytes | None:
+        try:
+            made = _plan.load(lab_dir, validated=True)
+        except (InputProblems, LabError, OSError):
+            return None
+        # fingerprinted again: a folder changed meanwhile gets no plan under its old fingerprint
+        return None if made.values or _fingerprint(lab_dir) != key else pickle.dumps(made)
+    pool.fill(f"plans/{key}", 1, make)
+    plans = cache.directory("plans")
+    kept = sorted(plans.iterdir(), key=lambda d: d.stat().st_mtime, reverse=True) if plans else []
+    for old in kept[PLANS_KEPT:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _memo(lab_dir: Path) -> tuple[Path | None, str | None]:

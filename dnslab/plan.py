@@ -13,11 +13,13 @@ import dns.name
 
 from typing import TYPE_CHECKING
 
-from . import dnssec, kinds, rpz, topology, vary, yamlsrc, zones
+from . import dnssec, kinds, rpz, zones
 from .errors import InputProblems, Problem
+from .names import suggest, zone_name
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the lab file's schema: loaded by load() and derive(), not by a plan made before
     from . import faults as _faults
+    from . import topology, vary, yamlsrc
 
 
 LAB_TIMERS_MAX_TTL = 60  # a zone signed with lab timers: rollovers wait for TTLs of seconds
@@ -151,7 +153,7 @@ class LabPlan:
     def zone_of(self, name: str) -> str | None:
         """The zone whose servers resolution reaches for ``name``: the closest zone at or above it
         that is delegated (or the root)."""
-        return zones.closest_zone(topology.zone_name(name), [z for z, p in self.zones.items() if p.parent or z == "."])
+        return zones.closest_zone(zone_name(name), [z for z, p in self.zones.items() if p.parent or z == "."])
 
     def data_of(self, owner: str, rtype: str) -> set[str]:
         """The data of the ``owner``/``rtype`` records this instance's zones serve (as text), as
@@ -193,10 +195,11 @@ def load(path: Path, faults: Sequence[str] = (), seed: int | None = None,
     instance and at most one fault is named (each fault was validated alone) its zones differ from
     the validated ones only by this instance's keys, and are not given to named-checkzone again."""
     from . import faults as _faults
+    from . import topology, vary
     path = path / "lab.yaml" if path.is_dir() else path
     topo, src = topology.load(path)
     values = vary.draw(topo.vary, seed)
-    edits = _faults.collect(path.parent, faults, {topology.zone_name(z) for z in topo.zones}, set(topo.nodes),
+    edits = _faults.collect(path.parent, faults, {zone_name(z) for z in topo.zones}, set(topo.nodes),
                             values)
     return derive(topo, src, edits, values, keys, check_zones=not (validated and not topo.vary and len(faults) <= 1))
 
@@ -205,6 +208,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
            values: vary.Values | None = None, keys: dict[str, list[dnssec.Key]] | None = None,
            check_zones: bool = True) -> LabPlan:
     from . import faults as _faults
+    from . import vary
     edits = edits or _faults.Applied()
     values = values if values is not None else vary.draw(topo.vary, None)
     problems: list[Problem] = []
@@ -220,17 +224,17 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                                              for p in (net.ipv4, net.ipv6)):
                 bad(("vary", name, "address"), f"{v.address} overlaps network {net_name}: a drawn address could be "
                                                "a node's; take it from another lab range")
-    zone_names = {topology.zone_name(z): z for z in topo.zones}
+    zone_names = {zone_name(z): z for z in topo.zones}
     if len(zone_names) != len(topo.zones):
         bad(("zones",), "a zone is listed twice (names are compared without case and trailing dot)")
     served: dict[str, list[str]] = {z: [] for z in zone_names}
     for name, node in topo.nodes.items():
         for i, z in enumerate(node.zones):
-            if topology.zone_name(z) not in served:
-                bad(("nodes", name, "zones", i), f"zone {topology.zone_name(z)} is not defined under zones"
-                    + topology.suggest(topology.zone_name(z), set(served)))
+            if zone_name(z) not in served:
+                bad(("nodes", name, "zones", i), f"zone {zone_name(z)} is not defined under zones"
+                    + suggest(zone_name(z), set(served)))
             else:
-                served[topology.zone_name(z)].append(name)
+                served[zone_name(z)].append(name)
         if node.zones and name in roles and roles[name] != "authoritative":  # unknown kind: reported
             bad(("nodes", name, "zones"), f"a {roles.get(name)} does not serve zones; set role: authoritative")
         if roles.get(name) == "authoritative" and not node.zones:
@@ -245,7 +249,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         zone = topo.zones[original]
         if zone.primary is not None and zone.primary not in served[z]:
             bad(("zones", original, "primary"), f"the primary of {z} must be one of its servers "
-                                                f"({', '.join(served[z]) or 'none'})" + topology.suggest(
+                                                f"({', '.join(served[z]) or 'none'})" + suggest(
                                                     zone.primary, set(served[z])))
         elif zone.primary is not None and len(served[z]) < 2:
             bad(("zones", original, "primary"), f"{z} has no other server to be a secondary: add it to another "
@@ -268,8 +272,8 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
     hostnames: dict[str, str] = {}
     for name, node in topo.nodes.items():
         if roles.get(name) == "authoritative" and node.zones:
-            first = topology.zone_name(node.zones[0])
-            hostnames[name] = topology.zone_name(node.hostname or f"{name}.{first.rstrip('.')}")
+            first = zone_name(node.zones[0])
+            hostnames[name] = zone_name(node.hostname or f"{name}.{first.rstrip('.')}")
             other = next((n for n in hostnames if n != name and hostnames[n] == hostnames[name]), None)
             if other is not None and (not node.anycast or set(node.anycast) != set(topo.nodes[other].anycast)):
                 bad(("nodes", name, "hostname"), f"{hostnames[name]} is already the name of {other}: one name "
@@ -295,7 +299,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
                     bad(("nodes", name), "a client needs a resolver node in the lab")
             elif roles.get(target) != "resolver":
                 bad(("nodes", name, "resolver"), f"{target!r} is not a resolver node of this lab"
-                    + topology.suggest(target, set(resolvers)))
+                    + suggest(target, set(resolvers)))
             else:
                 client_resolver[name] = target
     if problems:
@@ -306,7 +310,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
         edit = edits.nodes.get(name, _faults.NodeEdit())
         nodes[name] = NodePlan(
             name=name, kind=node.kind, role=roles[name], interfaces=nodes_ifaces[name],
-            zones=tuple(topology.zone_name(z) for z in node.zones), hostname=hostnames.get(name),
+            zones=tuple(zone_name(z) for z in node.zones), hostname=hostnames.get(name),
             resolver=client_resolver.get(name), options=tuple(edit.options), stop=edit.stop,
             block=tuple(edit.block) + ((f"udp/53~{node.loss}",) if node.loss else ()),
             ports=_faults.port_range(edit.ports) if edit.ports else None, validate=edit.validate_,
@@ -317,7 +321,7 @@ def derive(topo: topology.Topology, src: yamlsrc.Source, edits: _faults.Applied 
             bad(("nodes", name, "clients"), f"{name} is not a resolver: only a resolver has clients")
         for i, c in enumerate(node.clients or ()):
             if c not in topo.nodes:
-                bad(("nodes", name, "clients", i), f"no node {c!r} in the lab" + topology.suggest(c, set(topo.nodes)))
+                bad(("nodes", name, "clients", i), f"no node {c!r} in the lab" + suggest(c, set(topo.nodes)))
         if node.policy is not None and roles.get(name) != "resolver":
             bad(("nodes", name, "policy"), f"{name} is not a resolver: a response policy is a resolver's")
         elif node.policy is not None and "policy" not in kinds.KINDS[node.kind].resolver_extras:
@@ -413,7 +417,7 @@ def _registry_rules(z: str, original: str, zone: topology.Zone, servers: list[st
     node = zone.registry.node
     loc = ("zones", original, "registry", "node")
     if node not in topo.nodes:
-        bad(loc, f"no node {node!r} in the lab" + topology.suggest(node, set(topo.nodes)))
+        bad(loc, f"no node {node!r} in the lab" + suggest(node, set(topo.nodes)))
     elif roles.get(node) not in (None, "registry"):
         bad(loc, f"{node} is a {topo.nodes[node].kind} node: a registry runs on a node of kind registry")
     loader = zone.primary or (servers[0] if len(servers) == 1 else None)
@@ -450,7 +454,7 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
         told at ``loc``."""
         found = nodes.get(via)
         if found is None:
-            bad(loc, f"no node {via!r} in the lab" + topology.suggest(via, set(nodes)))
+            bad(loc, f"no node {via!r} in the lab" + suggest(via, set(nodes)))
         elif found.role != "router" or found.name == name:
             bad(loc, f"{via} is not a router (kind bird) of this lab")
         else:
@@ -483,7 +487,7 @@ def _routing(topo: topology.Topology, nodes: dict[str, NodePlan], bad) -> dict[s
             bad(("nodes", name, "bgp"), f"{name} runs {node.kind}: BGP is a router's (kind bird)")
         if node.local_root:
             loc = ("nodes", name, "local_root")
-            root = next((z for k, z in topo.zones.items() if topology.zone_name(k) == "."), None)
+            root = next((z for k, z in topo.zones.items() if zone_name(k) == "."), None)
             if plan.role != "resolver":
                 bad(loc, f"{name} is not a resolver: a local copy of the root is a resolver's")
             elif "local_root" not in kinds.KINDS[node.kind].resolver_extras:
@@ -508,7 +512,7 @@ def _bgp(name: str, bgp: topology.Bgp, plan: NodePlan, topo: topology.Topology, 
         loc = ("nodes", name, "bgp", "peers", peer)
         other = topo.nodes.get(peer)
         if other is None or peer == name:
-            bad(loc, f"no other node {peer!r} in the lab" + topology.suggest(peer, set(topo.nodes) - {name}))
+            bad(loc, f"no other node {peer!r} in the lab" + suggest(peer, set(topo.nodes) - {name}))
         elif other.bgp is None:
             bad(loc, f"{peer} speaks no BGP (give it bgp:, on a bird node)")
         elif name not in other.bgp.peers:
@@ -524,7 +528,7 @@ def _bgp(name: str, bgp: topology.Bgp, plan: NodePlan, topo: topology.Topology, 
         via = nodes.get(a.via)
         hop = plan.hop(via, a.prefix.version) if via else None
         if via is None:
-            bad(loc, f"no node {a.via!r} in the lab" + topology.suggest(a.via, set(nodes)))
+            bad(loc, f"no node {a.via!r} in the lab" + suggest(a.via, set(nodes)))
         elif not hop:
             bad(loc, f"{name} shares no IPv{a.prefix.version} network with {a.via}")
         elif a.health and via.role not in ("authoritative", "resolver"):
@@ -559,7 +563,7 @@ def _roles(topo: topology.Topology, bad) -> dict[str, str]:
     for name, node in topo.nodes.items():
         kind = kinds.KINDS.get(node.kind)
         if kind is None:
-            bad(("nodes", name, "kind"), f"unknown kind {node.kind!r}" + topology.suggest(node.kind, set(kinds.KINDS))
+            bad(("nodes", name, "kind"), f"unknown kind {node.kind!r}" + suggest(node.kind, set(kinds.KINDS))
                 + f" (known: {', '.join(sorted(kinds.KINDS))})")
             continue
         role = node.role or (kind.roles[0] if len(kind.roles) == 1 or not node.zones else "authoritative")
@@ -574,6 +578,7 @@ def _roles(topo: topology.Topology, bad) -> dict[str, str]:
 
 
 def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, ...]]:
+    from . import topology
     """Explicit addresses are checked first; the others get the next free host address.
 
     The last host address of each prefix is kept free for a backend's gateway.
@@ -592,7 +597,7 @@ def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, .
             for net in node.interfaces:
                 if net not in topo.networks:
                     bad(("nodes", name, "interfaces", net), f"no network {net!r} in the lab's networks"
-                        + topology.suggest(net, set(topo.networks)))
+                        + suggest(net, set(topo.networks)))
     taken: dict[tuple[str, int], dict[str, str]] = {}
     for name, ifaces in attach.items():
         for net_name, iface in ifaces.items():

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from . import yamlsrc
 from .errors import InputProblems, Problem
+from .names import suggest, zone_name
 
 NAME = r"^[a-z][a-z0-9-]{0,23}$"
 LAB_RANGES = tuple(ipaddress.ip_network(n) for n in (
@@ -24,12 +25,6 @@ LAB_RANGES = tuple(ipaddress.ip_network(n) for n in (
 def in_lab_ranges(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     """True when a prefix lies inside the documentation/benchmark ranges labs may use."""
     return any(net.version == r.version and net.subnet_of(r) for r in LAB_RANGES)
-
-
-def zone_name(name: str) -> str:
-    """Canonical absolute zone name: lower case, one trailing dot (``.`` for the root)."""
-    name = name.strip().lower().rstrip(".")
-    return name + "." if name else "."
 
 
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
@@ -329,14 +324,6 @@ def schema_problems(exc: ValidationError, src: yamlsrc.Source, model: type[BaseM
                 f" (known: {', '.join(known)})"
         problems.append(Problem(src.where(loc), f"{path}: {msg}" if path else msg))
     return problems
-
-
-def suggest(word: str, known: set[str]) -> str:
-    """`` (did you mean 'x'?)`` for a near-miss of ``word`` among ``known``, else ``""``."""
-    import difflib
-    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6) or sorted(
-        k for k in known if min(len(k), len(word)) >= 3 and (k.startswith(word) or word.startswith(k)))
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def field_names(model: type[BaseModel]) -> set[str]:

@@ -31,6 +31,7 @@ import dns.message
 
 from . import dnsquery
 from .errors import LabError
+from .names import zone_name
 
 
 class LabProblem(Exception):
@@ -178,7 +179,7 @@ class Lab:
         has the wrong digest or matches no key-signing key of the zone is refused, with the
         reason. Returns what was published in the parent."""
         from . import registry
-        name = _zone_name(zone)
+        name = zone_name(zone)
         try:
             if self._instance:
                 return self._instance.submit_ds(name, records)
@@ -369,7 +370,7 @@ class Lab:
     def zone_file(self, node: str, zone: str) -> Path:
         """Where ``node`` keeps its copy of ``zone``."""
         info = self._node(node)
-        name = _zone_name(zone)
+        name = zone_name(zone)
         if name not in info.zones:
             raise _shown(LabProblem(f"node {node} does not serve zone {zone} (it serves: {' '.join(info.zones) or 'none'})"))
         return self.node_dir(node) / "zones" / self._zones[name]["file"]
@@ -387,7 +388,7 @@ class Lab:
         The daemon keeps serving the old zone until :meth:`reload`; remember the SOA serial.
         """
         path = self.zone_file(node, zone)
-        origin = _zone_name(zone)
+        origin = zone_name(zone)
         with tempfile.NamedTemporaryFile("w", suffix=".zone") as tmp:
             tmp.write(text)
             tmp.flush()
@@ -432,13 +433,6 @@ class Lab:
         if not reply.get("ok"):
             raise _shown(LabProblem(reply.get("error", f"{op} failed")))
         return reply
-
-
-def _zone_name(zone: str) -> str:
-    """``test`` -> ``test.``: the rule of :func:`dnslab.topology.zone_name`, without importing
-    pydantic (and its half second) into every trainee's kernel."""
-    name = zone.strip().lower().rstrip(".")
-    return name + "." if name else "."
 
 
 def _shown(exc: LabProblem) -> LabProblem:

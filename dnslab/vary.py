@@ -15,7 +15,8 @@ import re
 from typing import Any, Callable
 
 from .errors import InputProblems, Problem
-from .topology import Vary, suggest
+from .names import suggest
+from .topology import Vary
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 CONSONANTS, VOWELS = "bdfgkmnprstvz", "aeiou"

@@ -25,11 +25,56 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from . import dnssec, faults, vary, yamlsrc
+from typing import TYPE_CHECKING
+
+from . import dnssec
 from .errors import EnvError, InputProblems, Problem
-from .topology import Dnssec, Registry, zone_name
+from .names import zone_name
+
+if TYPE_CHECKING:  # the lab file's side: what render_all reads, not what a plan made before holds
+    from . import faults, yamlsrc
 
 MAX_ZONE_BYTES = 512 << 10  # a lab's zone is small; the check of one this size takes well under a second
+
+
+@dataclass(frozen=True)
+class Nsec3Plan:
+    """NSEC3 parameters of a signed zone (the lab file's ``dnssec.nsec3``)."""
+
+    iterations: int = 0
+    salt_length: int = 0
+    opt_out: bool = False
+
+
+@dataclass(frozen=True)
+class SigningPlan:
+    """How a zone is signed (the lab file's ``dnssec:``, field for field)."""
+
+    algorithm: str = "ECDSAP256SHA256"
+    nsec3: Nsec3Plan | None = None
+    timers: str = "standard"
+    ds: bool = True
+    zonemd: bool = False
+    signal: bool = False
+
+
+@dataclass(frozen=True)
+class RegistryPlan:
+    """The registry node managing a zone's children's DS (the lab file's ``registry:``)."""
+
+    node: str
+    interval: float = 2
+    stable: int = 3
+    bootstrap: str = "delay"
+
+
+def _plain(cls: type, model, **nested: type):
+    """The lab file's ``model`` (a schema object, or None) as ``cls``, the plan's dataclass of the
+    same fields; ``nested``: the plan dataclass of each field that holds a schema object itself."""
+    if model is None:
+        return None
+    return cls(**{f.name: _plain(nested[f.name], getattr(model, f.name)) if f.name in nested
+                  else getattr(model, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -41,9 +86,9 @@ class ZonePlan:
     text: str                          # the zone file every server loads (the primary's, with a primary)
     primary: str | None = None         # the node the others transfer it from (None: each loads its copy)
     tsig: bool = False                 # transfers and NOTIFY signed with a key of the zone's own
-    dnssec: Dnssec | None = None       # signed: the signer's policy (lab file)
+    dnssec: SigningPlan | None = None  # signed: the signer's policy (lab file)
     keys: tuple[dnssec.Key, ...] = ()  # signed: this instance's KSK and ZSK
-    registry: Registry | None = None   # the registry node that manages its children's DS
+    registry: RegistryPlan | None = None  # the registry node that manages its children's DS
     ttl: int = 3600                    # the zone's default TTL ($TTL)
     signing_fault: faults.SignedEdit | None = None  # what a fault makes the offline signer do wrong
     transfers: str | None = None       # a fault's: "any" (anyone may copy it), "address" (TSIG dropped)
@@ -109,6 +154,7 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
     to its node; ``edits`` are the faults' changes; ``values`` fill the ``{{ name }}`` of author
     records and zone files; ``keys`` are the signed zones' keys (their DS go in the parent).
     """
+    from . import faults
     keys = keys or {}
     edits = edits or faults.Applied()
     # the primary first (SOA MNAME); anycast sites sharing a name, that name once
@@ -145,8 +191,9 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
         places[z] = [f"zone {z}", f"zone {z}"] + where + sources[z].places
         transfers = edits.transfers.get(z, spec.transfers)
         plans[z] = ZonePlan(z, tuple(served[z]), tuple(servers[z]), parent, text,
-                            spec.primary, bool(spec.primary and spec.tsig and transfers != "address"), spec.dnssec,
-                            tuple(keys.get(z, ())) if spec.dnssec else (), spec.registry, spec.ttl,
+                            spec.primary, bool(spec.primary and spec.tsig and transfers != "address"),
+                            _plain(SigningPlan, spec.dnssec, nsec3=Nsec3Plan), tuple(keys.get(z, ())) if spec.dnssec
+                            else (), _plain(RegistryPlan, spec.registry), spec.ttl,
                             edits.signed[z][0] if z in edits.signed else None, transfers)
     with ThreadPoolExecutor(max_workers=4) as pool:
         for z, found in zip(plans, pool.map(lambda z: named_checkzone(z, plans[z].text), plans if check else ())):
@@ -162,6 +209,7 @@ def render_all(specs: dict, served: dict[str, list[str]], hostnames: dict[str, s
 
 
 def _author_source(zone: str, spec, src: yamlsrc.Source, directory: Path, values: dict[str, str]) -> _Source:
+    from . import vary, yamlsrc
     key = next(k for k in src.data.get("zones", {}) if zone_name(k) == zone)
     lines: list[str] = []
     places: list[str] = []

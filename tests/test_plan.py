@@ -699,27 +699,27 @@ def test_keys_made_ahead_are_each_given_once(tmp_path, monkeypatch):
     """Keys come from root's pool, made ahead: every key taken is gone from it (eight takers at
     once share none), an empty pool makes keys on the spot, and a refill tops it up again."""
     import threading
-    from dnslab import dnssec, keypool
+    from dnslab import dnssec, pool
     monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
     made = [dnssec.make("a.test.", 8) for _ in range(2)]
     assert not list((tmp_path / "cache").glob("keys-*/*"))  # nothing there yet: made on the spot
     (tmp_path / "cache" / "keys-8" / "old.pem").write_text("a key as an earlier dnslab kept it")
     dnssec.refill({"a.test.": made[0], "b.test.": dnssec.make("b.test.", 13)})
-    pooled = {p.read_text() for p in (tmp_path / "cache" / "keys-8").iterdir()}  # the old one removed
-    assert len(pooled) == keypool.SIZE and len(list((tmp_path / "cache" / "keys-13").iterdir())) == keypool.SIZE
-    taken: list[str | None] = []
-    threads = [threading.Thread(target=lambda: taken.append(keypool.take(8))) for _ in range(8)]
+    pooled = {p.read_bytes() for p in (tmp_path / "cache" / "keys-8").iterdir()}  # the old one removed
+    assert len(pooled) == dnssec.AHEAD and len(list((tmp_path / "cache" / "keys-13").iterdir())) == dnssec.AHEAD
+    taken: list[bytes | None] = []
+    threads = [threading.Thread(target=lambda: taken.append(pool.take("keys-8"))) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    given = [text for text in taken if text is not None]
-    assert sorted(given) == sorted(pooled) and taken.count(None) == 8 - keypool.SIZE
+    given = [data for data in taken if data is not None]
+    assert sorted(given) == sorted(pooled) and taken.count(None) == 8 - dnssec.AHEAD
     keys = dnssec.make("c.test.", 8)  # the pool is empty: fresh keys, still a valid pair
-    assert len({k.secret for k in keys} | {json.loads(t)[1] for t in given}) == len(given) + 2
+    assert len({k.secret for k in keys} | {json.loads(data)[1] for data in given}) == len(given) + 2
     assert all(k.tag for k in keys)
     dnssec.refill({"c.test.": keys})
-    assert len(list((tmp_path / "cache" / "keys-8").glob("*.key"))) == keypool.SIZE
+    assert len(list((tmp_path / "cache" / "keys-8").glob("*.item"))) == dnssec.AHEAD
 
 
 def test_keys_kept_by_an_earlier_dnslab_still_serve():

@@ -310,3 +310,48 @@ def test_a_validated_folders_zones_are_checked_again_only_when_they_can_differ(m
         checked.clear()
         plan.load(folder, faults, validated=validated)
         assert bool(checked) == again, (folder.name, faults, validated)
+
+
+def test_each_up_takes_the_plan_the_last_one_made(tmp_path, monkeypatch):
+    """`up` of a validated folder takes the plan the previous `up` left made (keys of its own; a
+    made plan is given once), never with faults named, never one made of the folder before a change;
+    a folder that draws values per instance gets none made."""
+    from dnslab import labfolder
+    monkeypatch.setenv("DNSLAB_CACHE", str(tmp_path / "cache"))
+    made = tmp_path / "cache" / "plans"
+    d, drawn = tmp_path / "dnssec-signing", tmp_path / "dns-basics"
+    for folder in (d, drawn):
+        shutil.copytree(REPO / "labs" / folder.name, folder)
+    first = labfolder.validate(d).plan
+    labfolder.prepare(d)
+    assert len(list(made.glob("*/*.item"))) == 1
+    loads: list[tuple] = []
+    load = labfolder._plan.load
+    monkeypatch.setattr(labfolder._plan, "load", lambda *a, **k: loads.append(a) or load(*a, **k))
+    taken = labfolder.plan_for_up(d)
+    assert not loads and not list(made.glob("*/*.item"))
+    assert taken.nodes == first.nodes and taken.zones.keys() == first.zones.keys()
+    assert taken.trust_anchor.secret != first.trust_anchor.secret  # keys of its own
+    again = labfolder.plan_for_up(d)  # none left: the lab file's plan
+    assert len(loads) == 1 and again.trust_anchor.secret not in (first.trust_anchor.secret, taken.trust_anchor.secret)
+    labfolder.prepare(d)
+    assert labfolder.plan_for_up(d, ("ds-mismatch",)).zones["test."].text != taken.zones["test."].text
+    assert len(list(made.glob("*/*.item"))) == 1 and len(loads) == 3  # prepare's, the fault's: the made plan stays
+    (d / "lab.yaml").write_text((d / "lab.yaml").read_text() + "# changed\n")
+    labfolder.plan_for_up(d)  # validated whole, as it now is
+    assert len(list(made.glob("*/*.item"))) == 1
+    labfolder.validate(drawn)
+    labfolder.prepare(drawn)
+    assert len(list(made.glob("*/*.item"))) == 1
+
+
+def test_the_plans_signing_and_registry_have_the_lab_files_fields():
+    """A plan holds a zone's signing policy and registry as plain data (a plan made ahead is read
+    without the schema's library), field for field what the lab file says."""
+    import dataclasses
+    from dnslab import topology, zones
+    for plain, schema in ((zones.SigningPlan, topology.Dnssec), (zones.Nsec3Plan, topology.Nsec3),
+                          (zones.RegistryPlan, topology.Registry)):
+        assert [f.name for f in dataclasses.fields(plain)] == list(schema.model_fields)
+        assert all(f.default == schema.model_fields[f.name].default for f in dataclasses.fields(plain)
+                   if f.default is not dataclasses.MISSING)

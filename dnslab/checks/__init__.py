@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import vary, yamlsrc
 from ..errors import InputProblems, LabError, Problem
-from ..topology import schema_problems, suggest, zone_name
+from ..names import suggest, zone_name
+from ..topology import schema_problems
 from . import anycast as _anycast
 from . import dns as _dns
 from . import dnssec as _dnssec

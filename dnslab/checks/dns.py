@@ -11,7 +11,7 @@ import dns.rdata
 import dns.rdatatype
 from pydantic import Field
 
-from ..topology import zone_name as _zone
+from ..names import zone_name as _zone
 from .base import Check, ask
 from .result import Evidence
 

@@ -15,7 +15,7 @@ import dns.rdatatype
 from pydantic import Field
 
 from .. import dnssec
-from ..topology import zone_name as _zone
+from ..names import zone_name as _zone
 from .base import Check, ask
 from .dns import Resolves
 
