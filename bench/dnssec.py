@@ -9,8 +9,8 @@ floor, and the wall time of key rollovers on each signer, in one run.
    resolvers) against the shared floor ``/work/shared/bench/floor-lab.sh up 0 1`` (a bare script:
    5 nodes, the root and test. signed by dnssec-signzone, example.test by Knot, keys made by
    dnssec-keygen, one Unbound validating from its root key), in turn; dnslab both as every `up`
-   after the first runs (the folder's validation remembered) and as the first (the folder's record
-   and the compiled templates removed). Each is timed from
+   after the first runs (the folder's validation remembered, the plan the previous `up` made ahead
+   taken) and as the first (the folder's record and the compiled templates removed). Each is timed from
    launching the command until ``www.example.test A`` asked with DO from the client's network
    namespace, every 10 ms, comes back from the (Unbound) resolver with the address and the AD flag.
 2. Rollovers on ``dnssec-rollover`` (lab timers): a ZSK, a KSK (new DS from the CDS, by the
@@ -105,13 +105,15 @@ def first_ad(cmd: list[str], netns: str, server: str, qname: str, want: str) -> 
 
 def startup(runs: int) -> dict[str, list[float]]:
     """Start-ups of the floor, of dnslab with the folder validated before (``dnslab``: its
-    fingerprint remembered, as for every `up` after the first) and without (``cold``: the folder's
-    record and the compiled templates removed first, so the whole folder is validated and the
-    templates compiled; the RSA key pool stays, as any earlier `up` of a lab with RSA keys leaves
-    it), in turn."""
+    fingerprint remembered and the plan the previous `up` made taken, as for every `up` after the
+    first) and without (``cold``: the folder's record and the compiled templates removed first, so
+    the whole folder is validated and the templates compiled; the key pools stay, as any earlier
+    `up` of a signed lab leaves them), in turn."""
     out: dict[str, list[float]] = {"floor": [], "dnslab": [], "cold": []}
     resolver = lab.load_plan(lab.find_lab("dnssec-signing")).nodes["resolver-unbound"].address
     subprocess.run([*DNSLAB, "validate", "dnssec-signing"], capture_output=True)
+    for cmd in (["up", "dnssec-signing", "--name", INSTANCE], ["down", INSTANCE]):  # the first up: not counted
+        subprocess.run([*DNSLAB, *cmd], capture_output=True)
     for i in range(runs):
         order = ("floor", "dnslab", "cold") if i % 2 == 0 else ("cold", "dnslab", "floor")
         for system in order:

@@ -99,6 +99,9 @@ class Key:
                    f"{self.secret}Created: {stamp}\nPublish: {stamp}\nActivate: {stamp}\n")
         return {f"{self.basename}.key": public, f"{self.basename}.private": private}
 
+    def __reduce__(self):  # pickled (a plan made ahead) as its fields: what is derived is derived again
+        return Key, (self.zone, self.role, self.algorithm, self.public, self.secret, self.created)
+
     def to_state(self) -> dict:
         return {"zone": self.zone, "role": self.role, "algorithm": self.algorithm, "public": self.public,
                 "secret": self.secret, "created": self.created}

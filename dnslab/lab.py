@@ -599,7 +599,8 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         check_name(n)
     if len(set(names)) != len(names):
         raise InputError("instance names must be unique")
-    lab = labfolder.plan_for_up(lab_dir, tuple(faults))  # a lab `validate` rejects is not brought up
+    # a lab `validate` rejects is not brought up; a plan made ahead serves a first instance without keys given
+    lab = labfolder.plan_for_up(lab_dir, tuple(faults), made=not any((dnssec_keys or {}).get(n) for n in names[:1]))
     backend = backends.get(backend_name)
     backend.preflight(lab, {exe: pkg for n in lab.nodes.values() for exe, pkg in kinds.KINDS[n.kind].needs(n, lab).items()})
     t0 = time.monotonic()

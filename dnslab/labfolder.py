@@ -102,13 +102,15 @@ def _validate(lab_dir: Path, with_faults: tuple[str, ...], memo: Path | None, ke
     return Folder(lab_dir, lab, checks or [], names, ex)
 
 
-def plan_for_up(lab_dir: Path, with_faults: tuple[str, ...] = ()) -> _plan.LabPlan:
+def plan_for_up(lab_dir: Path, with_faults: tuple[str, ...] = (), made: bool = True) -> _plan.LabPlan:
     """The plan ``up`` brings up, from a folder ``validate`` accepts: when this very folder passed
-    before (nothing in it, in its exercise or in dnslab changed since), the lab file's plan alone,
-    without checking the whole folder again."""
+    before (nothing in it, in its exercise or in dnslab changed since), the plan an earlier ``up``
+    made ahead (with ``made``, and no faults), else the lab file's plan alone, without checking the
+    whole folder again."""
     memo, key = _memo(lab_dir)
     if memo is not None and key is not None and (memo / key).is_file():
-        return (None if with_faults else _made_plan(key)) or _plan.load(lab_dir, with_faults, validated=True)
+        return (_made_plan(key) if made and not with_faults else None) or \
+            _plan.load(lab_dir, with_faults, validated=True)
     return _validate(lab_dir, with_faults, memo, key).plan
 
 
