@@ -650,7 +650,8 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
         _wait_ready(instances, progress, t0)
         # what this up took from root's pools (keys, the plan) made again, while the rest goes on
         refill = threading.Thread(target=_make_ahead, args=(lab_dir, {z: ks for i in instances
-                                                                      for z, ks in i.plan.keys.items()}), daemon=True)
+                                                                      for z, ks in i.plan.keys.items()},
+                                                            not lab.values), daemon=True)
         refill.start()
         for inst in instances:
             inst.apply_runtime_faults()
@@ -668,10 +669,12 @@ def up(lab_dir: Path, names: Sequence[str], backend_name: str = "netns",
     return instances
 
 
-def _make_ahead(lab_dir: Path, keys: dict[str, list]) -> None:
-    """The plan of the next ``up`` of its folder made, then the keys an ``up`` took (and that plan)."""
+def _make_ahead(lab_dir: Path, keys: dict[str, list], plan_ahead: bool) -> None:
+    """The plan of the next ``up`` of its folder made (``plan_ahead``: not for a lab that draws
+    values per instance), then the keys an ``up`` took (and that plan)."""
     from . import dnssec, labfolder
-    labfolder.prepare(lab_dir)
+    if plan_ahead:
+        labfolder.prepare(lab_dir)
     dnssec.refill(keys)
 
 
