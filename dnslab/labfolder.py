@@ -119,7 +119,7 @@ def _made_plan(key: str) -> _plan.LabPlan | None:
     data = pool.take(f"plans/{key}")
     try:
         return pickle.loads(data) if data else None  # written by root in root's cache, as the templates are
-    except Exception:  # noqa: BLE001  (an entry it cannot read is made again)
+    except Exception:  # an entry it cannot read: made again by the next prepare
         return None
 
 
@@ -139,7 +139,10 @@ def prepare(lab_dir: Path) -> None:
         return None if made.values or _fingerprint(lab_dir) != key else pickle.dumps(made)
     pool.fill(f"plans/{key}", 1, make)
     plans = cache.directory("plans")
-    kept = sorted(plans.iterdir(), key=lambda d: d.stat().st_mtime, reverse=True) if plans else []
+    try:
+        kept = sorted(plans.iterdir(), key=lambda d: d.stat().st_mtime, reverse=True) if plans else []
+    except OSError:  # another up pruning at once
+        return
     for old in kept[PLANS_KEPT:]:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import dns.name
-
-from typing import TYPE_CHECKING
 
 from . import dnssec, kinds, rpz, zones
 from .errors import InputProblems, Problem

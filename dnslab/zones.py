@@ -18,14 +18,13 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.zone
-
-from typing import TYPE_CHECKING
 
 from . import dnssec
 from .errors import EnvError, InputProblems, Problem
