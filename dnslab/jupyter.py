@@ -13,9 +13,9 @@ over, so nothing of root's ever connects to a path the trainee controls.
 The server's configuration, token and only kernelspec live in root-owned dirs
 (``jupyter-etc/``, readable by the trainee's group; ``jupyter-data/``), named by
 ``JUPYTER_CONFIG_DIR``/``JUPYTER_DATA_DIR``/``JUPYTER_PATH``; the kernelspec manager
-(:class:`dnslab.kernelspecs.ConfinedKernelSpecManager`) looks kernels up only there and refuses any name outside ``allowed_kernelspecs``, so a
-spec planted in the home starts nothing. Even if it did, it would run as the same
-unprivileged user in the same namespace as the server.
+(:class:`dnslab.kernelspecs.ConfinedKernelSpecManager`) looks kernels up only there and refuses
+any name outside ``allowed_kernelspecs``, so a spec planted in the home starts nothing. Even if
+it did, it would run as the same unprivileged user in the same namespace as the server.
 """
 from __future__ import annotations
 
