@@ -57,6 +57,16 @@ def test_fresh_lab_north_reaches_its_site_and_south_the_global_one(anycast):
     assert all("at root-c, expected root-b" in failed[i] for i in ("south-resolver-site", "south-client-site"))
 
 
+def test_every_ipv6_address_is_usable_at_once_anycast_loopbacks_too(anycast):
+    """No address waits for duplicate detection: a tentative one (the kernel's work queue may get to
+    it after a daemon binds, on a loaded host) made NSD exit with EADDRNOTAVAIL."""
+    for node in ("root-a", "root-c", "r-north"):
+        shown = anycast.exec(node, ["ip", "-6", "-o", "addr", "show", "scope", "global"], capture=True).stdout
+        assert shown.strip() and all(" nodad" in line for line in shown.splitlines()), (node, shown)
+    assert "2001:db8:53::1/128" in anycast.exec("root-a", ["ip", "-6", "-o", "addr", "show", "dev", "lo"],
+                                                capture=True).stdout
+
+
 def test_every_router_originates_or_learns_the_anycast_prefix_and_nothing_leaks(anycast):
     """Site routers announce only their own prefixes (no transit): north reaches south's network
     over the core, not through site C."""

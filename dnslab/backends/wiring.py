@@ -115,7 +115,10 @@ def link(state: State, lab: LabPlan) -> None:
                             f"link set {iface.ifname} addrgenmode none\n"
                             f"addr add {local}/64 dev {iface.ifname} nodad\n")
             cmds.append(f"link set {iface.ifname} up\n")
-        cmds += [f"addr add {a}/{128 if ':' in a else 32} dev lo\n" for a in node.anycast]
+        # IPv6 ones without duplicate detection too: tentative until the kernel's work queue gets to
+        # them, which on a loaded host came after a daemon's bind (EADDRNOTAVAIL)
+        cmds += [f"addr add {a}/128 dev lo nodad\n" if ":" in a else f"addr add {a}/32 dev lo\n"
+                 for a in node.anycast]
         cmds += [f"route add {'::/0' if ':' in a else '0.0.0.0/0'} via {a}\n" for a in node.gateway]
         cmds += [f"route add {prefix} via {hop}\n" for prefix, hop in node.routes]
         batches.append((("-n", node_ns(inst, node.name)), "".join(cmds)))
