@@ -576,11 +576,11 @@ def _roles(topo: topology.Topology, bad) -> dict[str, str]:
 
 
 def _addresses(topo: topology.Topology, bad) -> dict[str, tuple[InterfacePlan, ...]]:
-    from . import topology
     """Explicit addresses are checked first; the others get the next free host address.
 
     The last host address of each prefix is kept free for a backend's gateway.
     """
+    from . import topology
     attach: dict[str, dict[str, topology.Interface]] = {}
     for name, node in topo.nodes.items():
         if node.interfaces is None:
